@@ -1,0 +1,3 @@
+from pipeline_engine.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The command line: parse, call ``service``, render. Nothing else lives here.
+
+Exit codes: 0 success; 1 a check found a cycle (later: a run failed); 2 a usage or
+validation error; 3 a database error; 130 interrupted.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+import simplejson
+
+from pipeline_engine import __version__, service
+from pipeline_engine.db import Database, connect
+from pipeline_engine.errors import PipelineEngineError
+from pipeline_engine.graphfile import FORMATS
+from pipeline_engine.settings import Settings
+
+PROG = "pipeline-engine"
+
+
+class Context:
+    """What every command gets: the database URL, opened on first use."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = connect(self.url)
+        return self._db
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _echo_json(data) -> None:
+    click.echo(simplejson.dumps(data, indent=2))
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_url", metavar="URL",
+              help="Database URL (any SQLAlchemy URL). Default: $PIPELINE_ENGINE_DB, else the SQLite file "
+                   "~/.local/share/pipeline_engine/pipeline_engine.db.")
+@click.version_option(__version__, prog_name=PROG)
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None) -> None:
+    """pipeline_engine: define, check, seal and run DAGs of shell scripts, state kept in SQL."""
+    ctx.obj = Context(db_url or Settings.from_env().db)
+
+
+# --- db ----------------------------------------------------------------------------------
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply the schema migrations (any backend)."""
+    database = Database(ctx.url, auto_migrate=True)
+    before, after = database.upgrade()
+    if before == after:
+        click.echo(f"{database.safe_url}: schema is up to date ({after})")
+    else:
+        click.echo(f"{database.safe_url}: schema upgraded from {before or 'empty'} to {after}")
+
+
+# --- graph -------------------------------------------------------------------------------
+
+@cli.group()
+def graph() -> None:
+    """Define, check, seal and inspect graphs."""
+
+
+@graph.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", help="Import under this name instead of the file's.")
+@click.option("--check", "do_check", is_flag=True, help="Also check the graph for cycles.")
+@click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
+@pass_ctx
+def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
+    """Create a draft graph from a YAML or JSON graph file."""
+    info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
+    click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
+
+
+@graph.command("check")
+@click.argument("name")
+@pass_ctx
+def graph_check(ctx: Context, name: str) -> None:
+    """Check a graph for cycles; an acyclic draft becomes checked. Exit 1 on a cycle."""
+    result = service.check_graph(ctx.db, name)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"graph '{name}' is {result.status}: {len(result.order)} vertices in order: "
+               + " -> ".join(result.order))
+
+
+@graph.command("seal")
+@click.argument("name")
+@pass_ctx
+def graph_seal(ctx: Context, name: str) -> None:
+    """Seal a checked graph: it never changes again, and it can run."""
+    service.seal_graph(ctx.db, name)
+    click.echo(f"graph '{name}' is sealed")
+
+
+@graph.command("copy")
+@click.argument("name")
+@click.argument("new")
+@pass_ctx
+def graph_copy(ctx: Context, name: str, new: str) -> None:
+    """Copy a graph into a new editable draft."""
+    info = service.copy_graph(ctx.db, name, new)
+    click.echo(f"graph '{name}' copied to draft '{info.name}'")
+
+
+@graph.command("rename")
+@click.argument("name")
+@click.argument("new")
+@pass_ctx
+def graph_rename(ctx: Context, name: str, new: str) -> None:
+    """Rename a graph."""
+    service.rename_graph(ctx.db, name, new)
+    click.echo(f"graph '{name}' renamed to '{new}'")
+
+
+@graph.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def graph_list(ctx: Context, as_json: bool) -> None:
+    """List the graphs."""
+    graphs = service.list_graphs(ctx.db)
+    if as_json:
+        _echo_json([g.to_dict() for g in graphs])
+    elif not graphs:
+        click.echo("no graphs")
+    else:
+        _table(["NAME", "STATUS", "VERTICES", "EDGES", "UPDATED", "DESCRIPTION"],
+               [[g.name, g.status, str(g.vertices), str(g.edges), _when(g.updated_at), g.description]
+                for g in graphs])
+
+
+@graph.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def graph_show(ctx: Context, name: str, as_json: bool) -> None:
+    """Show a graph: status, vertices with their inputs, edges."""
+    detail = service.show_graph(ctx.db, name)
+    if as_json:
+        _echo_json(detail.to_dict())
+        return
+    info, spec = detail.info, detail.spec
+    click.echo(f"graph:       {info.name}")
+    if info.description:
+        click.echo(f"description: {info.description}")
+    click.echo(f"status:      {info.status}" + (f" (sealed {_when(info.sealed_at)})" if info.sealed_at else ""))
+    click.echo(f"updated:     {_when(info.updated_at)}")
+    preds: dict[str, list[str]] = {v.name: [] for v in spec.vertices}
+    for tail, head in spec.edges:
+        preds[head].append(tail)
+    click.echo(f"vertices:    {len(spec.vertices)}")
+    for v in spec.vertices:
+        extras = [f"timeout {v.timeout:g}s" if v.timeout else "", f"retries {v.retries}" if v.retries else "",
+                  f"after {', '.join(preds[v.name])}" if preds[v.name] else ""]
+        extra = ", ".join(x for x in extras if x)
+        click.echo(f"  {v.name}" + (f"  ({extra})" if extra else "") + (f"  - {v.description}" if v.description else ""))
+        for line in v.script.splitlines():
+            click.echo(f"      | {line}")
+        for input_name, schema in v.inputs.items():
+            bits = [schema.get("type", "str")]
+            if schema.get("required", True) and "default" not in schema:
+                bits.append("required")
+            if "default" in schema:
+                bits.append(f"default {schema['default']!r}")
+            if "choices" in schema:
+                bits.append("one of " + ", ".join(schema["choices"]))
+            for key in ("min", "max", "pattern"):
+                if key in schema:
+                    bits.append(f"{key} {schema[key]!r}")
+            desc = f"  - {schema['description']}" if schema.get("description") else ""
+            click.echo(f"      {{{input_name}}}: {', '.join(bits)}{desc}")
+    click.echo(f"edges:       {len(spec.edges)}")
+    for tail, head in spec.edges:
+        click.echo(f"  {tail} -> {head}")
+
+
+@graph.command("export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@pass_ctx
+def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
+    """Print a graph as a graph file that imports to the same graph."""
+    text = service.export_graph(ctx.db, name, fmt)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@graph.command("delete")
+@click.argument("name")
+@click.option("--with-runs", is_flag=True, help="Also delete the graph's finished runs.")
+@pass_ctx
+def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
+    """Delete a graph, its vertices and edges."""
+    service.delete_graph(ctx.db, name, with_runs=with_runs)
+    click.echo(f"graph '{name}' deleted")
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def _fail(message: str, code: int) -> None:
+    for line in message.splitlines() or [""]:
+        click.echo(f"{PROG}: error: {line}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Errors a user can cause print one line per problem, never a traceback."""
+    try:
+        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _fail(exc.format_message() + hint, 2)
+    except click.exceptions.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code or 2)
+    except click.exceptions.Abort:
+        click.echo("", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except PipelineEngineError as exc:
+        _fail(str(exc), exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,224 @@
+"""SQLAlchemy tables. No behaviour here: every query lives in ``store``.
+
+The database enforces what it can: unique graph names, unique vertex names within a
+graph, edges that join two vertices of their own graph (composite foreign keys), once,
+never a vertex to itself, and the state words.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import simplejson
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from pipeline_engine.states import GraphStatus, PipelineState, TrackState
+
+NAME_LENGTH = 200
+
+# Stable constraint names, so migrations and the DDL in sql/ are the same on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# MySQL/MariaDB compare strings case-insensitively by default; names are compared
+# byte for byte on every backend, so "A" and "a" are two vertices everywhere.
+Name = String(NAME_LENGTH).with_variant(
+    mysql.VARCHAR(NAME_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+# TEXT is 64 KiB on MySQL: scripts and captured output need more.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes, stored as naive UTC with microseconds on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class JSONText(TypeDecorator):
+    """A JSON document kept as text (simplejson), identical on every backend."""
+
+    impl = LongText
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect):
+        return None if value is None else simplejson.dumps(value, sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect):
+        return None if value is None else simplejson.loads(value)
+
+
+def _words(enum) -> str:
+    return ", ".join(f"'{m.value}'" for m in enum)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+class Graph(Base):
+    __tablename__ = "graph"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_words(GraphStatus)})", name="status"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Name, unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=GraphStatus.DRAFT.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Vertex(Base):
+    __tablename__ = "vertex"
+    __table_args__ = (
+        UniqueConstraint("graph_id", "name"),
+        # the target of the edges' composite foreign keys
+        UniqueConstraint("graph_id", "id"),
+        CheckConstraint("timeout IS NULL OR timeout > 0", name="timeout"),
+        CheckConstraint("retries >= 0", name="retries"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph_id: Mapped[int] = mapped_column(ForeignKey("graph.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Name)
+    #: declaration order, kept for export and display
+    position: Mapped[int] = mapped_column(Integer)
+    script: Mapped[str] = mapped_column(LongText)
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: input schema: {input name: {type, required, default, ...}}
+    inputs: Mapped[dict] = mapped_column(JSONText, default=dict)
+    #: seconds; None means no limit
+    timeout: Mapped[float | None] = mapped_column(Double)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Edge(Base):
+    __tablename__ = "edge"
+    __table_args__ = (
+        # Both ends belong to the edge's own graph: the foreign keys include graph_id.
+        ForeignKeyConstraint(["graph_id", "tail_id"], ["vertex.graph_id", "vertex.id"], ondelete="CASCADE",
+                             name="fk_edge_tail_vertex"),
+        ForeignKeyConstraint(["graph_id", "head_id"], ["vertex.graph_id", "vertex.id"], ondelete="CASCADE",
+                             name="fk_edge_head_vertex"),
+        UniqueConstraint("graph_id", "tail_id", "head_id"),
+        Index(None, "graph_id", "head_id"),
+        CheckConstraint("tail_id <> head_id", name="no_self_loop"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph_id: Mapped[int] = mapped_column(Integer)
+    tail_id: Mapped[int] = mapped_column(Integer)
+    head_id: Mapped[int] = mapped_column(Integer)
+
+
+class Pipeline(Base):
+    """One run of a sealed graph."""
+
+    __tablename__ = "pipeline"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_words(PipelineState)})", name="state"),
+        Index(None, "graph_id", "created_at"),
+        Index(None, "state"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    graph_id: Mapped[int] = mapped_column(ForeignKey("graph.id", ondelete="RESTRICT"))
+    name: Mapped[str | None] = mapped_column(Name)
+    state: Mapped[str] = mapped_column(String(16))
+    #: the run's parameters as given, secrets masked
+    params: Mapped[dict] = mapped_column(JSONText, default=dict)
+    #: thread-pool size asked for this run
+    workers: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Track(Base):
+    """One vertex of one run."""
+
+    __tablename__ = "track"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "vertex_id"),
+        CheckConstraint(f"state IN ({_words(TrackState)})", name="state"),
+        CheckConstraint("attempt >= 0", name="attempt"),
+        Index(None, "state", "priority"),
+        Index(None, "vertex_id"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipeline.id", ondelete="CASCADE"))
+    vertex_id: Mapped[int] = mapped_column(ForeignKey("vertex.id", ondelete="RESTRICT"))
+    state: Mapped[str] = mapped_column(String(16))
+    #: attempts started so far
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: retries + 1
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    #: predecessors that have not succeeded yet; the track is ready at 0
+    waiting_on: Mapped[int] = mapped_column(Integer, default=0)
+    #: larger runs first among ready tracks
+    priority: Mapped[float] = mapped_column(Double, default=0.0)
+    #: resolved inputs, secrets masked
+    inputs: Mapped[dict] = mapped_column(JSONText, default=dict)
+    #: the rendered script, secrets masked
+    script: Mapped[str] = mapped_column(LongText, default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    #: why the last attempt ended, when not by its exit code (timeout, lost lease, ...)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: the worker holding the track while it runs
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the tail of the captured output, capped
+    stdout: Mapped[str] = mapped_column(LongText, default="")
+    stderr: Mapped[str] = mapped_column(LongText, default="")
+    #: the full output, when it was streamed to a file
+    log_path: Mapped[str | None] = mapped_column(String(1024))

@@ -1,0 +1,348 @@
+"""The use cases: what the CLI (and later the API) call. Each function is one transaction
+on the caller's ``Database``: on any error nothing is written.
+
+    >>> from pipeline_engine import connect, service
+    >>> db = connect("sqlite:///demo.db")
+    >>> service.create_graph(db, "hello")
+    >>> service.add_vertex(db, "hello", "greet", "echo hello {who}", inputs={"who": {"type": "str"}})
+    >>> service.check_graph(db, "hello"); service.seal_graph(db, "hello")
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from pipeline_engine import dag, graphfile, params, store
+from pipeline_engine.db import Database, _first_line
+from pipeline_engine.errors import (
+    AlreadyExistsError,
+    CycleError,
+    GraphError,
+    GraphStatusError,
+    NotFoundError,
+    SealedGraphError,
+)
+from pipeline_engine.models import Edge, Graph, Vertex
+from pipeline_engine.spec import GraphSpec, VertexSpec, check_graph_name, graph_from_dict, make_vertex
+from pipeline_engine.states import GraphStatus
+
+_UNSET: Any = object()
+
+
+# --- what the service returns ------------------------------------------------------
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    name: str
+    description: str
+    status: str
+    vertices: int
+    edges: int
+    created_at: datetime
+    updated_at: datetime
+    sealed_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "status": self.status,
+                "vertices": self.vertices, "edges": self.edges, "created_at": _iso(self.created_at),
+                "updated_at": _iso(self.updated_at), "sealed_at": _iso(self.sealed_at)}
+
+
+@dataclass(frozen=True)
+class GraphDetail:
+    """A graph's definition and its status."""
+
+    info: GraphInfo
+    spec: GraphSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.info.to_dict()
+        out["vertices"] = [{"name": v.name, "description": v.description, "script": v.script,
+                            "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries}
+                           for v in self.spec.vertices]
+        out["edges"] = [[t, h] for t, h in self.spec.edges]
+        return out
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    graph: str
+    status: str
+    #: a topological order of the vertices (Kahn's)
+    order: list[str]
+    #: things that are allowed but probably unintended, e.g. a {word} that names no input
+    warnings: list[str] = field(default_factory=list)
+
+
+def _info(s: Session, graph: Graph) -> GraphInfo:
+    n_vertices = len(store.vertices(s, graph.id))
+    n_edges = len(store.edge_names(s, graph.id))
+    return _info_counts(graph, n_vertices, n_edges)
+
+
+def _info_counts(graph: Graph, n_vertices: int, n_edges: int) -> GraphInfo:
+    return GraphInfo(name=graph.name, description=graph.description, status=graph.status,
+                     vertices=n_vertices, edges=n_edges, created_at=graph.created_at,
+                     updated_at=graph.updated_at, sealed_at=graph.sealed_at)
+
+
+def _vertex_spec(v: Vertex) -> VertexSpec:
+    return VertexSpec(name=v.name, script=v.script, description=v.description, inputs=v.inputs,
+                      timeout=v.timeout, retries=v.retries)
+
+
+def _spec(s: Session, graph: Graph) -> GraphSpec:
+    return GraphSpec(name=graph.name, description=graph.description,
+                     vertices=tuple(_vertex_spec(v) for v in store.vertices(s, graph.id)),
+                     edges=tuple(store.edge_names(s, graph.id)))
+
+
+# --- transactions ---------------------------------------------------------------------
+
+@contextmanager
+def _write(db: Database) -> Iterator[Session]:
+    try:
+        with db.transaction(write=True) as s:
+            yield s
+    except sa_exc.IntegrityError as exc:
+        # Pre-checks give the precise messages; this is a concurrent writer winning a race.
+        raise GraphError(f"the database refused the change (a concurrent edit?): {_first_line(exc.orig)}") from exc
+
+
+def _editable(s: Session, name: str) -> Graph:
+    """The graph, locked for writing, that must not be sealed."""
+    graph = store.get_graph(s, name, lock=True)
+    if graph.status == GraphStatus.SEALED:
+        raise SealedGraphError(f"graph '{name}' is sealed and cannot change;"
+                               f" copy it into a new draft (graph copy {name} NEW)")
+    return graph
+
+
+def _new_graph(s: Session, name: str, description: str) -> Graph:
+    check_graph_name(name)
+    if not isinstance(description, str):
+        raise GraphError(f"graph '{name}': description must be a string")
+    if store.find_graph(s, name) is not None:
+        raise AlreadyExistsError(f"graph '{name}' already exists")
+    return store.create_graph(s, name, description)
+
+
+# --- graphs -------------------------------------------------------------------------------
+
+def create_graph(db: Database, name: str, description: str = "") -> GraphInfo:
+    """Create an empty draft graph."""
+    with _write(db) as s:
+        return _info_counts(_new_graph(s, name, description or ""), 0, 0)
+
+
+def rename_graph(db: Database, name: str, new_name: str) -> GraphInfo:
+    """Rename a graph (any status: the name is a label, not part of the definition)."""
+    with _write(db) as s:
+        graph = store.get_graph(s, name, lock=True)
+        check_graph_name(new_name)
+        if new_name != name and store.find_graph(s, new_name) is not None:
+            raise AlreadyExistsError(f"cannot rename graph '{name}': graph '{new_name}' already exists")
+        graph.name = new_name
+        graph.updated_at = store.now()
+        s.flush()
+        return _info(s, graph)
+
+
+def delete_graph(db: Database, name: str, *, with_runs: bool = False) -> None:
+    """Delete a graph with its vertices and edges. A graph that has runs is kept unless
+    ``with_runs`` (its finished runs are deleted too); one with a running run is kept."""
+    with _write(db) as s:
+        graph = store.get_graph(s, name, lock=True)
+        running = store.count_runs(s, graph.id, ["running"])
+        if running:
+            raise GraphStatusError(f"graph '{name}' has {running} running run(s); cancel them first")
+        runs = store.count_runs(s, graph.id)
+        if runs and not with_runs:
+            raise GraphStatusError(f"graph '{name}' has {runs} run(s); delete them with it"
+                                   " (--with-runs) or keep the graph")
+        store.delete_graph(s, graph, with_runs=with_runs)
+
+
+def list_graphs(db: Database) -> list[GraphInfo]:
+    with db.transaction(write=False) as s:
+        return [_info_counts(g, nv, ne) for g, nv, ne in store.list_graphs(s)]
+
+
+def show_graph(db: Database, name: str) -> GraphDetail:
+    with db.transaction(write=False) as s:
+        graph = store.get_graph(s, name)
+        spec = _spec(s, graph)
+        return GraphDetail(_info_counts(graph, len(spec.vertices), len(spec.edges)), spec)
+
+
+# --- vertices and edges ------------------------------------------------------------------
+
+def add_vertex(db: Database, graph: str, name: str, script: str, *, description: str = "",
+               inputs: Mapping[str, Any] | None = None, timeout: float | None = None,
+               retries: int = 0) -> VertexSpec:
+    """Add a vertex to a draft or checked graph (which becomes a draft)."""
+    spec = make_vertex(name, script, description=description, inputs=inputs, timeout=timeout, retries=retries)
+    with _write(db) as s:
+        g = _editable(s, graph)
+        if store.find_vertex(s, g.id, name) is not None:
+            raise AlreadyExistsError(f"graph '{graph}': vertex '{name}' already exists")
+        s.add(Vertex(**store.vertex_row(g.id, store.next_position(s, g.id), spec)))
+        store.bump(s, g)
+        return spec
+
+
+def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None = None,
+                  script: str | None = None, description: str | None = None,
+                  inputs: Mapping[str, Any] | None = None, timeout: float | None = _UNSET,
+                  retries: int | None = None) -> VertexSpec:
+    """Change a vertex's fields; those not given stay. ``timeout=None`` removes the limit."""
+    with _write(db) as s:
+        g = _editable(s, graph)
+        row = store.get_vertex(s, g, name)
+        spec = make_vertex(
+            new_name if new_name is not None else row.name,
+            script if script is not None else row.script,
+            description=description if description is not None else row.description,
+            inputs=inputs if inputs is not None else row.inputs,
+            timeout=row.timeout if timeout is _UNSET else timeout,
+            retries=retries if retries is not None else row.retries)
+        if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
+            raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
+                                     f" vertex '{spec.name}' already exists")
+        for key, value in store.vertex_row(g.id, row.position, spec).items():
+            setattr(row, key, value)
+        store.bump(s, g)
+        return spec
+
+
+def remove_vertex(db: Database, graph: str, name: str) -> None:
+    """Remove a vertex and every edge that touches it."""
+    with _write(db) as s:
+        g = _editable(s, graph)
+        store.delete_vertex(s, store.get_vertex(s, g, name))
+        store.bump(s, g)
+
+
+def _edge_ends(s: Session, g: Graph, tail: str, head: str) -> tuple[Vertex, Vertex]:
+    missing = [n for n in (tail, head) if store.find_vertex(s, g.id, n) is None]
+    if missing:
+        raise NotFoundError(f"graph '{g.name}': edge {tail} -> {head}: unknown vertex "
+                            + ", ".join(f"'{m}'" for m in dict.fromkeys(missing)))
+    return store.get_vertex(s, g, tail), store.get_vertex(s, g, head)
+
+
+def add_edge(db: Database, graph: str, tail: str, head: str) -> None:
+    """Make ``head`` depend on ``tail``. Cycles are allowed in a draft and refused by check."""
+    with _write(db) as s:
+        g = _editable(s, graph)
+        t, h = _edge_ends(s, g, tail, head)
+        if t.id == h.id:
+            raise GraphError(f"graph '{graph}': edge {tail} -> {head}: a vertex cannot depend on itself")
+        if store.find_edge(s, g.id, t.id, h.id) is not None:
+            raise AlreadyExistsError(f"graph '{graph}': edge {tail} -> {head} already exists")
+        s.add(Edge(graph_id=g.id, tail_id=t.id, head_id=h.id))
+        store.bump(s, g)
+
+
+def remove_edge(db: Database, graph: str, tail: str, head: str) -> None:
+    with _write(db) as s:
+        g = _editable(s, graph)
+        t, h = _edge_ends(s, g, tail, head)
+        edge = store.find_edge(s, g.id, t.id, h.id)
+        if edge is None:
+            raise NotFoundError(f"graph '{graph}': edge {tail} -> {head} not found")
+        s.delete(edge)
+        store.bump(s, g)
+
+
+# --- check, seal, copy ---------------------------------------------------------------------
+
+def _check(s: Session, graph: Graph) -> CheckResult:
+    spec = _spec(s, graph)
+    order, cycle = dag.topological_order([v.name for v in spec.vertices], spec.edges)
+    if cycle:
+        raise CycleError(graph.name, cycle)
+    warnings = []
+    for v in spec.vertices:
+        template = params.compile_script(v.name, v.script, v.schema())
+        for word in template.unknown:
+            warnings.append(f"vertex '{v.name}': {{{word}}} names no input of the vertex and stays as written")
+    if not spec.vertices:
+        warnings.append(f"graph '{graph.name}' has no vertices")
+    return CheckResult(graph=graph.name, status=graph.status, order=order, warnings=warnings)
+
+
+def check_graph(db: Database, name: str) -> CheckResult:
+    """Check a graph for cycles (Kahn's algorithm). An acyclic draft becomes checked; a cyclic
+    graph raises CycleError naming one cycle's vertices in order, and stays a draft."""
+    with _write(db) as s:
+        graph = store.get_graph(s, name, lock=True)
+        result = _check(s, graph)
+        if graph.status == GraphStatus.DRAFT:
+            store.set_status(s, graph, GraphStatus.CHECKED.value)
+        return CheckResult(graph=name, status=graph.status, order=result.order, warnings=result.warnings)
+
+
+def seal_graph(db: Database, name: str) -> GraphInfo:
+    """Seal a checked graph: from now on it never changes, and it can run."""
+    with _write(db) as s:
+        graph = store.get_graph(s, name, lock=True)
+        if graph.status == GraphStatus.SEALED:
+            raise SealedGraphError(f"graph '{name}' is already sealed")
+        if graph.status != GraphStatus.CHECKED:
+            raise GraphStatusError(f"graph '{name}' is a {graph.status}: check it before sealing"
+                                   f" (graph check {name})")
+        _check(s, graph)  # cheap, and a sealed graph must never hold a cycle
+        store.set_status(s, graph, GraphStatus.SEALED.value)
+        return _info(s, graph)
+
+
+def copy_graph(db: Database, name: str, new_name: str) -> GraphInfo:
+    """Copy a graph's definition into a new draft; the way to change a sealed graph."""
+    with _write(db) as s:
+        source = store.get_graph(s, name)
+        spec = _spec(s, source)
+        copy = _new_graph(s, new_name, source.description)
+        store.insert_definition(s, copy.id, spec.vertices, spec.edges)
+        return _info_counts(copy, len(spec.vertices), len(spec.edges))
+
+
+# --- graph files -----------------------------------------------------------------------------
+
+def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, name: str | None = None,
+                 check: bool = False, seal: bool = False) -> GraphInfo:
+    """Create a draft from a graph file (a path), its parsed content, or a GraphSpec; with
+    ``check`` and ``seal`` do those steps too, all in one transaction."""
+    if isinstance(source, GraphSpec):
+        spec = source
+    elif isinstance(source, Mapping):
+        spec = graph_from_dict(source)
+    else:
+        spec = graphfile.load(source)
+    target = name or spec.name
+    with _write(db) as s:
+        graph = _new_graph(s, target, spec.description)
+        store.insert_definition(s, graph.id, spec.vertices, spec.edges)
+        if check or seal:
+            _check(s, graph)
+            store.set_status(s, graph, GraphStatus.CHECKED.value)
+        if seal:
+            store.set_status(s, graph, GraphStatus.SEALED.value)
+        return _info_counts(graph, len(spec.vertices), len(spec.edges))
+
+
+def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:
+    """The graph file of a graph; importing it gives the same definition back."""
+    if fmt not in graphfile.FORMATS:
+        raise GraphError(f"unknown format {fmt!r} (use one of: {', '.join(graphfile.FORMATS)})")
+    return graphfile.dumps(show_graph(db, name).spec, fmt)

@@ -1,0 +1,143 @@
+"""Every query and write of graph definitions. Functions take the caller's session; the
+caller owns the transaction (``Database.transaction``)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from pipeline_engine.errors import NotFoundError
+from pipeline_engine.models import Edge, Graph, Pipeline, Vertex
+from pipeline_engine.spec import VertexSpec
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- graphs --------------------------------------------------------------------
+
+def find_graph(s: Session, name: str, *, lock: bool = False) -> Graph | None:
+    q = select(Graph).where(Graph.name == name)
+    if lock:
+        # Serialises writers of one graph on MySQL/PostgreSQL (SQLite already holds the
+        # database's write lock), so a check cannot race an edit into a sealed cycle.
+        q = q.with_for_update()
+    return s.scalars(q).one_or_none()
+
+
+def get_graph(s: Session, name: str, *, lock: bool = False) -> Graph:
+    graph = find_graph(s, name, lock=lock)
+    if graph is None:
+        raise NotFoundError(f"graph '{name}' not found")
+    return graph
+
+
+def create_graph(s: Session, name: str, description: str = "") -> Graph:
+    stamp = now()
+    graph = Graph(name=name, description=description, status="draft", created_at=stamp, updated_at=stamp)
+    s.add(graph)
+    s.flush()
+    return graph
+
+
+def list_graphs(s: Session) -> list[tuple[Graph, int, int]]:
+    """Every graph with its vertex and edge counts, by name."""
+    vcount = select(Vertex.graph_id, func.count().label("n")).group_by(Vertex.graph_id).subquery()
+    ecount = select(Edge.graph_id, func.count().label("n")).group_by(Edge.graph_id).subquery()
+    q = (select(Graph, func.coalesce(vcount.c.n, 0), func.coalesce(ecount.c.n, 0))
+         .outerjoin(vcount, vcount.c.graph_id == Graph.id)
+         .outerjoin(ecount, ecount.c.graph_id == Graph.id)
+         .order_by(Graph.name))
+    return [(g, int(v), int(e)) for g, v, e in s.execute(q)]
+
+
+def count_runs(s: Session, graph_id: int, states: Iterable[str] | None = None) -> int:
+    q = select(func.count()).select_from(Pipeline).where(Pipeline.graph_id == graph_id)
+    if states is not None:
+        q = q.where(Pipeline.state.in_(list(states)))
+    return s.scalar(q) or 0
+
+
+def delete_graph(s: Session, graph: Graph, *, with_runs: bool = False) -> None:
+    if with_runs:
+        s.execute(delete(Pipeline).where(Pipeline.graph_id == graph.id))
+    # Edges and vertices go by ON DELETE CASCADE; delete them explicitly all the same, so
+    # the outcome does not depend on a backend's cascade settings.
+    s.execute(delete(Edge).where(Edge.graph_id == graph.id))
+    s.execute(delete(Vertex).where(Vertex.graph_id == graph.id))
+    s.execute(delete(Graph).where(Graph.id == graph.id))
+
+
+# --- vertices and edges -----------------------------------------------------------
+
+def vertices(s: Session, graph_id: int) -> list[Vertex]:
+    return list(s.scalars(select(Vertex).where(Vertex.graph_id == graph_id).order_by(Vertex.position)))
+
+
+def find_vertex(s: Session, graph_id: int, name: str) -> Vertex | None:
+    return s.scalars(select(Vertex).where(Vertex.graph_id == graph_id, Vertex.name == name)).one_or_none()
+
+
+def get_vertex(s: Session, graph: Graph, name: str) -> Vertex:
+    vertex = find_vertex(s, graph.id, name)
+    if vertex is None:
+        raise NotFoundError(f"graph '{graph.name}': vertex '{name}' not found")
+    return vertex
+
+
+def delete_vertex(s: Session, vertex: Vertex) -> None:
+    """Delete a vertex and every edge that touches it."""
+    s.execute(delete(Edge).where(Edge.graph_id == vertex.graph_id,
+                                 or_(Edge.tail_id == vertex.id, Edge.head_id == vertex.id)))
+    s.delete(vertex)
+    s.flush()
+
+
+def edge_names(s: Session, graph_id: int) -> list[tuple[str, str]]:
+    """The graph's edges as (tail name, head name), in the order they were added."""
+    tail, head = aliased(Vertex), aliased(Vertex)
+    q = (select(tail.name, head.name).select_from(Edge)
+         .join(tail, tail.id == Edge.tail_id).join(head, head.id == Edge.head_id)
+         .where(Edge.graph_id == graph_id).order_by(Edge.id))
+    return [(t, h) for t, h in s.execute(q)]
+
+
+def find_edge(s: Session, graph_id: int, tail_id: int, head_id: int) -> Edge | None:
+    return s.scalars(select(Edge).where(Edge.graph_id == graph_id, Edge.tail_id == tail_id,
+                                        Edge.head_id == head_id)).one_or_none()
+
+
+def next_position(s: Session, graph_id: int) -> int:
+    return (s.scalar(select(func.max(Vertex.position)).where(Vertex.graph_id == graph_id)) or 0) + 1
+
+
+def vertex_row(graph_id: int, position: int, v: VertexSpec) -> dict:
+    return {"graph_id": graph_id, "position": position, "name": v.name, "script": v.script,
+            "description": v.description, "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries}
+
+
+def insert_definition(s: Session, graph_id: int, specs: Sequence[VertexSpec],
+                      edges: Sequence[tuple[str, str]]) -> None:
+    """Bulk-insert vertices and edges: a few statements, however big the graph."""
+    if specs:
+        s.execute(insert(Vertex), [vertex_row(graph_id, i, v) for i, v in enumerate(specs, 1)])
+    if edges:
+        ids = dict(s.execute(select(Vertex.name, Vertex.id).where(Vertex.graph_id == graph_id)).all())
+        s.execute(insert(Edge), [{"graph_id": graph_id, "tail_id": ids[t], "head_id": ids[h]} for t, h in edges])
+
+
+def set_status(s: Session, graph: Graph, status: str) -> None:
+    graph.status = status
+    graph.updated_at = now()
+    if status == "sealed":
+        graph.sealed_at = graph.updated_at
+    s.flush()
+
+
+def bump(s: Session, graph: Graph) -> None:
+    """Record a change to the definition: the graph is a draft again."""
+    s.execute(update(Graph).where(Graph.id == graph.id).values(status="draft", updated_at=now()))
+    s.expire(graph)

@@ -1,0 +1,108 @@
+-- pipeline_engine schema for mysql, generated from the Alembic migrations by scripts/gen-sql.
+-- Do not edit: change a migration and run scripts/gen-sql. `pipeline-engine db upgrade`
+-- applies the same migrations and records the version in pipeline_engine_version.
+
+CREATE TABLE pipeline_engine_version (
+    version_num VARCHAR(32) NOT NULL,
+    CONSTRAINT pipeline_engine_version_pkc PRIMARY KEY (version_num)
+);
+
+-- Running upgrade  -> 0001
+
+CREATE TABLE graph (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    description TEXT NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(6) NOT NULL,
+    sealed_at DATETIME(6),
+    CONSTRAINT pk_graph PRIMARY KEY (id),
+    CONSTRAINT uq_graph_name UNIQUE (name),
+    CONSTRAINT ck_graph_status CHECK (status IN ('draft', 'checked', 'sealed'))
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE vertex (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    graph_id INTEGER NOT NULL,
+    name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    position INTEGER NOT NULL,
+    script MEDIUMTEXT NOT NULL,
+    description TEXT NOT NULL,
+    inputs MEDIUMTEXT NOT NULL,
+    timeout DOUBLE,
+    retries INTEGER NOT NULL,
+    CONSTRAINT pk_vertex PRIMARY KEY (id),
+    CONSTRAINT fk_vertex_graph_id_graph FOREIGN KEY(graph_id) REFERENCES graph (id) ON DELETE CASCADE,
+    CONSTRAINT uq_vertex_graph_id_name UNIQUE (graph_id, name),
+    CONSTRAINT uq_vertex_graph_id_id UNIQUE (graph_id, id),
+    CONSTRAINT ck_vertex_timeout CHECK (timeout IS NULL OR timeout > 0),
+    CONSTRAINT ck_vertex_retries CHECK (retries >= 0)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE edge (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    graph_id INTEGER NOT NULL,
+    tail_id INTEGER NOT NULL,
+    head_id INTEGER NOT NULL,
+    CONSTRAINT pk_edge PRIMARY KEY (id),
+    CONSTRAINT fk_edge_tail_vertex FOREIGN KEY(graph_id, tail_id) REFERENCES vertex (graph_id, id) ON DELETE CASCADE,
+    CONSTRAINT fk_edge_head_vertex FOREIGN KEY(graph_id, head_id) REFERENCES vertex (graph_id, id) ON DELETE CASCADE,
+    CONSTRAINT uq_edge_graph_id_tail_id_head_id UNIQUE (graph_id, tail_id, head_id),
+    CONSTRAINT ck_edge_no_self_loop CHECK (tail_id <> head_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_edge_graph_id_head_id ON edge (graph_id, head_id);
+
+CREATE TABLE pipeline (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    graph_id INTEGER NOT NULL,
+    name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+    state VARCHAR(16) NOT NULL,
+    params MEDIUMTEXT NOT NULL,
+    workers INTEGER,
+    created_at DATETIME(6) NOT NULL,
+    started_at DATETIME(6),
+    finished_at DATETIME(6),
+    CONSTRAINT pk_pipeline PRIMARY KEY (id),
+    CONSTRAINT fk_pipeline_graph_id_graph FOREIGN KEY(graph_id) REFERENCES graph (id) ON DELETE RESTRICT,
+    CONSTRAINT ck_pipeline_state CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled'))
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_pipeline_graph_id_created_at ON pipeline (graph_id, created_at);
+
+CREATE INDEX ix_pipeline_state ON pipeline (state);
+
+CREATE TABLE track (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    pipeline_id BIGINT NOT NULL,
+    vertex_id INTEGER NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    attempt INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    waiting_on INTEGER NOT NULL,
+    priority DOUBLE NOT NULL,
+    inputs MEDIUMTEXT NOT NULL,
+    script MEDIUMTEXT NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    worker VARCHAR(255),
+    heartbeat_at DATETIME(6),
+    started_at DATETIME(6),
+    finished_at DATETIME(6),
+    stdout MEDIUMTEXT NOT NULL,
+    stderr MEDIUMTEXT NOT NULL,
+    log_path VARCHAR(1024),
+    CONSTRAINT pk_track PRIMARY KEY (id),
+    CONSTRAINT fk_track_pipeline_id_pipeline FOREIGN KEY(pipeline_id) REFERENCES pipeline (id) ON DELETE CASCADE,
+    CONSTRAINT fk_track_vertex_id_vertex FOREIGN KEY(vertex_id) REFERENCES vertex (id) ON DELETE RESTRICT,
+    CONSTRAINT uq_track_pipeline_id_vertex_id UNIQUE (pipeline_id, vertex_id),
+    CONSTRAINT ck_track_state CHECK (state IN ('waiting', 'pending', 'running', 'succeeded', 'failed', 'upstream_failed', 'cancelled')),
+    CONSTRAINT ck_track_attempt CHECK (attempt >= 0)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_track_state_priority ON track (state, priority);
+
+CREATE INDEX ix_track_vertex_id ON track (vertex_id);
+
+INSERT INTO pipeline_engine_version (version_num) VALUES ('0001');

@@ -1,0 +1,250 @@
+"""One ``db`` fixture over SQLite, MariaDB and PostgreSQL; each test gets a fresh schema.
+
+The servers are the real ones on this machine (override with PE_TEST_MYSQL_URL and
+PE_TEST_PG_URL). A server that does not answer is skipped on a developer's machine, with a
+line saying so, and fails the run in CI (CI=true). PE_TEST_BACKENDS=sqlite,postgresql picks
+backends on purpose.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from pipeline_engine.db import Database, normalize_url
+from pipeline_engine.migrate import VERSION_TABLE
+from pipeline_engine.models import Base
+
+# A developer's shell must not leak into the tests.
+for _var in [v for v in os.environ if v.startswith("PIPELINE_ENGINE_")]:
+    os.environ.pop(_var)
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SERVER_URLS = {
+    "mariadb": os.environ.get("PE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    "postgresql": os.environ.get("PE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+}
+ALL_BACKENDS = ["sqlite", "mariadb", "postgresql"]
+WANTED = [b.strip() for b in os.environ.get("PE_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",") if b.strip()]
+PID = os.getpid()
+_counter = itertools.count()
+
+
+def _admin_engine(backend: str):
+    return create_engine(normalize_url(SERVER_URLS[backend]), isolation_level="AUTOCOMMIT",
+                         pool_pre_ping=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ServerBackend:
+    """Creates a migrated template database once, then a fresh copy per test."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.base_url = normalize_url(SERVER_URLS[name])
+        self.admin = _admin_engine(name)
+        self.error: str | None = None
+        self.template = f"pe_tmpl_{PID}"
+        self.ddl: list[str] = []
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            self.error = f"{name} at {self.base_url.render_as_string(hide_password=True)} is not reachable: " \
+                         f"{str(exc).splitlines()[0]}"
+            return
+        self._drop_stale()
+        self._make_template()
+
+    def url(self, database: str):
+        return self.base_url.set(database=database)
+
+    def _list(self, conn) -> list[str]:
+        if self.name == "postgresql":
+            rows = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'pe\\_%'"))
+        else:
+            rows = conn.execute(text("SHOW DATABASES LIKE 'pe\\_%'"))
+        return [r[0] for r in rows]
+
+    def _drop(self, conn, database: str) -> None:
+        if self.name == "postgresql":
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        else:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
+
+    def _drop_stale(self) -> None:
+        # Databases left by an earlier run that was killed (its pid is gone).
+        with self.admin.connect() as conn:
+            for database in self._list(conn):
+                parts = database.split("_")
+                if len(parts) >= 3 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+                    self._drop(conn, database)
+
+    def _make_template(self) -> None:
+        with self.admin.connect() as conn:
+            self._drop(conn, self.template)
+            conn.execute(text(f"CREATE DATABASE {self.template}"))
+        database = Database(self.url(self.template), auto_migrate=True)
+        database.upgrade()
+        if self.name == "mariadb":
+            # MariaDB has no CREATE DATABASE ... TEMPLATE: replay the migrated DDL instead.
+            with database.engine.connect() as conn:
+                tables = [t.name for t in Base.metadata.sorted_tables] + [VERSION_TABLE]
+                for table in tables:
+                    self.ddl.append(conn.execute(text(f"SHOW CREATE TABLE `{table}`")).one()[1])
+                version = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+                self.ddl.append(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{version}')")
+        database.dispose()
+
+    def create(self, empty: bool = False) -> str:
+        database = f"pe_t_{PID}_{next(_counter)}"
+        with self.admin.connect() as conn:
+            if empty:
+                conn.execute(text(f"CREATE DATABASE {database}"))
+            elif self.name == "postgresql":
+                conn.execute(text(f'CREATE DATABASE "{database}" TEMPLATE "{self.template}"'))
+            else:
+                conn.execute(text(f"CREATE DATABASE `{database}`"))
+                conn.execute(text(f"USE `{database}`"))
+                for statement in self.ddl:
+                    conn.execute(text(statement))
+        return database
+
+    def drop(self, database: str) -> None:
+        with self.admin.connect() as conn:
+            self._drop(conn, database)
+
+    def close(self) -> None:
+        if self.error is None:
+            with self.admin.connect() as conn:
+                self._drop(conn, self.template)
+        self.admin.dispose()
+
+
+_servers: dict[str, ServerBackend] = {}
+
+
+def _server(name: str) -> ServerBackend:
+    if name not in _servers:
+        _servers[name] = ServerBackend(name)
+    return _servers[name]
+
+
+def pytest_report_header(config):
+    return [f"backends: {', '.join(WANTED)} (CI={'yes' if IN_CI else 'no'}:"
+            f" {'an unreachable server fails the run' if IN_CI else 'an unreachable server is skipped'})"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _servers.values():
+        server.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    missing = [s.error for s in _servers.values() if s.error]
+    for line in missing:
+        terminalreporter.write_line(f"SKIPPED BACKEND: {line}", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("template") / "template.db")
+    database = Database(f"sqlite:///{path}", auto_migrate=True)
+    database.upgrade()
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.dispose()
+    return path
+
+
+def backend_url(request, backend: str, tmp_path, sqlite_template):
+    """A URL to a fresh, migrated database of ``backend``; dropped after the test."""
+    if backend not in WANTED:
+        pytest.skip(f"{backend}: not in PE_TEST_BACKENDS")
+    if backend == "sqlite":
+        path = str(tmp_path / "pe.db")
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+    server = _server(backend)
+    if server.error:
+        if IN_CI:
+            pytest.fail(f"CI needs every backend: {server.error}", pytrace=False)
+        pytest.skip(server.error)
+    database = server.create()
+    request.addfinalizer(lambda: server.drop(database))
+    return server.url(database).render_as_string(hide_password=False)
+
+
+def backend_url_empty(request, backend: str) -> str:
+    """A URL to a new, empty database on a server backend (no schema at all)."""
+    server = _server(backend)
+    if server.error:
+        if IN_CI:
+            pytest.fail(f"CI needs every backend: {server.error}", pytrace=False)
+        pytest.skip(server.error)
+    database = server.create(empty=True)
+    request.addfinalizer(lambda: server.drop(database))
+    return server.url(database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(request, backend, tmp_path, sqlite_template) -> str:
+    return backend_url(request, backend, tmp_path, sqlite_template)
+
+
+@pytest.fixture
+def db(db_url) -> Database:
+    database = Database(db_url, auto_migrate=False)
+    yield database
+    database.dispose()
+
+
+def snapshot(database: Database) -> dict[str, list[tuple]]:
+    """Every row of every table, in primary-key order: equal snapshots mean nothing changed."""
+    out = {}
+    with database.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            rows = conn.execute(table.select().order_by(*table.primary_key.columns)).all()
+            out[table.name] = [tuple(r) for r in rows]
+    return out
+
+
+@pytest.fixture
+def unchanged(db):
+    """``with unchanged(): ...`` asserts the block leaves the database exactly as it was."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def check():
+        before = snapshot(db)
+        yield
+        assert snapshot(db) == before
+
+    return check
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+@pytest.fixture
+def example():
+    return lambda name: os.path.join(EXAMPLES, name)

@@ -1,0 +1,165 @@
+"""The graph CLI on every backend: commands, JSON shapes, exit codes, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline_engine import service
+from pipeline_engine.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def cli(db_url, capsys):
+    """Run the CLI in this process on the test's database: returns (exit code, stdout, stderr)."""
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            main(["--db", db_url, *args])
+        out, err = capsys.readouterr()
+        return exc.value.code, out, err
+    return run
+
+
+def test_import_check_seal_show_list_export_delete(cli, example, tmp_path):
+    code, out, err = cli("graph", "import", example("diamond.yaml"))
+    assert code == 0 and "graph 'diamond' imported: 4 vertices, 4 edges, draft" in out
+    code, out, err = cli("graph", "check", "diamond")
+    assert code == 0 and "A -> C -> B -> D" in out
+    code, out, _ = cli("graph", "seal", "diamond")
+    assert code == 0 and "sealed" in out
+
+    code, out, _ = cli("graph", "show", "diamond", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["status"] == "sealed" and shown["name"] == "diamond"
+    assert [v["name"] for v in shown["vertices"]] == ["A", "B", "C", "D"]
+    assert shown["edges"] == [["A", "B"], ["A", "C"], ["C", "B"], ["B", "D"]]
+    assert set(shown["vertices"][0]) == {"name", "description", "script", "inputs", "timeout", "retries"}
+
+    code, out, _ = cli("graph", "show", "diamond")
+    assert code == 0 and "status:      sealed" in out and "C -> B" in out
+
+    code, out, _ = cli("graph", "list", "--json")
+    assert [(g["name"], g["status"], g["vertices"], g["edges"]) for g in json.loads(out)] == [("diamond", "sealed", 4, 4)]
+    code, out, _ = cli("graph", "list")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["NAME", "STATUS"] and "diamond" in out
+
+    code, out, _ = cli("graph", "export", "diamond")
+    assert code == 0 and yaml.safe_load(out)["edges"] == [["A", "B"], ["A", "C"], ["C", "B"], ["B", "D"]]
+    code, out, _ = cli("graph", "export", "diamond", "--format", "json")
+    assert json.loads(out)["name"] == "diamond"
+    target = tmp_path / "d.json"
+    code, _, _ = cli("graph", "export", "diamond", "--format", "json", "-o", str(target))
+    assert code == 0 and json.loads(target.read_text()) == json.loads(out)
+
+    code, out, _ = cli("graph", "copy", "diamond", "diamond2")
+    assert code == 0
+    code, out, _ = cli("graph", "rename", "diamond2", "diamond-next")
+    code, out, _ = cli("graph", "delete", "diamond-next")
+    assert code == 0 and "deleted" in out
+    code, out, _ = cli("graph", "list", "--json")
+    assert [g["name"] for g in json.loads(out)] == ["diamond"]
+
+
+def test_check_of_a_cycle_exits_1_with_the_cycle_on_stderr(cli, example):
+    cli("graph", "import", example("cycle.yaml"))
+    code, out, err = cli("graph", "check", "cycle")
+    assert code == 1 and out == ""
+    assert err == "pipeline-engine: error: graph 'cycle': cycle: A -> C -> B -> A\n"
+
+
+def test_import_with_seal_of_a_cycle_exits_1_and_writes_nothing(cli, example, db):
+    code, _, err = cli("graph", "import", example("cycle.yaml"), "--seal")
+    assert code == 1 and "cycle: A -> C -> B -> A" in err
+    assert service.list_graphs(db) == []
+
+
+def test_import_seal_and_check_flags(cli, example):
+    code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--seal")
+    assert code == 0 and out.strip().endswith("sealed")
+    code, out, _ = cli("graph", "import", example("diamond.yaml"), "--check", "--name", "d2")
+    assert code == 0 and "graph 'd2' imported" in out and out.strip().endswith("checked")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["graph", "show", "nope"], "graph 'nope' not found"),
+    (["graph", "seal", "nope"], "graph 'nope' not found"),
+    (["graph", "frobnicate"], "No such command 'frobnicate'"),
+    (["graph", "show"], "Missing argument 'NAME'"),
+    (["graph", "export", "x", "--format", "xml"], "Invalid value for '--format'"),
+    (["graph", "import", "/nonexistent.yaml"], "cannot read graph file /nonexistent.yaml"),
+])
+def test_usage_and_validation_errors_exit_2_with_one_line(cli, args, expected):
+    code, out, err = cli(*args)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+
+
+def test_a_bad_graph_file_lists_each_problem_and_writes_nothing(cli, tmp_path, db):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: g\nvertices:\n  - {name: a, script: x, timout: 3}\nedges: [[a, b]]\n")
+    code, _, err = cli("graph", "import", str(bad))
+    assert code == 2
+    lines = err.splitlines()
+    assert any("vertex 'a': unknown key 'timout'" in line for line in lines)
+    assert any("edge a -> b: unknown vertex 'b'" in line for line in lines)
+    assert all(line.startswith("pipeline-engine: error: ") for line in lines)
+    assert service.list_graphs(db) == []
+
+
+def test_sealed_graph_edit_and_unsealed_seal_are_refused(cli, example):
+    cli("graph", "import", example("diamond.yaml"))
+    code, _, err = cli("graph", "seal", "diamond")
+    assert code == 2 and "check it before sealing" in err
+
+
+def test_db_upgrade_reports_up_to_date(cli):
+    code, out, _ = cli("db", "upgrade")
+    assert code == 0 and "up to date (0001)" in out
+
+
+def test_unreachable_database_exits_3_with_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--db", "postgresql://nobody@127.0.0.1:1/none", "graph", "list"])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 3 and len(err.splitlines()) == 1 and "database error" in err
+
+
+def _run(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "pipeline_engine", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=ROOT, timeout=60, **kwargs)
+
+
+def test_the_sqlite_default_is_created_and_migrated_on_first_use(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    env_clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_ENGINE_")}
+    result = subprocess.run([sys.executable, "-m", "pipeline_engine", "graph", "import", "examples/diamond.yaml",
+                             "--seal"], capture_output=True, text=True, env={**env_clean, **env}, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "pipeline_engine" / "pipeline_engine.db").exists()
+
+
+def test_the_environment_variable_names_the_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/env.db"
+    result = _run(["graph", "import", "examples/multi-root.yaml"], env={"PIPELINE_ENGINE_DB": url})
+    assert result.returncode == 0, result.stderr
+    result = _run(["graph", "list", "--json"], env={"PIPELINE_ENGINE_DB": url})
+    assert [g["name"] for g in json.loads(result.stdout)] == ["multi-root"]
+
+
+@pytest.mark.parametrize("server", ["mariadb", "postgresql"])
+def test_a_server_database_that_was_never_upgraded_says_so(server, request):
+    # (SQLite, the embedded default, migrates itself on first use instead.)
+    from conftest import backend_url_empty
+
+    url = backend_url_empty(request, server)
+    result = _run(["--db", url, "graph", "list"])
+    assert result.returncode == 3
+    assert "db upgrade" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = _run(["--db", url, "db", "upgrade"])
+    assert result.returncode == 0 and "upgraded from empty to 0001" in result.stdout
+    result = _run(["--db", url, "graph", "list"])
+    assert result.returncode == 0 and "no graphs" in result.stdout
