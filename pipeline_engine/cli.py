@@ -189,7 +189,7 @@ def graph_show(ctx: Context, name: str, as_json: bool) -> None:
             if schema.get("required", True) and "default" not in schema:
                 bits.append("required")
             if "default" in schema:
-                bits.append(f"default {schema['default']!r}")
+                bits.append(f"default {simplejson.dumps(schema['default'])}")
             if "choices" in schema:
                 bits.append("one of " + ", ".join(schema["choices"]))
             for key in ("min", "max", "pattern"):

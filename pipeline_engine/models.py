@@ -78,7 +78,7 @@ class JSONText(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect):
-        return None if value is None else simplejson.dumps(value, sort_keys=True)
+        return None if value is None else simplejson.dumps(value)  # key order kept: inputs show as declared
 
     def process_result_value(self, value: str | None, dialect):
         return None if value is None else simplejson.loads(value)

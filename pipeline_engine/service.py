@@ -85,9 +85,7 @@ class CheckResult:
 
 
 def _info(s: Session, graph: Graph) -> GraphInfo:
-    n_vertices = len(store.vertices(s, graph.id))
-    n_edges = len(store.edge_names(s, graph.id))
-    return _info_counts(graph, n_vertices, n_edges)
+    return _info_counts(graph, *store.counts(s, graph.id))
 
 
 def _info_counts(graph: Graph, n_vertices: int, n_edges: int) -> GraphInfo:

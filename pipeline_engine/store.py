@@ -54,6 +54,13 @@ def list_graphs(s: Session) -> list[tuple[Graph, int, int]]:
     return [(g, int(v), int(e)) for g, v, e in s.execute(q)]
 
 
+def counts(s: Session, graph_id: int) -> tuple[int, int]:
+    """(vertices, edges) of a graph, counted in SQL."""
+    n_vertices = s.scalar(select(func.count()).select_from(Vertex).where(Vertex.graph_id == graph_id)) or 0
+    n_edges = s.scalar(select(func.count()).select_from(Edge).where(Edge.graph_id == graph_id)) or 0
+    return int(n_vertices), int(n_edges)
+
+
 def count_runs(s: Session, graph_id: int, states: Iterable[str] | None = None) -> int:
     q = select(func.count()).select_from(Pipeline).where(Pipeline.graph_id == graph_id)
     if states is not None:
