@@ -65,3 +65,16 @@ def test_migrations_downgrade_and_upgrade_again(db):
         assert migrate.current_revision(conn) is None
     db.upgrade()
     assert schema_diff(db) == []
+
+
+def test_every_foreign_key_is_indexed(db):
+    from sqlalchemy import inspect
+
+    inspector = inspect(db.engine)
+    for table in Base.metadata.sorted_tables:
+        leading = [tuple(ix["column_names"]) for ix in inspector.get_indexes(table.name)]
+        leading += [tuple(uq["column_names"]) for uq in inspector.get_unique_constraints(table.name)]
+        leading.append(tuple(inspector.get_pk_constraint(table.name)["constrained_columns"]))
+        for fk in inspector.get_foreign_keys(table.name):
+            columns = tuple(fk["constrained_columns"])
+            assert any(ix[:len(columns)] == columns for ix in leading), (table.name, columns)
