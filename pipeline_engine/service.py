@@ -29,7 +29,15 @@ from pipeline_engine.errors import (
     SealedGraphError,
 )
 from pipeline_engine.models import Edge, Graph, Vertex
-from pipeline_engine.spec import GraphSpec, VertexSpec, check_graph_name, graph_from_dict, make_vertex
+from pipeline_engine.spec import (
+    GRAPH_NAME,
+    GraphSpec,
+    VertexSpec,
+    check_graph_name,
+    check_name,
+    graph_from_dict,
+    make_vertex,
+)
 from pipeline_engine.states import GraphStatus
 
 _UNSET: Any = object()
@@ -344,3 +352,63 @@ def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:
     if fmt not in graphfile.FORMATS:
         raise GraphError(f"unknown format {fmt!r} (use one of: {', '.join(graphfile.FORMATS)})")
     return graphfile.dumps(show_graph(db, name).spec, fmt)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run just created. ``rendered`` holds each vertex's script and environment with the
+    real secret values: it lives in memory only and is never stored."""
+
+    id: int
+    graph: str
+    name: str | None
+    #: vertex names of the tracks that are ready (the roots)
+    pending: list[str]
+    waiting: list[str]
+    rendered: dict[str, params.Rendered] = field(repr=False)
+
+
+def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
+    pairs = given.items() if isinstance(given, Mapping) else (str(p).partition("=")[::2] for p in (given or ()))
+    return {key: params.MASK if key.rpartition(".")[2] in secret_names else value for key, value in pairs}
+
+
+def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
+              name: str | None = None, workers: int | None = None) -> RunStart:
+    """Create a run of a sealed graph: every vertex's inputs are resolved and validated first
+    (a missing or bad input is a ParameterError and nothing is written), then the pipeline and
+    one track per vertex are created in one transaction, roots ``pending`` and the rest
+    ``waiting``. Tracks store their inputs and rendered script with secrets masked."""
+    if name is not None:
+        check_name("run", name, GRAPH_NAME)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise GraphError(f"workers must be a positive integer, got {workers!r}")
+    with _write(db) as s:
+        g = store.get_graph(s, graph)
+        if g.status != GraphStatus.SEALED:
+            raise GraphStatusError(f"graph '{graph}' is a {g.status}: only sealed graphs run"
+                                   f" (graph check {graph}; graph seal {graph})")
+        rows = store.vertices(s, g.id)
+        edges = store.edge_names(s, g.id)
+        schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
+        values = params.resolve(schemas, parameters)
+        rendered = {v.name: params.render(params.compile_script(v.name, v.script, schemas[v.name]),
+                                          values[v.name], schemas[v.name]) for v in rows}
+        indegree = {v.name: 0 for v in rows}
+        for _, head in edges:
+            indegree[head] += 1
+        secret_names = {n for schema in schemas.values() for n, spec in schema.items() if spec.secret}
+        tracks = []
+        for v in rows:
+            inputs = {n: (params.MASK if spec.secret and values[v.name][n] else values[v.name][n])
+                      for n, spec in schemas[v.name].items()}
+            tracks.append({"vertex_id": v.id, "state": "pending" if indegree[v.name] == 0 else "waiting",
+                           "attempt": 0, "max_attempts": v.retries + 1, "waiting_on": indegree[v.name],
+                           "priority": 0.0, "inputs": inputs, "script": rendered[v.name].shown,
+                           "stdout": "", "stderr": ""})
+        run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks)
+        return RunStart(id=run_id, graph=graph, name=name,
+                        pending=[v.name for v in rows if indegree[v.name] == 0],
+                        waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered)

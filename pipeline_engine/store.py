@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Pipeline, Vertex
+from pipeline_engine.models import Edge, Graph, Pipeline, Track, Vertex
 from pipeline_engine.spec import VertexSpec
 
 
@@ -148,3 +148,18 @@ def bump(s: Session, graph: Graph) -> None:
     """Record a change to the definition: the graph is a draft again."""
     s.execute(update(Graph).where(Graph.id == graph.id).values(status="draft", updated_at=now()))
     s.expire(graph)
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, workers: int | None,
+                    tracks: Sequence[dict]) -> int:
+    """Insert a running pipeline and its tracks (bulk); returns the pipeline's id."""
+    stamp = now()
+    pipeline = Pipeline(graph_id=graph_id, name=name, state="running", params=params, workers=workers,
+                        created_at=stamp, started_at=stamp)
+    s.add(pipeline)
+    s.flush()
+    if tracks:
+        s.execute(insert(Track), [{**t, "pipeline_id": pipeline.id} for t in tracks])
+    return pipeline.id
