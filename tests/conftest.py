@@ -10,11 +10,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import sys
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, text
 
 from pipeline_engine.db import Database, normalize_url
 from pipeline_engine.migrate import VERSION_TABLE
