@@ -1,0 +1,136 @@
+"""Processes: run one vertex's script in its own process group, capture the tail of its
+output, and kill the whole group on timeout. No database here.
+
+Scripts run as ``bash --noprofile --norc -e -o pipefail -c SCRIPT``: a failing command (also
+inside a pipeline) fails the vertex.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pipeline_engine.params import mask
+
+SHELL = ("/bin/bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c")
+#: bytes of stdout and of stderr kept per track
+DEFAULT_OUTPUT_CAP = 64 * 1024
+#: seconds between SIGTERM and SIGKILL when a process group is stopped
+DEFAULT_KILL_GRACE = 2.0
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    #: the shell's exit status; negative N when signal N ended it; None if it never started
+    exit_code: int | None
+    timed_out: bool
+    #: the tails of the output, decoded as UTF-8, secrets masked
+    stdout: str
+    stderr: str
+    duration: float
+    #: why it ended, when not by its own exit (timeout, could not start)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class _Tail:
+    """Keeps the last ``cap`` bytes of a stream (plus room to mask a secret cut at the edge)."""
+
+    def __init__(self, cap: int, margin: int):
+        self.cap, self.keep = cap, cap + margin
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > self.keep:
+            cut = len(self.buf) - self.keep
+            self.dropped += cut
+            del self.buf[:cut]
+
+    def text(self, secrets: Iterable[str]) -> str:
+        text = mask(self.buf.decode("utf-8", errors="replace"), secrets)
+        dropped = self.dropped
+        if len(text.encode("utf-8")) > self.cap:
+            encoded = text.encode("utf-8")
+            dropped += len(encoded) - self.cap
+            text = encoded[-self.cap:].decode("utf-8", errors="ignore")
+        return f"[... {dropped} bytes truncated ...]\n{text}" if dropped else text
+
+
+def _pump(stream, tail: _Tail) -> None:
+    with stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            tail.feed(chunk)
+
+
+def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``grace``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is None:
+            time.sleep(0.01)
+            continue
+        try:
+            os.killpg(pid, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None,
+               secrets: Iterable[str] = (), output_cap: int = DEFAULT_OUTPUT_CAP,
+               kill_grace: float = DEFAULT_KILL_GRACE, cwd: str | None = None) -> Outcome:
+    """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
+
+    When the shell exits, whatever it left running in its group is killed too: a vertex is
+    finished when its script is, and leaves no orphans. On timeout the whole group gets
+    SIGTERM, then SIGKILL after ``kill_grace`` seconds."""
+    secrets = [s for s in secrets if s]
+    margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
+    full_env = {**os.environ, **(env or {})}
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen([*SHELL, script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=full_env, cwd=cwd, start_new_session=True)
+    except OSError as exc:
+        return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {exc}")
+    tails = (_Tail(output_cap, margin), _Tail(output_cap, margin))
+    readers = [threading.Thread(target=_pump, args=(stream, tail), daemon=True)
+               for stream, tail in zip((proc.stdout, proc.stderr), tails)]
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill_group(proc.pid, kill_grace, proc)
+        proc.wait()
+    finally:
+        # Leftover children keep the pipes open; end them so the readers see EOF.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for reader in readers:
+        reader.join()
+    error = f"timed out after {timeout:g} s; process group killed" if timed_out else None
+    return Outcome(proc.returncode, timed_out, tails[0].text(secrets), tails[1].text(secrets),
+                   time.monotonic() - started, error=error)
