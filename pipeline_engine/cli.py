@@ -13,7 +13,7 @@ import simplejson
 
 from pipeline_engine import __version__, service
 from pipeline_engine.db import Database, connect
-from pipeline_engine.errors import PipelineEngineError
+from pipeline_engine.errors import NotFoundError, PipelineEngineError
 from pipeline_engine.graphfile import FORMATS
 from pipeline_engine.settings import Settings
 
@@ -225,6 +225,72 @@ def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
     """Delete a graph, its vertices and edges."""
     service.delete_graph(ctx.db, name, with_runs=with_runs)
     click.echo(f"graph '{name}' deleted")
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+@cli.command("run")
+@click.argument("name")
+@click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
+              help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one.")
+@click.option("--workers", type=click.IntRange(min=1), help="Threads running tracks at once (default 4).")
+@click.option("--no-input", is_flag=True, help="Never prompt; a missing input is an error (exit 2).")
+@click.option("--name", "run_name", help="A name for this run.")
+@pass_ctx
+def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
+            run_name: str | None) -> None:
+    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed."""
+    from pipeline_engine.runner import run_pipeline
+
+    run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers)
+    click.echo(f"run {run.id} of graph '{name}' started: {len(run.pending) + len(run.waiting)} vertices")
+    state = run_pipeline(ctx.db, run, workers=workers)
+    info = service.show_run(ctx.db, run.id)
+    counts: dict[str, int] = {}
+    for track in info.tracks:
+        counts[track.state] = counts.get(track.state, 0) + 1
+        if track.state == "failed":
+            why = track.error or f"exit code {track.exit_code}"
+            click.echo(f"  {track.vertex}: failed after {track.attempt} attempt(s): {why}"
+                       f" (pipeline-engine logs {run.id} {track.vertex})", err=True)
+    click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    sys.exit(0 if state == "succeeded" else 1)
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect runs."""
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
+    """Show a run and the state of each of its vertices."""
+    info = service.show_run(ctx.db, run_id)
+    if as_json:
+        _echo_json(info.to_dict())
+        return
+    click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
+               f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
+    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED"],
+           [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
+             _when(t.started_at), _when(t.finished_at)] for t in info.tracks])
+
+
+@cli.command("logs")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.argument("vertex")
+@pass_ctx
+def logs_cmd(ctx: Context, run_id: int, vertex: str) -> None:
+    """Print the captured output of one vertex of a run (stdout, then stderr on stderr)."""
+    info = service.show_run(ctx.db, run_id)
+    track = next((t for t in info.tracks if t.vertex == vertex), None)
+    if track is None:
+        raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
+    click.echo(track.stdout, nl=False)
+    click.echo(track.stderr, nl=False, err=True)
 
 
 # --- entry point ---------------------------------------------------------------------------

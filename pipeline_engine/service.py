@@ -368,6 +368,8 @@ class RunStart:
     pending: list[str]
     waiting: list[str]
     rendered: dict[str, params.Rendered] = field(repr=False)
+    #: the run's secret values, to mask in captured output
+    secrets: list[str] = field(default_factory=list, repr=False)
 
 
 def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
@@ -411,4 +413,55 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks)
         return RunStart(id=run_id, graph=graph, name=name,
                         pending=[v.name for v in rows if indegree[v.name] == 0],
-                        waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered)
+                        waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
+                        secrets=sorted({str(values[v][n]) for v, schema in schemas.items()
+                                        for n, spec in schema.items() if spec.secret and values[v][n]}))
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    vertex: str
+    state: str
+    attempt: int
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    stdout: str = field(repr=False, default="")
+    stderr: str = field(repr=False, default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    graph: str
+    name: str | None
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    tracks: list[TrackInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+                "tracks": [t.to_dict() for t in self.tracks]}
+
+
+def show_run(db: Database, run_id: int) -> RunInfo:
+    """A run and its tracks (with their captured output)."""
+    from pipeline_engine.models import Pipeline
+
+    with db.transaction(write=False) as s:
+        pipeline = s.get(Pipeline, run_id)
+        if pipeline is None:
+            raise NotFoundError(f"run {run_id} not found")
+        graph = s.get(Graph, pipeline.graph_id)
+        tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
+                            started_at=t.started_at, finished_at=t.finished_at, error=t.error,
+                            stdout=t.stdout, stderr=t.stderr) for t, v in store.run_tracks(s, run_id)]
+        return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
+                       started_at=pipeline.started_at, finished_at=pipeline.finished_at, tracks=tracks)

@@ -163,3 +163,49 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, w
     if tracks:
         s.execute(insert(Track), [{**t, "pipeline_id": pipeline.id} for t in tracks])
     return pipeline.id
+
+
+def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
+    """A run's tracks with their vertices, in declaration order."""
+    q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id).order_by(Vertex.position))
+    return [(t, v) for t, v in s.execute(q)]
+
+
+def move_track(s: Session, track_id: int, sources: Iterable[str], target: str, **values) -> bool:
+    """Compare-and-set: move a track to ``target`` only if it is in one of ``sources``.
+    Returns whether it moved, so a stale writer never overwrites a newer state."""
+    result = s.execute(update(Track).where(Track.id == track_id, Track.state.in_(list(sources)))
+                       .values(state=target, **values))
+    return result.rowcount == 1
+
+
+def release_successors(s: Session, pipeline_id: int, successor_ids: Sequence[int]) -> list[int]:
+    """One predecessor of each of ``successor_ids`` (track ids) succeeded: count it, and make
+    those with none left pending. Returns the ids that became pending. O(out-degree)."""
+    if not successor_ids:
+        return []
+    ids = list(successor_ids)
+    s.execute(update(Track).where(Track.id.in_(ids)).values(waiting_on=Track.waiting_on - 1))
+    ready = list(s.scalars(select(Track.id).where(Track.id.in_(ids), Track.waiting_on == 0,
+                                                  Track.state == "waiting")))
+    if ready:
+        s.execute(update(Track).where(Track.id.in_(ready), Track.state == "waiting").values(state="pending"))
+    return ready
+
+
+def mark_upstream_failed(s: Session, track_ids: Sequence[int]) -> None:
+    if track_ids:
+        s.execute(update(Track).where(Track.id.in_(list(track_ids)), Track.state == "waiting")
+                  .values(state="upstream_failed", finished_at=now()))
+
+
+def state_counts(s: Session, pipeline_id: int) -> dict[str, int]:
+    q = select(Track.state, func.count()).where(Track.pipeline_id == pipeline_id).group_by(Track.state)
+    return {state: int(n) for state, n in s.execute(q)}
+
+
+def finish_pipeline(s: Session, pipeline_id: int, state: str) -> bool:
+    result = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running")
+                       .values(state=state, finished_at=now()))
+    return result.rowcount == 1

@@ -163,3 +163,33 @@ def test_a_server_database_that_was_never_upgraded_says_so(server, request):
     assert result.returncode == 0 and "upgraded from empty to 0001" in result.stdout
     result = _run(["--db", url, "graph", "list"])
     assert result.returncode == 0 and "no graphs" in result.stdout
+
+
+def test_run_show_and_logs(cli, example, tmp_path):
+    cli("graph", "import", example("sales-report.yaml"), "--seal")
+    code, out, err = cli("run", "sales-report", "-p", f"workdir={tmp_path}", "-p", "rows=20",
+                         "-p", "token=hunter2", "--workers", "2", "--no-input")
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("run ") and "started" in first
+    run_id = first.split()[1]
+    assert out.splitlines()[-1] == f"run {run_id} succeeded: 7 succeeded"
+    code, out, _ = cli("runs", "show", run_id, "--json")
+    shown = json.loads(out)
+    assert {"id", "graph", "state", "tracks"} <= set(shown) and shown["state"] == "succeeded"
+    assert {"vertex", "state", "attempt", "exit_code", "started_at", "finished_at"} <= set(shown["tracks"][0])
+    code, out, _ = cli("logs", run_id, "report")
+    assert code == 0 and "authenticated with a token of 7 characters" in out and "hunter2" not in out
+
+
+def test_a_failed_run_exits_1_and_a_missing_input_exits_2(cli, tmp_path, db):
+    bad = tmp_path / "g.yaml"
+    bad.write_text("name: g\nvertices:\n  - {name: a, script: 'exit 4'}\n  - {name: b, script: 'echo {n}', "
+                   "inputs: {n: int}}\n")
+    cli("graph", "import", str(bad), "--seal")
+    code, _, err = cli("run", "g", "--no-input")
+    assert code == 2 and "vertex 'b': input 'n' (int) is required" in err
+    assert service.list_graphs(db)[0].name == "g"
+    code, out, err = cli("run", "g", "-p", "n=1")
+    assert code == 1 and "a: failed after 1 attempt(s): exit code 4" in err
+    assert "failed: 1 failed, 1 succeeded" in out

@@ -1,0 +1,83 @@
+"""Running a pipeline in this process on every backend: order, overlap, failure, retries."""
+import pytest
+from sqlalchemy import select
+
+from pipeline_engine import service
+from pipeline_engine.models import Pipeline, Track, Vertex
+from pipeline_engine.runner import run_pipeline
+
+
+def define(db, name, vertices, edges, seal=True):
+    service.import_graph(db, {"name": name, "vertices": vertices, "edges": edges}, seal=seal)
+
+
+def tracks(db, run_id):
+    with db.transaction(write=False) as s:
+        rows = s.execute(select(Vertex.name, Track).join(Vertex, Vertex.id == Track.vertex_id)
+                         .where(Track.pipeline_id == run_id)).all()
+    return {name: t for name, t in rows}
+
+
+def pipeline_state(db, run_id):
+    with db.transaction(write=False) as s:
+        return s.get(Pipeline, run_id).state
+
+
+def test_diamond_runs_in_a_topological_order(db, tmp_path):
+    log = tmp_path / "order.log"
+    vertices = [{"name": v, "script": f"echo {v} >> {log}"} for v in "ABCD"]
+    define(db, "diamond", vertices, [["A", "B"], ["A", "C"], ["C", "B"], ["B", "D"]])
+    run = service.start_run(db, "diamond")
+    assert run_pipeline(db, run, workers=2) == "succeeded"
+    assert log.read_text().split() == ["A", "C", "B", "D"]
+    t = tracks(db, run.id)
+    assert {n: (x.state, x.attempt, x.exit_code) for n, x in t.items()} == {
+        n: ("succeeded", 1, 0) for n in "ABCD"}
+    assert all(t[a].finished_at <= t[b].started_at for a, b in [("A", "B"), ("A", "C"), ("C", "B"), ("B", "D")])
+    assert pipeline_state(db, run.id) == "succeeded"
+
+
+def test_independent_branches_overlap_in_time(db, tmp_path):
+    # each of two roots waits until the other has started: only true overlap lets both finish
+    a, b = tmp_path / "a", tmp_path / "b"
+    vertices = [{"name": "left", "script": f"touch {a}; for i in $(seq 100); do [ -e {b} ] && exit 0; sleep 0.05; done; exit 1"},
+                {"name": "right", "script": f"touch {b}; for i in $(seq 100); do [ -e {a} ] && exit 0; sleep 0.05; done; exit 1"},
+                {"name": "join", "script": "true"}]
+    define(db, "branches", vertices, [["left", "join"], ["right", "join"]])
+    run = service.start_run(db, "branches")
+    assert run_pipeline(db, run, workers=2) == "succeeded"
+
+
+def test_a_failure_stops_its_descendants_and_lets_other_branches_finish(db, tmp_path):
+    vertices = [{"name": "root", "script": "true"}, {"name": "bad", "script": "echo oops >&2; exit 3"},
+                {"name": "below", "script": f"touch {tmp_path}/below"}, {"name": "deeper", "script": "true"},
+                {"name": "other", "script": f"touch {tmp_path}/other"}]
+    define(db, "fails", vertices, [["root", "bad"], ["bad", "below"], ["below", "deeper"], ["root", "other"]])
+    run = service.start_run(db, "fails")
+    assert run_pipeline(db, run, workers=2) == "failed"
+    t = tracks(db, run.id)
+    assert {n: x.state for n, x in t.items()} == {"root": "succeeded", "bad": "failed", "below": "upstream_failed",
+                                                  "deeper": "upstream_failed", "other": "succeeded"}
+    assert (t["bad"].exit_code, t["bad"].stderr) == (3, "oops\n")
+    assert not (tmp_path / "below").exists() and (tmp_path / "other").exists()
+    assert pipeline_state(db, run.id) == "failed"
+
+
+def test_retries_count_attempts(db, tmp_path):
+    counter = tmp_path / "n"
+    script = f"echo x >> {counter}; [ $(wc -l < {counter}) -ge 3 ]"
+    define(db, "flaky", [{"name": "flaky", "script": script, "retries": 2}], [])
+    run = service.start_run(db, "flaky")
+    assert run_pipeline(db, run) == "succeeded"
+    assert tracks(db, run.id)["flaky"].attempt == 3
+    define(db, "hopeless", [{"name": "no", "script": "exit 1", "retries": 1}], [])
+    run = service.start_run(db, "hopeless")
+    assert run_pipeline(db, run) == "failed"
+    assert (tracks(db, run.id)["no"].attempt, tracks(db, run.id)["no"].state) == (2, "failed")
+
+
+def test_secrets_are_masked_in_stored_output(db):
+    define(db, "secret", [{"name": "s", "script": "echo token={pw}", "inputs": {"pw": "secret"}}], [])
+    run = service.start_run(db, "secret", {"pw": "hunter2"})
+    assert run_pipeline(db, run) == "succeeded"
+    assert tracks(db, run.id)["s"].stdout == "token=********\n"
