@@ -1,5 +1,6 @@
 """Typed input schemas, coercion and parameter resolution (pure)."""
 import pytest
+from hypothesis import given, strategies as st
 
 from pipeline_engine import params
 from pipeline_engine.errors import InputSchemaError, ParameterError
@@ -130,3 +131,168 @@ def test_missing_lists_each_required_input_once():
 
 def test_mask_hides_every_occurrence_longest_first():
     assert params.mask("pw=abc abcd abc", ["abc", "abcd", ""]) == "pw=******** ******** ********"
+
+
+# --- more schema checks ------------------------------------------------------------------------
+
+def test_more_refusals_name_vertex_and_input():
+    cases = [
+        ({"type": "choice", "choices": ["a\x00"]}, "needs 'choices'"),
+        ({"type": "choice", "choices": "ab"}, "needs 'choices'"),
+        ({"type": "float", "min": float("nan")}, "min must be a number"),
+        ({"type": "int", "min": True}, "min must be a number"),
+        ({"type": "bool", "max": 1}, "max applies to int and float inputs, not bool"),
+        ({"type": "secret", "pattern": 3}, "pattern must be a string"),
+        ({"type": "ip", "default": "nope"}, "default 'nope' is not valid: expected ip"),
+        ({"type": "str", "pattern": "[a-z]+", "default": "ABC"}, "does not match pattern '[a-z]+'"),
+        ({"type": "int", "colour": 1, "size": 2}, "unknown keys 'colour', 'size'"),
+        ({"type": 3}, "unknown type 3"),
+    ]
+    for raw, message in cases:
+        with pytest.raises(InputSchemaError) as exc:
+            params.parse_schema("ping", {"ip": raw})
+        assert str(exc.value).startswith("vertex 'ping': input 'ip': ") and message in str(exc.value), raw
+    with pytest.raises(InputSchemaError, match="vertex 'v': input name 'a-b' is not valid"):
+        params.parse_schema("v", {"a-b": "str"})
+    assert params.parse_schema("v", None) == {} and params.parse_schema("v", {}) == {}
+
+
+def test_the_secret_default_refusal_says_why():
+    with pytest.raises(InputSchemaError, match="stored in the graph in clear"):
+        params.parse_schema("v", {"pw": {"type": "secret", "default": "x"}})
+
+
+@pytest.mark.parametrize("raw", [
+    {"type": "int", "required": False, "default": 0, "min": 0, "max": 9, "description": "how many"},
+    {"type": "float", "default": 0.5, "min": -1.5},
+    {"type": "bool", "default": False},
+    {"type": "ip", "default": "10.0.0.1", "required": False},
+    {"type": "secret", "pattern": "^[A-Z]{4}$"},
+    {"type": "choice", "choices": ["a", "b"], "default": "b"},
+    {"type": "str", "default": ""},
+])
+def test_every_field_round_trips_through_export(raw):
+    spec = params.parse_schema("v", {"x": raw})["x"]
+    assert spec.to_dict() == raw
+    assert params.parse_schema("v", {"x": spec.to_dict()})["x"] == spec
+
+
+def test_defaults_are_coerced_to_the_type():
+    schema = params.parse_schema("v", {"n": {"type": "int", "default": "7"}, "f": {"type": "float", "default": 2},
+                                       "ip": {"type": "ip", "default": "::0:1"}, "b": {"type": "bool", "default": "on"}})
+    assert [schema[k].default for k in ("n", "f", "ip", "b")] == [7, 2.0, "::1", True]
+    assert isinstance(schema["f"].default, float)
+
+
+# --- more coercion -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("word, value", [(w, True) for w in ("true", "TRUE", "Yes", "on", "1", " yes ")]
+                         + [(w, False) for w in ("false", "No", "OFF", "0")])
+def test_bool_words(word, value):
+    assert spec(type="bool").coerce(word) is value
+
+
+def test_coercion_edges():
+    integer, number, text = spec(type="int"), spec(type="float"), spec(type="str")
+    for raw in ("٣", "1_000", "0x10", "1e3", "", " ", None):  # unicode digits, underscores, hex
+        with pytest.raises(ValueError, match="expected int"):
+            integer.coerce(raw)
+    assert integer.coerce(10 ** 30) == 10 ** 30
+    for raw in (10 ** 400, "1e999", "-inf", "nan", "1.5.2", "1,5"):
+        with pytest.raises(ValueError):
+            number.coerce(raw)
+    assert (text.coerce(3), text.coerce(1.5), text.coerce(" keep ")) == ("3", "1.5", " keep ")
+    with pytest.raises(ValueError, match="expected str, got True"):
+        text.coerce(True)
+    assert spec(type="choice", choices=["1", "2"]).coerce(2) == "2"
+    with pytest.raises(ValueError, match="must be one of: a, b"):
+        spec(type="choice", choices=["a", "b"]).coerce("c")
+    ip = spec(type="ip")
+    assert ip.coerce(" 192.168.000.1 ".replace("000", "0")) == "192.168.0.1"
+    assert ip.coerce("2001:0db8:0000:0000:0000:0000:0000:0001") == "2001:db8::1"
+    for raw in (3232235777, "1.2.3.4/24", "::g"):
+        with pytest.raises(ValueError, match="expected ip"):
+            ip.coerce(raw)
+    bounded = spec(type="float", min=0.5, max=1)
+    assert bounded.coerce("0.5") == 0.5 and bounded.coerce(1) == 1.0
+    with pytest.raises(ValueError, match="must be >= 0.5"):
+        bounded.coerce("0.49")
+
+
+def test_a_secret_is_never_in_a_coercion_error():
+    secret = spec(type="secret", pattern="[0-9]+")
+    for raw in ("hunter2", ["hunter2"], "hunter2\x00"):
+        with pytest.raises(ValueError) as exc:
+            secret.coerce(raw)
+        assert "hunter2" not in str(exc.value)
+
+
+def test_values_become_script_text_for_every_type():
+    assert spec(type="float").to_text(1e20) == "1e+20"
+    assert spec(type="float").to_text(3) == "3.0"
+    assert spec(type="ip").to_text("2001:db8:0:0::1") == "2001:db8::1"
+    assert spec(type="secret").to_text("s") == "s"
+    assert spec(type="int").to_text(None) == ""
+
+
+@given(st.integers())
+def test_int_text_round_trips(n):
+    s = spec(type="int")
+    assert s.coerce(s.to_text(n)) == n
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float_text_round_trips(x):
+    s = spec(type="float")
+    assert s.coerce(s.to_text(x)) == x
+
+
+# --- more resolution ------------------------------------------------------------------------------
+
+def test_a_plain_value_meant_for_a_secret_is_not_echoed_by_another_vertex():
+    vertices = {"a": params.parse_schema("a", {"token": "secret"}),
+                "b": params.parse_schema("b", {"token": "int"})}
+    with pytest.raises(ParameterError) as exc:
+        params.resolve(vertices, ["token=hunter2"])
+    assert exc.value.problems == ["vertex 'b': input 'token': expected int, got <secret>"]
+    assert params.resolve(vertices, ["token=12"]) == {"a": {"token": "12"}, "b": {"token": 12}}
+
+
+def test_problems_are_sorted_unique_and_the_message_lists_them():
+    vertices = {"b": params.parse_schema("b", {"n": "int"}), "a": params.parse_schema("a", {"n": "int"})}
+    with pytest.raises(ParameterError) as exc:
+        params.resolve(vertices, ["zz=1", "n=x", "a.zz=1"])
+    assert exc.value.problems == sorted(exc.value.problems) and len(exc.value.problems) == 4
+    assert str(exc.value) == "\n".join(exc.value.problems)
+
+
+def test_resolution_details():
+    vertices = {"my.vertex": params.parse_schema("my.vertex", {"n": "int", "s": {"type": "str", "required": False}})}
+    # the vertex name holds a dot: the key splits on the last one
+    assert params.resolve(vertices, ["my.vertex.n=1", "s=a=b"]) == {"my.vertex": {"n": 1, "s": "a=b"}}
+    assert params.resolve(vertices, ["n=1", "n=2"])["my.vertex"]["n"] == 2  # the last one wins
+    assert params.resolve(vertices, {"n": 5}) == {"my.vertex": {"n": 5, "s": None}}
+    with pytest.raises(TypeError):
+        params.resolve(vertices, "n=1")
+    with pytest.raises(ParameterError, match="is required"):
+        params.resolve(vertices, None)
+
+
+def test_missing_asks_once_per_name_and_type():
+    vertices = {"a": params.parse_schema("a", {"n": "int", "opt": {"type": "int", "required": False},
+                                              "d": {"type": "int", "default": 1}}),
+                "b": params.parse_schema("b", {"n": "str", "m": "int"}),
+                "c": params.parse_schema("c", {"n": "int"})}
+    asked = params.missing(vertices, {})
+    assert [(v, s.name, s.type) for v, s in asked] == [("a", "n", "int"), ("b", "n", "str"), ("b", "m", "int")]
+    assert all(isinstance(s, params.InputSpec) for _, s in asked)
+    assert [(v, s.name) for v, s in params.missing(vertices, ["a.n=1", "b.n=x", "m=2"])] == [("c", "n")]
+    assert params.missing(vertices, ["n=1", "m=2", "bad item"]) == []
+
+
+def test_mask_is_one_pass_and_ignores_empty_secrets():
+    assert params.MASK == "********"
+    assert params.mask("a ** b", ["**"]) == "a ******** b"
+    assert params.mask("aaaa", ["aa"]) == "********" * 2
+    assert params.mask("nothing here", ["", "zzz"]) == "nothing here"
+    assert params.mask("x-abcd-abc", ["abc", "abcd"]) == "x-********-********"
