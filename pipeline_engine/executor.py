@@ -7,9 +7,9 @@ inside a pipeline) fails the vertex.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ DEFAULT_OUTPUT_CAP = 64 * 1024
 #: seconds between SIGTERM and SIGKILL when a process group is stopped
 DEFAULT_KILL_GRACE = 2.0
 _CHUNK = 64 * 1024
+_POLL = 0.1  # seconds between checks of a shell whose children hold its pipes
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,6 @@ class _Tail:
         return f"[... {dropped} bytes truncated ...]\n{text}" if dropped else text
 
 
-def _pump(stream, tail: _Tail) -> None:
-    with stream:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            tail.feed(chunk)
-
-
 def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Popen | None = None) -> None:
     """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``grace``."""
     try:
@@ -111,26 +106,48 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
                                 stderr=subprocess.PIPE, env=full_env, cwd=cwd, start_new_session=True)
     except OSError as exc:
         return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {exc}")
-    tails = (_Tail(output_cap, margin), _Tail(output_cap, margin))
-    readers = [threading.Thread(target=_pump, args=(stream, tail), daemon=True)
-               for stream, tail in zip((proc.stdout, proc.stderr), tails)]
-    for reader in readers:
-        reader.start()
+    tails = {proc.stdout.fileno(): _Tail(output_cap, margin), proc.stderr.fileno(): _Tail(output_cap, margin)}
+    deadline = None if timeout is None else started + timeout
     timed_out = False
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc.pid, kill_grace, proc)
+        timed_out = _collect(proc, tails, deadline, kill_grace)
         proc.wait()
     finally:
-        # Leftover children keep the pipes open; end them so the readers see EOF.
+        # Whatever the script left running in its group ends with it: no orphans.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    for reader in readers:
-        reader.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    out, err = (tail.text(secrets) for tail in tails.values())
     error = f"timed out after {timeout:g} s; process group killed" if timed_out else None
-    return Outcome(proc.returncode, timed_out, tails[0].text(secrets), tails[1].text(secrets),
-                   time.monotonic() - started, error=error)
+    return Outcome(proc.returncode, timed_out, out, err, time.monotonic() - started, error=error)
+
+
+def _collect(proc: subprocess.Popen, tails: dict[int, _Tail], deadline: float | None, grace: float) -> bool:
+    """Read both pipes in this thread until EOF (no reader threads: starting them costs more
+    than a short script). Returns whether the deadline passed and the group was killed."""
+    timed_out = shell_done = False
+    with selectors.DefaultSelector() as selector:
+        for fd in tails:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            wait_s = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
+            for key, _ in selector.select(wait_s):
+                data = os.read(key.fd, _CHUNK)
+                if data:
+                    tails[key.fd].feed(data)
+                else:
+                    selector.unregister(key.fd)
+            if not shell_done and proc.poll() is not None:
+                # The shell is done; children it left behind would hold the pipes open.
+                shell_done = True
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if not timed_out and not shell_done and deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                kill_group(proc.pid, grace, proc)
+    return timed_out

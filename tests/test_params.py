@@ -293,6 +293,7 @@ def test_missing_asks_once_per_name_and_type():
 def test_mask_is_one_pass_and_ignores_empty_secrets():
     assert params.MASK == "********"
     assert params.mask("a ** b", ["**"]) == "a ******** b"
+    assert params.mask("abc", ["abc", "**"]) == params.MASK  # a mask is never masked again
     assert params.mask("aaaa", ["aa"]) == "********" * 2
     assert params.mask("nothing here", ["", "zzz"]) == "nothing here"
     assert params.mask("x-abcd-abc", ["abc", "abcd"]) == "x-********-********"
