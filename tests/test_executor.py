@@ -19,6 +19,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def gone(pid: int, within: float = 2.0) -> bool:
+    """Whether ``pid`` stops running within ``within`` seconds (a kill is not instant)."""
+    deadline = time.monotonic() + within
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not alive(pid)
+
+
 def test_output_exit_code_and_environment():
     outcome = executor.run_script('echo "out $PE_x"; echo err >&2', {"PE_x": "a b"})
     assert (outcome.exit_code, outcome.stdout, outcome.stderr, outcome.ok) == (0, "out a b\n", "err\n", True)
@@ -38,10 +46,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     assert outcome.timed_out and not outcome.ok and "timed out after 0.5 s" in outcome.error
     assert time.monotonic() - started < 5
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 2
-    while alive(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not alive(child)
+    assert gone(child)
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
@@ -50,10 +55,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
                                   timeout=0.5, kill_grace=0.3)
     assert outcome.timed_out
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 2
-    while alive(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not alive(child)
+    assert gone(child)
 
 
 def test_background_children_left_by_a_finished_script_are_ended(tmp_path):
@@ -61,10 +63,7 @@ def test_background_children_left_by_a_finished_script_are_ended(tmp_path):
     outcome = executor.run_script(f"sleep 300 & echo $! > {pidfile}; echo done")
     assert outcome.ok and outcome.stdout == "done\n" and outcome.duration < 5
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 2
-    while alive(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not alive(child)
+    assert gone(child)
 
 
 def test_output_is_capped_to_its_tail():
