@@ -24,7 +24,6 @@ class _Job:
     vertex: str
     timeout: float | None
     successors: list[int]
-    descendants: list[int]
 
 
 class Runner:
@@ -39,8 +38,9 @@ class Runner:
             edges = store.edge_names(s, rows[0][1].graph_id) if rows else []
         by_name = {v.name: t.id for t, v in rows}
         succs = dag.adjacency(list(by_name), edges)
-        self.jobs = {t.id: _Job(t.id, v.name, v.timeout, [by_name[h] for h in succs[v.name]],
-                                [by_name[d] for d in dag.descendants([v.name], succs)]) for t, v in rows}
+        # Successors by track id; descendants are walked only when a track fails for good.
+        self.succs = {by_name[v]: [by_name[h] for h in heads] for v, heads in succs.items()}
+        self.jobs = {t.id: _Job(t.id, v.name, v.timeout, self.succs[t.id]) for t, v in rows}
         self.initial = [t.id for t, _ in rows if t.state == T.PENDING]
         self.secrets = run.secrets
 
@@ -81,7 +81,7 @@ class Runner:
                 store.move_track(s, track_id, [T.RUNNING], T.PENDING, **result)
                 return [track_id]
             store.move_track(s, track_id, [T.RUNNING], T.FAILED, **result)
-            store.mark_upstream_failed(s, job.descendants)
+            store.mark_upstream_failed(s, sorted(dag.descendants([track_id], self.succs)))
             return []
 
     def _finish(self) -> str:

@@ -246,3 +246,11 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 @pytest.fixture
 def example():
     return lambda name: os.path.join(EXAMPLES, name)
+
+
+def run_tracks(database: Database, run_id: int) -> dict:
+    """A run's Track rows by vertex name."""
+    from pipeline_engine import store
+
+    with database.transaction(write=False) as s:
+        return {v.name: t for t, v in store.run_tracks(s, run_id)}

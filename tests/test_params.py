@@ -102,8 +102,8 @@ def test_a_plain_key_applies_to_every_declaring_vertex_and_defaults_fill_in():
 
 
 def test_a_vertex_key_wins_whatever_the_order():
-    for given in (["report.count=9", "count=3"], ["count=3", "report.count=9"]):
-        values = params.resolve(VERTICES, given)
+    for order in (["report.count=9", "count=3"], ["count=3", "report.count=9"]):
+        values = params.resolve(VERTICES, order)
         assert values["ping"]["count"] == 3 and values["report"]["count"] == 9
     assert params.resolve(VERTICES, {"count": 4, "ping.ip": "::1"})["ping"] == {"ip": "::1", "count": 4}
 

@@ -1,9 +1,8 @@
 """Running a pipeline in this process on every backend: order, overlap, failure, retries."""
-import pytest
-from sqlalchemy import select
+from conftest import run_tracks
 
 from pipeline_engine import service
-from pipeline_engine.models import Pipeline, Track, Vertex
+from pipeline_engine.models import Pipeline
 from pipeline_engine.runner import run_pipeline
 
 
@@ -12,10 +11,7 @@ def define(db, name, vertices, edges, seal=True):
 
 
 def tracks(db, run_id):
-    with db.transaction(write=False) as s:
-        rows = s.execute(select(Vertex.name, Track).join(Vertex, Vertex.id == Track.vertex_id)
-                         .where(Track.pipeline_id == run_id)).all()
-    return {name: t for name, t in rows}
+    return run_tracks(db, run_id)
 
 
 def pipeline_state(db, run_id):

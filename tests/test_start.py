@@ -1,17 +1,14 @@
 """Starting a run: inputs resolved up front, pipeline and tracks created in one transaction."""
 import pytest
-from sqlalchemy import select
+from conftest import run_tracks
 
 from pipeline_engine import params, service
 from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError
-from pipeline_engine.models import Pipeline, Track, Vertex
+from pipeline_engine.models import Pipeline
 
 
 def tracks_of(db, run_id):
-    with db.transaction(write=False) as s:
-        rows = s.execute(select(Vertex.name, Track).join(Vertex, Vertex.id == Track.vertex_id)
-                         .where(Track.pipeline_id == run_id)).all()
-        return {name: track for name, track in rows}
+    return run_tracks(db, run_id)
 
 
 def pipeline_of(db, run_id):
