@@ -11,7 +11,7 @@ from datetime import datetime
 import click
 import simplejson
 
-from pipeline_engine import __version__, service
+from pipeline_engine import __version__, prompt, service
 from pipeline_engine.db import Database, connect
 from pipeline_engine.errors import NotFoundError, PipelineEngineError
 from pipeline_engine.graphfile import FORMATS
@@ -229,6 +229,20 @@ def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
 
 # --- runs ------------------------------------------------------------------------------------
 
+def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool) -> list[str]:
+    """``parameters`` with answers for every missing required input, asked on the terminal;
+    unchanged with ``--no-input`` or when stdin is not a terminal (``start_run`` then says what is
+    missing)."""
+    if no_input or not sys.stdin.isatty():
+        return parameters
+    parameters = list(parameters)
+    # An answer given per vertex (a name declared with different types) leaves other vertices
+    # that declare the name unanswered: ask until nothing is missing.
+    while items := service.missing_inputs(ctx.db, name, parameters):
+        parameters += prompt.ask(items)
+    return parameters
+
+
 @cli.command("run")
 @click.argument("name")
 @click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
@@ -242,6 +256,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed."""
     from pipeline_engine.runner import run_pipeline
 
+    parameters = _ask_missing(ctx, name, list(parameters), no_input)
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers)
     click.echo(f"run {run.id} of graph '{name}' started: {len(run.pending) + len(run.waiting)} vertices")
     state = run_pipeline(ctx.db, run, workers=workers)

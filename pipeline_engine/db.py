@@ -114,6 +114,15 @@ class Database:
                     session.close()
 
     @contextmanager
+    def connection(self, write: bool = True) -> Iterator[Connection]:
+        """A connection held across many short transactions (``with conn.begin(): ...``), for
+        a loop that writes often: no session, no pool checkout per step. Driver errors come
+        out as DatabaseError."""
+        self.ensure_schema()
+        with self._connect(write) as conn:
+            yield conn
+
+    @contextmanager
     def _connect(self, write: bool) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:

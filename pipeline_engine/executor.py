@@ -7,6 +7,7 @@ inside a pipeline) fails the vertex.
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pipeline_engine.params import mask
+from pipeline_engine.params import MASK, mask
 
 SHELL = ("/bin/bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c")
 #: bytes of stdout and of stderr kept per track
@@ -36,6 +37,8 @@ class Outcome:
     duration: float
     #: why it ended, when not by its own exit (timeout, could not start)
     error: str | None = None
+    #: the file the full output went to, if any
+    log_path: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,39 @@ class _Tail:
         return f"[... {dropped} bytes truncated ...]\n{text}" if dropped else text
 
 
+class _LogFile:
+    """Streams the full output of an attempt to a file (stdout and stderr interleaved as they
+    come), secrets masked even when one is split across two reads."""
+
+    def __init__(self, path: str, header: str | None, secrets: list[str]):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.file = open(path, "ab")
+        if header:
+            self.file.write(f"--- {header} ---\n".encode())
+        found = sorted({x.encode("utf-8") for x in secrets}, key=len, reverse=True)
+        self.pattern = re.compile(b"|".join(map(re.escape, found))) if found else None
+        self.prefixes = {x[:k] for x in found for k in range(1, len(x))}
+        self.held: dict[int, bytes] = {}
+
+    def feed(self, fd: int, data: bytes) -> None:
+        if self.pattern is None:
+            self.file.write(data)
+            return
+        buf = self.pattern.sub(MASK.encode(), self.held.pop(fd, b"") + data)
+        # Hold back a tail that could be the start of a secret finished by the next read.
+        keep = next((k for k in range(min(len(buf), max(map(len, self.prefixes))), 0, -1)
+                     if buf[-k:] in self.prefixes), 0)
+        if keep:
+            self.held[fd] = buf[-keep:]
+            buf = buf[:-keep]
+        self.file.write(buf)
+
+    def close(self) -> None:
+        for rest in self.held.values():
+            self.file.write(rest)
+        self.file.close()
+
+
 def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Popen | None = None) -> None:
     """SIGTERM the process group ``pid`` leads, then SIGKILL what is left after ``grace``."""
     try:
@@ -91,26 +127,36 @@ def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Pop
 
 def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None,
                secrets: Iterable[str] = (), output_cap: int = DEFAULT_OUTPUT_CAP,
-               kill_grace: float = DEFAULT_KILL_GRACE, cwd: str | None = None) -> Outcome:
+               kill_grace: float = DEFAULT_KILL_GRACE, cwd: str | None = None,
+               log_path: str | None = None, log_header: str | None = None) -> Outcome:
     """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
 
     When the shell exits, whatever it left running in its group is killed too: a vertex is
     finished when its script is, and leaves no orphans. On timeout the whole group gets
-    SIGTERM, then SIGKILL after ``kill_grace`` seconds."""
+    SIGTERM, then SIGKILL after ``kill_grace`` seconds. With ``log_path`` the full output is
+    appended to that file too (after a ``--- log_header ---`` line), secrets masked."""
     secrets = [s for s in secrets if s]
     margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
-    full_env = {**os.environ, **(env or {})}
+    # The inherited environment plus the script's values; bytes, as Popen would encode each
+    # variable of a str mapping again on every spawn. No values: the environment as it is.
+    full_env = {**os.environb, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}} if env else None
     started = time.monotonic()
+    try:
+        log = _LogFile(log_path, log_header, secrets) if log_path else None
+    except OSError as exc:
+        return Outcome(None, False, "", "", 0.0, error=f"cannot write the log file {log_path}: {exc}")
     try:
         proc = subprocess.Popen([*SHELL, script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=full_env, cwd=cwd, start_new_session=True)
     except OSError as exc:
+        if log is not None:
+            log.close()
         return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {exc}")
     tails = {proc.stdout.fileno(): _Tail(output_cap, margin), proc.stderr.fileno(): _Tail(output_cap, margin)}
     deadline = None if timeout is None else started + timeout
     timed_out = False
     try:
-        timed_out = _collect(proc, tails, deadline, kill_grace)
+        timed_out = _collect(proc, tails, deadline, kill_grace, log)
         proc.wait()
     finally:
         # Whatever the script left running in its group ends with it: no orphans.
@@ -120,16 +166,20 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
             pass
         proc.stdout.close()
         proc.stderr.close()
+        if log is not None:
+            log.close()
     out, err = (tail.text(secrets) for tail in tails.values())
     error = f"timed out after {timeout:g} s; process group killed" if timed_out else None
-    return Outcome(proc.returncode, timed_out, out, err, time.monotonic() - started, error=error)
+    return Outcome(proc.returncode, timed_out, out, err, time.monotonic() - started, error=error,
+                   log_path=os.path.abspath(log_path) if log_path else None)
 
 
-def _collect(proc: subprocess.Popen, tails: dict[int, _Tail], deadline: float | None, grace: float) -> bool:
+def _collect(proc: subprocess.Popen, tails: dict[int, _Tail], deadline: float | None, grace: float,
+             log: _LogFile | None) -> bool:
     """Read both pipes in this thread until EOF (no reader threads: starting them costs more
     than a short script). Returns whether the deadline passed and the group was killed."""
     timed_out = shell_done = False
-    with selectors.DefaultSelector() as selector:
+    with selectors.PollSelector() as selector:  # no epoll descriptor to open per process
         for fd in tails:
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
@@ -138,6 +188,8 @@ def _collect(proc: subprocess.Popen, tails: dict[int, _Tail], deadline: float | 
                 data = os.read(key.fd, _CHUNK)
                 if data:
                     tails[key.fd].feed(data)
+                    if log is not None:
+                        log.feed(key.fd, data)
                 else:
                     selector.unregister(key.fd)
             if not shell_done and proc.poll() is not None:

@@ -377,6 +377,26 @@ def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: se
     return {key: params.MASK if key.rpartition(".")[2] in secret_names else value for key, value in pairs}
 
 
+def _runnable(s: Session, name: str) -> Graph:
+    """The graph, which must be sealed to run."""
+    graph = store.get_graph(s, name)
+    if graph.status != GraphStatus.SEALED:
+        raise GraphStatusError(f"graph '{name}' is a {graph.status}: only sealed graphs run"
+                               f" (graph check {name}; graph seal {name})")
+    return graph
+
+
+def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None
+                   ) -> list[tuple[str, params.InputSpec]]:
+    """The required inputs a run of ``graph`` with ``parameters`` would lack, as the
+    (vertex, spec) pairs a prompt should ask for (see ``params.missing``). Reads only; an unknown
+    or unsealed graph raises as in ``start_run``."""
+    with db.transaction(write=False) as s:
+        g = _runnable(s, graph)
+        schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in store.vertices(s, g.id)}
+    return params.missing(schemas, parameters)
+
+
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
               name: str | None = None, workers: int | None = None) -> RunStart:
     """Create a run of a sealed graph: every vertex's inputs are resolved and validated first
@@ -388,10 +408,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise GraphError(f"workers must be a positive integer, got {workers!r}")
     with _write(db) as s:
-        g = store.get_graph(s, graph)
-        if g.status != GraphStatus.SEALED:
-            raise GraphStatusError(f"graph '{graph}' is a {g.status}: only sealed graphs run"
-                                   f" (graph check {graph}; graph seal {graph})")
+        g = _runnable(s, graph)
         rows = store.vertices(s, g.id)
         edges = store.edge_names(s, g.id)
         schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}

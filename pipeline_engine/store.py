@@ -2,10 +2,12 @@
 caller owns the transaction (``Database.transaction``)."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from pipeline_engine.errors import NotFoundError
@@ -172,34 +174,6 @@ def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     return [(t, v) for t, v in s.execute(q)]
 
 
-def move_track(s: Session, track_id: int, sources: Iterable[str], target: str, **values) -> bool:
-    """Compare-and-set: move a track to ``target`` only if it is in one of ``sources``.
-    Returns whether it moved, so a stale writer never overwrites a newer state."""
-    result = s.execute(update(Track).where(Track.id == track_id, Track.state.in_(list(sources)))
-                       .values(state=target, **values))
-    return result.rowcount == 1
-
-
-def release_successors(s: Session, pipeline_id: int, successor_ids: Sequence[int]) -> list[int]:
-    """One predecessor of each of ``successor_ids`` (track ids) succeeded: count it, and make
-    those with none left pending. Returns the ids that became pending. O(out-degree)."""
-    if not successor_ids:
-        return []
-    ids = list(successor_ids)
-    s.execute(update(Track).where(Track.id.in_(ids)).values(waiting_on=Track.waiting_on - 1))
-    ready = list(s.scalars(select(Track.id).where(Track.id.in_(ids), Track.waiting_on == 0,
-                                                  Track.state == "waiting")))
-    if ready:
-        s.execute(update(Track).where(Track.id.in_(ready), Track.state == "waiting").values(state="pending"))
-    return ready
-
-
-def mark_upstream_failed(s: Session, track_ids: Sequence[int]) -> None:
-    if track_ids:
-        s.execute(update(Track).where(Track.id.in_(list(track_ids)), Track.state == "waiting")
-                  .values(state="upstream_failed", finished_at=now()))
-
-
 def state_counts(s: Session, pipeline_id: int) -> dict[str, int]:
     q = select(Track.state, func.count()).where(Track.pipeline_id == pipeline_id).group_by(Track.state)
     return {state: int(n) for state, n in s.execute(q)}
@@ -209,3 +183,92 @@ def finish_pipeline(s: Session, pipeline_id: int, state: str) -> bool:
     result = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running")
                        .values(state=state, finished_at=now()))
     return result.rowcount == 1
+
+
+# --- execution: the hot path, SQL Core on the caller's connection -------------------------------
+# One runner batch is a few of these statements in one transaction, whatever the batch size. They
+# are built once: building a statement costs more than running it on SQLite.
+
+_track = Track.__table__
+_ids = bindparam("ids", expanding=True)
+
+_CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending")
+          .values(state="running", attempt=_track.c.attempt + 1, worker=bindparam("worker"),
+                  started_at=bindparam("stamp"), heartbeat_at=bindparam("stamp"), finished_at=None,
+                  exit_code=None, error=None))
+_CLAIMED = select(_track.c.id, _track.c.attempt).where(_track.c.id.in_(_ids), _track.c.state == "running",
+                                                        _track.c.worker == bindparam("worker"))
+_RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _track.c.state == "running",
+                                _track.c.attempt == bindparam("at_attempt"))
+           .values(state=bindparam("target"), worker=None, started_at=bindparam("started_at"),
+                   finished_at=bindparam("finished_at"),
+                   exit_code=bindparam("exit_code"), error=bindparam("error"), stdout=bindparam("stdout"),
+                   stderr=bindparam("stderr"), log_path=bindparam("log_path")))
+_n = bindparam("n")
+# state is assigned first: MySQL evaluates SET left to right, the others on the old values
+_RELEASE = (update(_track).where(_track.c.id.in_(_ids))
+            .values(state=case((and_(_track.c.waiting_on == _n, _track.c.state == "waiting"), "pending"),
+                               else_=_track.c.state),
+                    waiting_on=_track.c.waiting_on - _n))
+_RELEASE_RETURNING = _RELEASE.returning(_track.c.id, _track.c.state)
+_RELEASED = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.state == "pending",
+                                      _track.c.waiting_on == 0)
+_UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "waiting")
+                    .values(state="upstream_failed", finished_at=bindparam("stamp")))
+
+
+def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
+                 attempts: dict[int, int] | None = None) -> list[tuple[int, int]]:
+    """Move pending tracks to running for ``worker``, each only if it is still pending (another
+    worker may have taken it). Returns (track id, attempt) of the tracks this call claimed.
+    ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
+    every track was claimed; it is updated."""
+    if not track_ids:
+        return []
+    ids = list(track_ids)
+    moved = conn.execute(_CLAIM, {"ids": ids, "worker": worker, "stamp": now()}).rowcount
+    if attempts is not None and moved == len(ids) and all(i in attempts for i in ids):
+        for i in ids:
+            attempts[i] += 1
+        return [(i, attempts[i]) for i in ids]
+    # lost some to another worker (or no attempts known): ask which are ours
+    claimed = [(i, a) for i, a in conn.execute(_CLAIMED, {"ids": ids, "worker": worker})]
+    if attempts is not None:
+        attempts.update(claimed)
+    return claimed
+
+
+def record_attempt(conn: Connection, track_id: int, attempt: int, target: str, *, started_at: datetime,
+                   finished_at: datetime,
+                   exit_code: int | None, error: str | None, stdout: str, stderr: str,
+                   log_path: str | None) -> bool:
+    """Write the end of one attempt, only if the track is still running that attempt (a lease
+    taken over or a cancelled run must not be overwritten). Returns whether it was written."""
+    return conn.execute(_RECORD, {
+        "track_id": track_id, "at_attempt": attempt, "target": target, "started_at": started_at,
+        "finished_at": finished_at,
+        "exit_code": exit_code, "error": error, "stdout": stdout, "stderr": stderr,
+        "log_path": log_path}).rowcount == 1
+
+
+def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:
+    """Count the succeeded predecessors of each track in ``succeeded`` (track id -> how many of
+    its predecessors just succeeded); a track with none left becomes pending. O(out-degree): no
+    scan of the graph. Returns the ids that are pending now."""
+    if not succeeded:
+        return []
+    by_count: dict[int, list[int]] = {}
+    for track_id, n in succeeded.items():
+        by_count.setdefault(n, []).append(track_id)
+    if conn.dialect.update_returning:  # SQLite, PostgreSQL: one statement per count
+        return [i for n, ids in by_count.items()
+                for i, state in conn.execute(_RELEASE_RETURNING, {"ids": ids, "n": n}) if state == "pending"]
+    for n, ids in by_count.items():
+        conn.execute(_RELEASE, {"ids": ids, "n": n})
+    return list(conn.scalars(_RELEASED, {"ids": list(succeeded)}))
+
+
+def mark_upstream_failed(conn: Connection, track_ids: Sequence[int]) -> None:
+    """Tracks below a failure that never ran: waiting -> upstream_failed."""
+    if track_ids:
+        conn.execute(_UPSTREAM_FAILED, {"ids": list(track_ids), "stamp": now()})

@@ -83,3 +83,34 @@ def test_secrets_are_masked_in_output_even_at_the_cut():
                                   secrets=["hunter2"], output_cap=8)
     # masked before the cut: the kept tail is mask characters, never the secret's last letters
     assert outcome.stdout.split("]\n", 1)[1] == "**------"
+
+
+def test_the_log_file_gets_the_full_output_with_secrets_masked_across_reads(tmp_path):
+    log = tmp_path / "logs" / "v.log"
+    # 200 KiB on stdout, far past a 1 KiB cap, with the secret printed every few bytes so that
+    # reads of the pipe split some of its occurrences
+    script = "for i in $(seq 20000); do printf 'hunter2-'; done; echo; echo tail-err >&2"
+    outcome = executor.run_script(script, secrets=["hunter2"], output_cap=1024, log_path=str(log),
+                                  log_header="attempt 1")
+    assert outcome.ok and outcome.log_path == str(log)
+    text = log.read_text()
+    assert text.startswith("--- attempt 1 ---\n")
+    assert "hunter" not in text and text.count("********-") == 20000 and "tail-err\n" in text
+    assert len(outcome.stdout.encode()) < 1100 and "truncated" in outcome.stdout
+    executor.run_script("echo second", log_path=str(log), log_header="attempt 2")
+    assert log.read_text().endswith("--- attempt 2 ---\nsecond\n")
+
+
+def test_log_masking_holds_back_a_secret_split_between_two_chunks(tmp_path):
+    log = executor._LogFile(str(tmp_path / "x.log"), None, ["abcdef", "xyz"])
+    for chunk in [b"1 ab", b"cd", b"ef 2 x", b"y", b"z 3 ab", b"c"]:
+        log.feed(1, chunk)
+    log.close()
+    assert (tmp_path / "x.log").read_text() == "1 ******** 2 ******** 3 abc"
+
+
+def test_an_unwritable_log_file_fails_the_attempt_with_a_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    outcome = executor.run_script("true", log_path=str(blocker / "v.log"))
+    assert not outcome.ok and "cannot write the log file" in outcome.error

@@ -1,9 +1,12 @@
-"""Running a pipeline in this process on every backend: order, overlap, failure, retries."""
+"""Running a pipeline in this process on every backend: order, overlap, failure, retries,
+timeouts, capped output, log files."""
+import time
+
 from conftest import run_tracks
 
 from pipeline_engine import service
 from pipeline_engine.models import Pipeline
-from pipeline_engine.runner import run_pipeline
+from pipeline_engine.runner import Runner, run_pipeline
 
 
 def define(db, name, vertices, edges, seal=True):
@@ -77,3 +80,45 @@ def test_secrets_are_masked_in_stored_output(db):
     run = service.start_run(db, "secret", {"pw": "hunter2"})
     assert run_pipeline(db, run) == "succeeded"
     assert tracks(db, run.id)["s"].stdout == "token=********\n"
+
+
+def test_a_timeout_fails_the_track_and_output_is_capped_in_the_database(db, tmp_path):
+    vertices = [{"name": "slow", "script": "echo started; sleep 30", "timeout": 0.3},
+                {"name": "loud", "script": "head -c 300000 /dev/zero | tr '\\0' x; echo; echo end"},
+                {"name": "after", "script": "true"}]
+    define(db, "limits", vertices, [["slow", "after"]])
+    run = service.start_run(db, "limits")
+    started = time.monotonic()
+    assert Runner(db, run, workers=2, output_cap=4096).execute() == "failed"
+    assert time.monotonic() - started < 10
+    t = tracks(db, run.id)
+    assert (t["slow"].state, t["slow"].exit_code is None or t["slow"].exit_code < 0) == ("failed", True)
+    assert "timed out after 0.3 s" in t["slow"].error and t["slow"].stdout == "started\n"
+    assert t["after"].state == "upstream_failed"
+    assert t["loud"].state == "succeeded" and t["loud"].stdout.endswith("x\nend\n")
+    assert len(t["loud"].stdout.encode()) < 4096 + 100 and "truncated" in t["loud"].stdout
+
+
+def test_log_files_keep_the_full_output_and_their_path_is_recorded(db, tmp_path):
+    script = "for i in $(seq 3000); do echo line $i {pw}; done"
+    define(db, "logged", [{"name": "v", "script": script, "inputs": {"pw": "secret"}}], [])
+    run = service.start_run(db, "logged", {"pw": "hunter2"})
+    assert Runner(db, run, output_cap=1024, log_dir=str(tmp_path / "logs")).execute() == "succeeded"
+    track = tracks(db, run.id)["v"]
+    assert track.log_path == str(tmp_path / "logs" / f"run-{run.id}" / "v.log")
+    lines = open(track.log_path).read().splitlines()
+    assert lines[0] == "--- attempt 1 ---" and len(lines) == 3001
+    assert lines[-1] == "line 3000 ********" and "hunter2" not in "".join(lines)
+    assert len(track.stdout) < 1200
+
+
+def test_events_report_each_start_and_end(db):
+    define(db, "events", [{"name": "a", "script": "true"}, {"name": "b", "script": "exit 1", "retries": 1}],
+           [["a", "b"]])
+    run = service.start_run(db, "events")
+    seen = []
+    assert run_pipeline(db, run, on_event=seen.append) == "failed"
+    assert [(e.kind, e.vertex, e.state, e.attempt) for e in seen] == [
+        ("started", "a", "running", 1), ("ended", "a", "succeeded", 1),
+        ("started", "b", "running", 1), ("ended", "b", "pending", 1),
+        ("started", "b", "running", 2), ("ended", "b", "failed", 2)]
