@@ -5,7 +5,11 @@ validation error; 3 a database error; 130 interrupted.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import time
+from dataclasses import replace
 from datetime import datetime
 
 import click
@@ -16,15 +20,17 @@ from pipeline_engine.db import Database, connect
 from pipeline_engine.errors import NotFoundError, PipelineEngineError
 from pipeline_engine.graphfile import FORMATS
 from pipeline_engine.settings import Settings
+from pipeline_engine.states import PipelineState
 
 PROG = "pipeline-engine"
 
 
 class Context:
-    """What every command gets: the database URL, opened on first use."""
+    """What every command gets: the settings and the database, opened on first use."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.db
         self._db: Database | None = None
 
     @property
@@ -59,7 +65,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 @click.pass_context
 def cli(ctx: click.Context, db_url: str | None) -> None:
     """pipeline_engine: define, check, seal and run DAGs of shell scripts, state kept in SQL."""
-    ctx.obj = Context(db_url or Settings.from_env().db)
+    settings = Settings.from_env()
+    ctx.obj = Context(replace(settings, db=db_url) if db_url else settings)
 
 
 # --- db ----------------------------------------------------------------------------------
@@ -253,13 +260,23 @@ def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool)
 @pass_ctx
 def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
             run_name: str | None) -> None:
-    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed."""
+    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed.
+
+    Progress goes to stderr: a live status line on a terminal, one line per ended attempt
+    elsewhere. Each vertex's full output goes to a log file under $PIPELINE_ENGINE_LOGS
+    (default ~/.local/state/pipeline_engine/logs), one directory per database and run."""
+    from pipeline_engine.progress import Progress, elapsed
     from pipeline_engine.runner import run_pipeline
 
     parameters = _ask_missing(ctx, name, list(parameters), no_input)
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers)
     click.echo(f"run {run.id} of graph '{name}' started: {len(run.pending) + len(run.waiting)} vertices")
-    state = run_pipeline(ctx.db, run, workers=workers)
+    progress = Progress({**dict.fromkeys(run.waiting, "waiting"), **dict.fromkeys(run.pending, "pending")}).start()
+    try:
+        log_dir = os.path.join(ctx.settings.logs, ctx.db.key)  # run ids repeat across databases
+        state = run_pipeline(ctx.db, run, workers=workers, log_dir=log_dir, on_event=progress)
+    finally:
+        progress.stop()
     info = service.show_run(ctx.db, run.id)
     counts: dict[str, int] = {}
     for track in info.tracks:
@@ -268,13 +285,31 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
             why = track.error or f"exit code {track.exit_code}"
             click.echo(f"  {track.vertex}: failed after {track.attempt} attempt(s): {why}"
                        f" (pipeline-engine logs {run.id} {track.vertex})", err=True)
-    click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    took = elapsed(time.monotonic() - progress.started)
+    click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+               + f" ({took} elapsed)")
     sys.exit(0 if state == "succeeded" else 1)
 
 
 @cli.group()
 def runs() -> None:
     """Inspect runs."""
+
+
+@runs.command("list")
+@click.option("--graph", "graph_name", metavar="NAME", help="Only runs of this graph.")
+@click.option("--state", type=click.Choice([str(x) for x in PipelineState]), help="Only runs in this state.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (the newest).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: int | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    found = service.list_runs(ctx.db, graph=graph_name, state=state, limit=limit)
+    if as_json:
+        _echo_json([r.to_dict() for r in found])
+        return
+    _table(["ID", "GRAPH", "NAME", "STATE", "STARTED", "FINISHED"],
+           [[str(r.id), r.graph, r.name or "-", r.state, _when(r.started_at), _when(r.finished_at)] for r in found])
 
 
 @runs.command("show")
@@ -297,13 +332,20 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
 @cli.command("logs")
 @click.argument("run_id", metavar="RUN", type=int)
 @click.argument("vertex")
+@click.option("--tail", is_flag=True, help="Print the tails kept in the database even when the log file exists.")
 @pass_ctx
-def logs_cmd(ctx: Context, run_id: int, vertex: str) -> None:
-    """Print the captured output of one vertex of a run (stdout, then stderr on stderr)."""
+def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool) -> None:
+    """Print the output of one vertex of a run: its full log file (every attempt, stdout and
+    stderr as they came) when it is on this machine, else the tails kept in the database
+    (stdout, then stderr on stderr)."""
     info = service.show_run(ctx.db, run_id)
     track = next((t for t in info.tracks if t.vertex == vertex), None)
     if track is None:
         raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
+    if not tail and track.log_path and os.path.isfile(track.log_path):
+        with open(track.log_path, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        return
     click.echo(track.stdout, nl=False)
     click.echo(track.stderr, nl=False, err=True)
 

@@ -5,6 +5,7 @@ one transaction on it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -86,6 +87,13 @@ class Database:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+    @property
+    def key(self) -> str:
+        """A short name for this database, stable across processes: it keeps the log files of
+        different databases (whose run ids repeat) apart."""
+        digest = hashlib.sha1(self.safe_url.encode("utf-8")).hexdigest()[:10]
+        return f"{self.dialect}-{digest}"
 
     @property
     def is_mysql(self) -> bool:

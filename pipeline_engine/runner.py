@@ -39,9 +39,10 @@ _COALESCE = 0.002
 
 @dataclass(frozen=True)
 class Event:
-    """A change the runner made, for progress displays: a track ``started`` an attempt, or
-    ``ended`` one in ``state`` (pending again when a retry follows). Delivered from the
-    runner's threads: a listener must be thread-safe and quick."""
+    """A change the runner made, for progress displays: a track ``started`` an attempt or
+    ``ended`` one in ``state`` (pending again when a retry follows), became ``ready`` (its
+    predecessors all succeeded) or was ``skipped`` (upstream_failed). Delivered from the runner's
+    threads: a listener must be thread-safe and quick."""
     kind: str
     vertex: str
     state: str
@@ -191,9 +192,12 @@ class Runner:
             elif target == T.PENDING:
                 ready.append(track_id)
             else:
-                store.mark_upstream_failed(conn, sorted(dag.descendants([track_id], self.succs)))
-        ready.extend(store.release_successors(conn, released))
-        return events
+                below = sorted(dag.descendants([track_id], self.succs))
+                store.mark_upstream_failed(conn, below)
+                events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t]) for t in below]
+        now_ready = store.release_successors(conn, released)
+        ready.extend(now_ready)
+        return events + [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t]) for t in now_ready]
 
     def _emit(self, events: list[Event]) -> None:
         if self.on_event is not None:

@@ -38,7 +38,7 @@ from pipeline_engine.spec import (
     graph_from_dict,
     make_vertex,
 )
-from pipeline_engine.states import GraphStatus
+from pipeline_engine.states import GraphStatus, PipelineState
 
 _UNSET: Any = object()
 
@@ -446,6 +446,7 @@ class TrackInfo:
     error: str | None
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
+    log_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
@@ -479,6 +480,33 @@ def show_run(db: Database, run_id: int) -> RunInfo:
         graph = s.get(Graph, pipeline.graph_id)
         tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                             started_at=t.started_at, finished_at=t.finished_at, error=t.error,
-                            stdout=t.stdout, stderr=t.stderr) for t, v in store.run_tracks(s, run_id)]
+                            stdout=t.stdout, stderr=t.stderr, log_path=t.log_path)
+                  for t, v in store.run_tracks(s, run_id)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, tracks=tracks)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    graph: str
+    name: str | None
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at)}
+
+
+def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,
+              limit: int | None = None) -> list[RunSummary]:
+    """Runs, newest first; only those of ``graph`` and in ``state`` when given."""
+    if state is not None and state not in {str(x) for x in PipelineState}:
+        raise GraphError(f"unknown run state {state!r}: one of {', '.join(str(x) for x in PipelineState)}")
+    with db.transaction(write=False) as s:
+        graph_id = store.get_graph(s, graph).id if graph is not None else None
+        return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
+                           finished_at=p.finished_at)
+                for p, g in store.list_runs(s, graph_id=graph_id, state=state, limit=limit)]

@@ -14,20 +14,28 @@ def default_db_url() -> str:
     return "sqlite:///" + os.path.join(base, "pipeline_engine", "pipeline_engine.db")
 
 
+def default_log_dir() -> str:
+    """Where ``run`` writes each vertex's full output: ``$XDG_STATE_HOME/pipeline_engine/logs``
+    (``~/.local/state/pipeline_engine/logs`` when XDG_STATE_HOME is unset)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "pipeline_engine", "logs")
+
+
 @dataclass(frozen=True)
 class Settings:
     #: any SQLAlchemy URL; env PIPELINE_ENGINE_DB
     db: str = ""
+    #: directory of the full-output log files; env PIPELINE_ENGINE_LOGS
+    logs: str = ""
 
     @classmethod
-    def from_env(cls, environ=None) -> "Settings":
+    def from_env(cls, environ=None) -> Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw not in (None, ""):
                 values[f.name] = raw
-        settings = cls(**values)
-        if not settings.db:
-            settings = cls(**{**values, "db": default_db_url()})
-        return settings
+        values.setdefault("db", default_db_url())
+        values.setdefault("logs", default_log_dir())
+        return cls(**values)

@@ -167,6 +167,19 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, w
     return pipeline.id
 
 
+def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = None,
+              limit: int | None = None) -> list[tuple[Pipeline, str]]:
+    """Pipelines with their graph's name, newest first."""
+    q = select(Pipeline, Graph.name).join(Graph, Graph.id == Pipeline.graph_id).order_by(Pipeline.id.desc())
+    if graph_id is not None:
+        q = q.where(Pipeline.graph_id == graph_id)
+    if state is not None:
+        q = q.where(Pipeline.state == state)
+    if limit is not None:
+        q = q.limit(limit)
+    return [(p, name) for p, name in s.execute(q)]
+
+
 def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     """A run's tracks with their vertices, in declaration order."""
     q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)

@@ -254,3 +254,12 @@ def run_tracks(database: Database, run_id: int) -> dict:
 
     with database.transaction(write=False) as s:
         return {v.name: t for t, v in store.run_tracks(s, run_id)}
+
+
+@pytest.fixture(autouse=True)
+def log_dir(tmp_path, monkeypatch) -> str:
+    """Every test's runs write their log files under its own temporary directory (never the
+    user's ~/.local/state); spawned CLI processes inherit it."""
+    path = str(tmp_path / "logs")
+    monkeypatch.setenv("PIPELINE_ENGINE_LOGS", path)
+    return path

@@ -1,6 +1,7 @@
 """The graph CLI on every backend: commands, JSON shapes, exit codes, one-line errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -173,13 +174,56 @@ def test_run_show_and_logs(cli, example, tmp_path):
     first = out.splitlines()[0]
     assert first.startswith("run ") and "started" in first
     run_id = first.split()[1]
-    assert out.splitlines()[-1] == f"run {run_id} succeeded: 7 succeeded"
+    assert re.fullmatch(rf"run {run_id} succeeded: 7 succeeded \(00:0\d elapsed\)", out.splitlines()[-1])
+    # progress without a terminal: one line per ended attempt, on stderr
+    assert sorted(line.split(":")[0].strip() for line in err.splitlines()) == sorted(
+        ["prepare", "extract", "validate", "by_region", "total", "archive", "report"])
     code, out, _ = cli("runs", "show", run_id, "--json")
     shown = json.loads(out)
     assert {"id", "graph", "state", "tracks"} <= set(shown) and shown["state"] == "succeeded"
     assert {"vertex", "state", "attempt", "exit_code", "started_at", "finished_at"} <= set(shown["tracks"][0])
     code, out, _ = cli("logs", run_id, "report")
     assert code == 0 and "authenticated with a token of 7 characters" in out and "hunter2" not in out
+
+
+def test_logs_prints_the_full_log_file_or_with_tail_the_database_tails(cli, tmp_path, log_dir):
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nvertices:\n  - {name: v, script: 'echo out; echo err >&2; exit 1', retries: 1}\n")
+    cli("graph", "import", str(graph), "--seal")
+    code, out, err = cli("run", "g")
+    assert code == 1 and "v: attempt 1 failed" in err and "retrying" in err and "v: failed" in err
+    run_id = out.split()[1]
+    code, out, err = cli("logs", run_id, "v")
+    assert code == 0 and out == "--- attempt 1 ---\nout\nerr\n--- attempt 2 ---\nout\nerr\n"
+    logged = [os.path.join(d, f) for d, _, files in os.walk(log_dir) for f in files]
+    assert len(logged) == 1 and logged[0].endswith(os.path.join(f"run-{run_id}", "v.log"))
+    code, out, err = cli("logs", run_id, "v", "--tail")
+    assert (code, out, err) == (0, "out\n", "err\n")
+    code, _, err = cli("logs", run_id, "nope")
+    assert code == 2 and "no vertex 'nope'" in err
+
+
+def test_runs_list_newest_first_filtered_and_as_json(cli, tmp_path):
+    for name, script in [("ok", "true"), ("bad", "false")]:
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(f"name: {name}\nvertices:\n  - {{name: v, script: '{script}'}}\n")
+        cli("graph", "import", str(f), "--seal")
+    ids = [cli("run", g)[1].split()[1] for g in ["ok", "bad", "ok"]]
+    code, out, _ = cli("runs", "list", "--json")
+    listed = json.loads(out)
+    assert code == 0 and [str(r["id"]) for r in listed] == ids[::-1]
+    assert all(set(r) == {"id", "graph", "name", "state", "started_at", "finished_at"} for r in listed)
+    assert [r["graph"] for r in listed] == ["ok", "bad", "ok"]
+    code, out, _ = cli("runs", "list", "--graph", "ok", "--state", "succeeded", "--json")
+    assert [str(r["id"]) for r in json.loads(out)] == [ids[2], ids[0]]
+    code, out, _ = cli("runs", "list", "--state", "failed")
+    assert code == 0 and out.splitlines()[0].split() == ["ID", "GRAPH", "NAME", "STATE", "STARTED", "FINISHED"]
+    assert [line.split()[:4] for line in out.splitlines()[1:]] == [[ids[1], "bad", "-", "failed"]]
+    assert json.loads(cli("runs", "list", "--limit", "1", "--json")[1])[0]["id"] == int(ids[2])
+    code, _, err = cli("runs", "list", "--graph", "nope")
+    assert code == 2 and "graph 'nope' not found" in err
+    code, _, err = cli("runs", "list", "--state", "done")
+    assert code == 2 and "--state" in err
 
 
 def test_a_failed_run_exits_1_and_a_missing_input_exits_2(cli, tmp_path, db):

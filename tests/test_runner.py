@@ -113,12 +113,12 @@ def test_log_files_keep_the_full_output_and_their_path_is_recorded(db, tmp_path)
 
 
 def test_events_report_each_start_and_end(db):
-    define(db, "events", [{"name": "a", "script": "true"}, {"name": "b", "script": "exit 1", "retries": 1}],
-           [["a", "b"]])
+    define(db, "events", [{"name": "a", "script": "true"}, {"name": "b", "script": "exit 1", "retries": 1},
+                          {"name": "c", "script": "true"}], [["a", "b"], ["b", "c"]])
     run = service.start_run(db, "events")
     seen = []
     assert run_pipeline(db, run, on_event=seen.append) == "failed"
     assert [(e.kind, e.vertex, e.state, e.attempt) for e in seen] == [
-        ("started", "a", "running", 1), ("ended", "a", "succeeded", 1),
+        ("started", "a", "running", 1), ("ended", "a", "succeeded", 1), ("ready", "b", "pending", 0),
         ("started", "b", "running", 1), ("ended", "b", "pending", 1),
-        ("started", "b", "running", 2), ("ended", "b", "failed", 2)]
+        ("started", "b", "running", 2), ("ended", "b", "failed", 2), ("skipped", "c", "upstream_failed", 0)]

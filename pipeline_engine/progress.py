@@ -1,0 +1,106 @@
+"""Console: the live progress of a run, fed by the runner's events. No database.
+
+On a terminal one status line is redrawn in place a few times a second: elapsed time, counts per
+state, and the vertices running now. Elsewhere (a pipe, a CI log) each attempt that ends prints
+one line instead, so a log shows what happened without control characters.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from typing import TextIO
+
+from pipeline_engine.runner import Event
+from pipeline_engine.states import TrackState as T
+
+#: the order states are shown in
+ORDER = [T.SUCCEEDED, T.RUNNING, T.PENDING, T.WAITING, T.FAILED, T.UPSTREAM_FAILED, T.CANCELLED]
+_REDRAW = 0.2  # seconds between redraws of the status line
+
+
+def elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+    """Counts per state and the running vertices, kept from the runner's events (which arrive
+    from several threads), and shown on ``stream``."""
+
+    def __init__(self, states: dict[str, str], stream: TextIO | None = None, live: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.state = dict(states)  # vertex -> state
+        self.running: dict[str, float] = {}  # vertex -> when it started
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._width = 0
+
+    # --- fed by the runner -----------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.state[event.vertex] = event.state
+            if event.kind == "started":
+                self.running[event.vertex] = time.monotonic()
+            else:
+                self.running.pop(event.vertex, None)
+            if not self.live and event.kind == "ended":
+                self._print(self._describe(event))
+
+    @staticmethod
+    def _describe(event: Event) -> str:
+        took = f" in {event.duration:.2f} s" if event.duration is not None else ""
+        why = f": {event.error}" if event.error else ""
+        if event.state == T.PENDING:
+            return f"  {event.vertex}: attempt {event.attempt} failed{took}{why}; retrying"
+        return f"  {event.vertex}: {event.state}{took}{why}"
+
+    # --- shown --------------------------------------------------------------------------
+
+    def counts(self) -> Counter:
+        with self._lock:
+            return Counter(self.state.values())
+
+    def line(self) -> str:
+        """The status line: ``[00:03] 5/12 done: 4 succeeded, 2 running, ... | running: a, b``."""
+        with self._lock:
+            counts = Counter(self.state.values())
+            running = sorted(self.running, key=self.running.get)
+        done = sum(counts[s] for s in (T.SUCCEEDED, T.FAILED, T.UPSTREAM_FAILED, T.CANCELLED))
+        parts = ", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s])
+        text = f"[{elapsed(time.monotonic() - self.started)}] {done}/{len(self.state)} done: {parts}"
+        if running:
+            shown = ", ".join(running[:5]) + (f" +{len(running) - 5}" if len(running) > 5 else "")
+            text += f" | running: {shown}"
+        return text
+
+    def start(self) -> Progress:
+        if self.live:
+            self._thread = threading.Thread(target=self._redraw, name="progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop redrawing and clear the status line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+    def _redraw(self) -> None:
+        while not self._stop.wait(_REDRAW):
+            width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn
+            self.stream.write("\r\x1b[2K" + self.line()[:width])
+            self.stream.flush()
+
+    def _print(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
