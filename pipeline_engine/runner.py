@@ -139,7 +139,7 @@ class Runner:
                 continue
             except queue.Empty:
                 pass
-            if len(ended) >= self.workers or inbox.qsize() == 0:
+            if len(ended) >= _QUEUED * self.workers or inbox.qsize() == 0:
                 return ended
             try:
                 ended.append(outbox.get(timeout=_COALESCE))
