@@ -130,6 +130,12 @@ class Database:
         with self._connect(write) as conn:
             yield conn
 
+    def open_connection(self) -> Connection:
+        """A new writer's connection that the caller manages itself (a long-running loop that
+        reconnects after a database fault). Driver errors are not wrapped."""
+        self.ensure_schema()
+        return self.engine.connect().execution_options(pe_write=True)
+
     @contextmanager
     def _connect(self, write: bool) -> Iterator[Connection]:
         try:

@@ -12,7 +12,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pipeline_engine.params import MASK, mask
@@ -128,13 +128,16 @@ def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Pop
 def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None,
                secrets: Iterable[str] = (), output_cap: int = DEFAULT_OUTPUT_CAP,
                kill_grace: float = DEFAULT_KILL_GRACE, cwd: str | None = None,
-               log_path: str | None = None, log_header: str | None = None) -> Outcome:
+               log_path: str | None = None, log_header: str | None = None,
+               on_spawn: Callable[[int], None] | None = None) -> Outcome:
     """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
 
     When the shell exits, whatever it left running in its group is killed too: a vertex is
     finished when its script is, and leaves no orphans. On timeout the whole group gets
     SIGTERM, then SIGKILL after ``kill_grace`` seconds. With ``log_path`` the full output is
-    appended to that file too (after a ``--- log_header ---`` line), secrets masked."""
+    appended to that file too (after a ``--- log_header ---`` line), secrets masked.
+    ``on_spawn`` is called with the process group's id once the shell runs (to kill it from
+    another thread)."""
     secrets = [s for s in secrets if s]
     margin = max((len(s.encode("utf-8")) for s in secrets), default=0)
     # The inherited environment plus the script's values; bytes, as Popen would encode each
@@ -152,6 +155,8 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
         if log is not None:
             log.close()
         return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {exc}")
+    if on_spawn is not None:
+        on_spawn(proc.pid)
     tails = {proc.stdout.fileno(): _Tail(output_cap, margin), proc.stderr.fileno(): _Tail(output_cap, margin)}
     deadline = None if timeout is None else started + timeout
     timed_out = False

@@ -12,6 +12,7 @@ from typing import Any
 import simplejson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Double,
     CheckConstraint,
     DateTime,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -175,9 +177,32 @@ class Pipeline(Base):
     params: Mapped[dict] = mapped_column(JSONText, default=dict)
     #: thread-pool size asked for this run
     workers: Mapped[int | None] = mapped_column(Integer)
+    #: the worker that runs this pipeline alone (``run``, ``resume``); None: any worker
+    owner: Mapped[str | None] = mapped_column(String(255))
+    #: some input is a secret, which is never stored: only its owner can run it
+    secret_inputs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Worker(Base):
+    """A process that executes tracks: ``worker``, ``run``, ``resume``. Its heartbeat says it
+    is alive; its tracks carry its name."""
+
+    __tablename__ = "worker"
+    __table_args__ = (_TABLE_OPTIONS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    #: seconds without a heartbeat after which its tracks are taken back
+    lease: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Track(Base):
@@ -190,6 +215,8 @@ class Track(Base):
         CheckConstraint("attempt >= 0", name="attempt"),
         Index(None, "state", "priority"),
         Index(None, "vertex_id"),
+        Index(None, "pipeline_id", "state"),
+        Index(None, "worker"),
         _TABLE_OPTIONS,
     )
 

@@ -1,4 +1,5 @@
-"""Run one pipeline in this process.
+"""Execute tracks: those of one run this process owns (``run``, ``resume``, ``retry``), or of any
+run nobody owns (``pipeline-engine worker``). Several such processes share one database.
 
 Worker threads only run processes; the dispatcher (the calling thread) alone talks to the
 database, on one connection. Each time attempts end it writes them all, releases their
@@ -6,17 +7,29 @@ successors and claims the next tracks in one transaction, and hands tracks to th
 after it has committed: every state change is in the database before anything depends on it.
 
 So that a thread never idles while the dispatcher's transaction is in flight, the dispatcher
-keeps up to ``workers`` tracks claimed ahead in a queue: a thread that finishes a process starts
-the next claimed one at once. A queued track is ``running`` in the database (claimed by this
-runner) a moment before its process starts; its ``started_at`` is rewritten with the real start
-when its attempt is recorded.
+keeps up to two tracks per thread claimed ahead in a queue: a thread that finishes a process
+starts the next claimed one at once. A queued track is ``running`` in the database (claimed by
+this worker) a moment before its process starts; its ``started_at`` is rewritten with the real
+start when its attempt is recorded.
+
+Durability. A claim is a compare-and-set (``pending`` -> ``running``, checked by row count) after
+``SELECT ... FOR UPDATE SKIP LOCKED`` where the backend has it; SQLite's write lock serialises.
+A worker renews a heartbeat on the tracks it runs every second or so; a track whose worker has
+not renewed it within the worker's lease is taken back by any other worker's sweep (pending for
+another attempt, failed when none is left). A worker that finds it lost a track (taken back, or
+cancelled) kills its process group and records nothing for it. A database fault is retried with
+backoff on a new connection while the processes run on; results are written once it is back,
+and every write is a compare-and-set, so none is written twice.
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import signal
 import socket
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
@@ -24,17 +37,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from pipeline_engine import dag, executor, store
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from pipeline_engine import dag, executor, params, service, store
 from pipeline_engine.db import Database
+from pipeline_engine.errors import DatabaseError
 from pipeline_engine.service import RunStart
 from pipeline_engine.states import TrackState as T
 
-#: threads per run when none is asked for
+log = logging.getLogger("pipeline_engine.runner")
+
+#: threads per worker when none is asked for
 DEFAULT_WORKERS = 4
+DEFAULT_LEASE = store.DEFAULT_LEASE
+#: seconds running tracks get to finish when a worker is asked to stop, before it terminates them
+DEFAULT_GRACE = 30.0
+#: seconds between looks for new work in the database when the worker has nothing queued
+DEFAULT_POLL = 0.2
 #: claimed tracks queued per thread, so a thread that finishes starts the next at once
 _QUEUED = 2
 #: seconds the dispatcher waits for more ended attempts while threads still have work queued
 _COALESCE = 0.002
+_MAX_BACKOFF = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,10 +79,22 @@ class Event:
 @dataclass
 class _Job:
     track_id: int
+    pipeline_id: int
     vertex: str
     timeout: float | None
     max_attempts: int
     successors: list[int]
+
+
+@dataclass
+class _Plan:
+    """What a worker needs to run the tracks of one pipeline: scripts and successors."""
+    pipeline_id: int
+    rendered: dict[str, params.Rendered]
+    secrets: list[str]
+    jobs: dict[int, _Job]
+    succs: dict[int, list[int]]
+    owned: bool
 
 
 class _Ended(NamedTuple):
@@ -73,146 +110,419 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Runner:
-    def __init__(self, db: Database, run: RunStart, *, workers: int | None = None,
+def _retryable(exc: BaseException) -> bool:
+    """A fault worth waiting out: the connection went away, a deadlock, a serialization
+    failure, a lock wait timeout, SQLite busy."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+    return isinstance(exc, (ConnectionError, OSError))
+
+
+class Engine:
+    def __init__(self, db: Database, *, workers: int | None = None, name: str | None = None,
+                 lease: float = DEFAULT_LEASE, grace: float = DEFAULT_GRACE, poll: float = DEFAULT_POLL,
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None):
-        self.db, self.run = db, run
+        self.db = db
         self.workers = workers or DEFAULT_WORKERS
-        self.output_cap = output_cap
-        self.log_dir = log_dir
-        self.on_event = on_event
-        self.name = worker_name()
-        with db.transaction(write=False) as s:
-            rows = store.run_tracks(s, run.id)
+        self.name = name or worker_name()
+        self.lease, self.grace, self.poll = lease, grace, poll
+        self.heartbeat_every = min(1.0, lease / 3)
+        self.output_cap, self.log_dir, self.on_event = output_cap, log_dir, on_event
+        self.plans: dict[int, _Plan] = {}
+        self.jobs: dict[int, _Job] = {}
+        self.attempts: dict[int, int] = {}
+        self.ready: deque[int] = deque()
+        self.stopping = threading.Event()  # stop claiming, let running tracks finish
+        self._stop_deadline: float | None = None
+        self._lock = threading.Lock()
+        self._procs: dict[int, int] = {}  # track id -> process group, while it runs
+        self._revoked: set[int] = set()  # tracks lost: do not start, kill if started
+        self._interrupted: set[int] = set()  # tracks this worker terminated while stopping
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._conn: Connection | None = None
+
+    # --- what to run ---------------------------------------------------------------------------
+
+    def adopt(self, run: RunStart) -> None:
+        """Run ``run``'s tracks with the scripts (and secrets) it holds in memory."""
+        self._load(run.id, run, owned=True)
+
+    def _load(self, pipeline_id: int, run: RunStart | None = None, owned: bool = False) -> _Plan:
+        if run is None:
+            run = service.load_run(self.db, pipeline_id)  # a run nobody owns has no secrets
+        with self.db.transaction(write=False) as s:
+            rows = store.run_tracks(s, pipeline_id)
             edges = store.edge_names(s, rows[0][1].graph_id) if rows else []
         by_name = {v.name: t.id for t, v in rows}
-        succs = dag.adjacency(list(by_name), edges)
-        # Successors by track id; descendants are walked only when a track fails for good.
-        self.succs = {by_name[v]: [by_name[h] for h in heads] for v, heads in succs.items()}
-        self.jobs = {t.id: _Job(t.id, v.name, v.timeout, t.max_attempts, self.succs[t.id]) for t, v in rows}
-        self.initial = [t.id for t, _ in rows if t.state == T.PENDING]
-        self.attempts = {t.id: t.attempt for t, _ in rows}
+        succs = {by_name[v]: [by_name[h] for h in heads]
+                 for v, heads in dag.adjacency(list(by_name), edges).items()}
+        jobs = {t.id: _Job(t.id, pipeline_id, v.name, v.timeout, t.max_attempts, succs[t.id]) for t, v in rows}
+        plan = _Plan(pipeline_id, run.rendered, run.secrets, jobs, succs, owned)
+        self.plans[pipeline_id] = plan
+        self.jobs.update(jobs)
+        for t, _ in rows:
+            self.attempts[t.id] = t.attempt
+            if t.state == T.PENDING and owned:
+                self.ready.append(t.id)
+        return plan
 
-    def execute(self) -> str:
-        """Run until nothing is left to run; returns the pipeline's final state."""
-        ready = deque(self.initial)
-        inbox: queue.SimpleQueue = queue.SimpleQueue()   # claimed tracks, to the threads
-        outbox: queue.SimpleQueue = queue.SimpleQueue()  # ended attempts, to the dispatcher
-        threads = [threading.Thread(target=self._work, args=(inbox, outbox), daemon=True,
-                                    name=f"run{self.run.id}-{i}") for i in range(self.workers)]
+    def _forget(self, pipeline_id: int) -> None:
+        plan = self.plans.pop(pipeline_id, None)
+        if plan is not None:
+            for track_id in plan.jobs:
+                self.jobs.pop(track_id, None)
+                self.attempts.pop(track_id, None)
+
+    # --- entry points --------------------------------------------------------------------------
+
+    def run(self, run_id: int) -> str:
+        """Execute the owned run ``run_id`` until it is finished; returns its final state, or
+        ``running`` when this worker was stopped first (the run can be resumed)."""
+        return self._serve(until=run_id)
+
+    def serve(self) -> None:
+        """Execute tracks of any run nobody owns, until ``stop``."""
+        self._serve(until=None)
+
+    def stop(self, now: bool = False) -> None:
+        """Stop claiming; running tracks get ``grace`` seconds (none with ``now``), then they
+        are terminated and handed back. Safe to call from a signal handler."""
+        self.stopping.set()
+        deadline = time.monotonic() + (0.0 if now else self.grace)
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            self._stop_deadline = deadline
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and Ctrl-C stop gracefully; a second one stops at once."""
+        def handler(signum, frame):
+            self.stop(now=self.stopping.is_set())
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    # --- the dispatcher ------------------------------------------------------------------------
+
+    def _serve(self, until: int | None) -> str:
+        threads = [threading.Thread(target=self._work, daemon=True, name=f"{self.name}-{i}")
+                   for i in range(self.workers)]
         for thread in threads:
             thread.start()
-        in_flight = 0  # claimed, not yet ended
+        in_flight: dict[int, int] = {}  # claimed track id -> attempt, until its end is recorded
         try:
-            with self.db.connection() as conn:
-                ended: list[_Ended] = []
-                while True:
-                    in_flight -= len(ended)
-                    with conn.begin():
-                        events = self._record(conn, ended, ready)
-                        want = min((1 + _QUEUED) * self.workers - in_flight, len(ready))
-                        claimed = store.claim_tracks(conn, [ready.popleft() for _ in range(want)], self.name,
-                                                     self.attempts)
-                    in_flight += len(claimed)
-                    self._emit(events)  # before the threads can report the claimed tracks' starts
-                    for job in claimed:
-                        inbox.put(job)
+            self._tx(lambda c: store.register_worker(c, self.name, socket.gethostname(), os.getpid(),
+                                                     self.workers, self.lease))
+            ended: list[_Ended] = []
+            next_beat = next_sweep = next_poll = 0.0
+            while True:
+                now = time.monotonic()
+                for e in ended:
+                    in_flight.pop(e.track_id, None)
+                look = now >= next_poll and not self.stopping.is_set()
+                events, ready, claimed, finished = self._tx(lambda c: self._batch(c, ended, in_flight, until, look))
+                if look:
+                    next_poll = now + self.poll
+                self._apply(ready, claimed, in_flight)
+                self._emit(events)  # before the threads can report the claimed tracks' starts
+                for job in claimed:
+                    self._inbox.put(job)
+                for pipeline_id in finished:
+                    self._forget(pipeline_id)
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._heartbeat(in_flight)
+                    next_beat = now + self.heartbeat_every
+                if now >= next_sweep:
+                    self._sweep()
+                    next_sweep = now + max(1.0, self.lease / 2)
+                if self.stopping.is_set():
+                    self._stop_step(in_flight)
                     if not in_flight:
-                        break
-                    ended = self._collect(outbox, inbox)
+                        return self._pipeline_state(until) if until is not None else "stopped"
+                elif until is not None and not in_flight and not self.ready:
+                    state = self._pipeline_state(until)
+                    if state != "running":
+                        return state
+                ended = self._collect(in_flight, until=next_beat if in_flight else min(next_beat, next_poll))
         finally:
             for _ in threads:
-                inbox.put(None)
+                self._inbox.put(None)
             for thread in threads:
                 thread.join()
-        return self._finish()
-
-    def _collect(self, outbox: queue.SimpleQueue, inbox: queue.SimpleQueue) -> list[_Ended]:
-        """Wait for attempts to end. Take every one that has ended meanwhile (one transaction
-        records them all); while the threads still have claimed tracks queued, nothing waits
-        on the dispatcher, so wait a moment longer for up to ``workers`` of them."""
-        ended = [outbox.get()]
-        while True:
             try:
-                ended.append(outbox.get_nowait())
-                continue
-            except queue.Empty:
+                self._tx(lambda c: store.stop_worker(c, self.name), attempts=3)
+            except DatabaseError:
                 pass
-            if len(ended) >= _QUEUED * self.workers or inbox.qsize() == 0:
-                return ended
-            try:
-                ended.append(outbox.get(timeout=_COALESCE))
-            except queue.Empty:
-                return ended
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    def _work(self, inbox: queue.SimpleQueue, outbox: queue.SimpleQueue) -> None:
-        """A worker thread: run claimed tracks until told to stop. No database here."""
-        while (job := inbox.get()) is not None:
-            track_id, attempt = job
-            vertex = self.jobs[track_id].vertex
-            self._emit([Event("started", vertex, T.RUNNING, attempt)])
-            started_at = store.now()
-            outcome = self._attempt(track_id, attempt)
-            outbox.put(_Ended(track_id, attempt, outcome, started_at, store.now()))
+    def _batch(self, conn: Connection, ended: list[_Ended], in_flight: dict[int, int], until: int | None,
+               look: bool):
+        """One transaction: record ended attempts, release successors, claim what can start.
+        Changes nothing in memory (the transaction may be retried); ``_apply`` does that after
+        the commit."""
+        events, ready, touched = self._record(conn, ended)
+        finished = []
+        for pipeline_id in touched:
+            plan = self.plans.get(pipeline_id)
+            if plan is not None and not plan.owned and store.finish_if_done(conn, pipeline_id):
+                finished.append(pipeline_id)
+        claimed: list[tuple[int, int]] = []
+        from_ready, rest, origin = 0, ready, {}
+        if not self.stopping.is_set():
+            free = (1 + _QUEUED) * self.workers - len(in_flight)
+            candidates = []
+            for track_id in self.ready:  # from the left: O(what is taken), however long the queue
+                if len(candidates) >= free:
+                    break
+                from_ready += 1
+                if track_id not in in_flight:
+                    candidates.append(track_id)
+            rest = []
+            for track_id in ready:
+                (candidates if len(candidates) < free and track_id not in in_flight else rest).append(track_id)
+            if len(candidates) < free and look:
+                pipelines = store.claimable_pipelines(conn, self.name, until)
+                seen = set(candidates)
+                for track_id, pipeline_id in store.pending_tracks(conn, pipelines, free + len(seen)):
+                    if len(candidates) < free and track_id not in seen and track_id not in in_flight:
+                        candidates.append(track_id)
+                        origin[track_id] = pipeline_id
+            claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
+        if until is not None and not in_flight and not claimed and not rest and not self.ready:
+            store.finish_if_done(conn, until)
+        return events, (from_ready, rest, origin), claimed, finished
 
-    def _attempt(self, track_id: int, attempt: int) -> executor.Outcome:
-        job = self.jobs[track_id]
-        rendered = self.run.rendered[job.vertex]
-        log_path = None
-        if self.log_dir is not None:
-            log_path = os.path.join(self.log_dir, f"run-{self.run.id}", f"{job.vertex}.log")
-        try:
-            return executor.run_script(rendered.script, rendered.env, timeout=job.timeout,
-                                       secrets=self.run.secrets, output_cap=self.output_cap,
-                                       log_path=log_path, log_header=f"attempt {attempt}")
-        except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
-            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {exc!r}")
+    def _apply(self, ready: tuple[int, list[int], dict[int, int]], claimed: list[tuple[int, int]],
+               in_flight: dict[int, int]) -> None:
+        """After a batch committed: the ready queue loses what the batch took (claimed, or gone
+        to another worker) and gains what became pending; plans of new pipelines are loaded."""
+        from_ready, rest, origin = ready
+        for _ in range(from_ready):
+            self.ready.popleft()
+        self.ready.extend(rest)
+        for pipeline_id in {origin[t] for t, _ in claimed if t in origin} - set(self.plans):
+            self._load(pipeline_id)
+        for track_id, attempt in claimed:
+            self.attempts[track_id] = attempt
+            in_flight[track_id] = attempt
 
-    def _record(self, conn, ended: list[_Ended], ready: deque) -> list[Event]:
+    def _record(self, conn: Connection, ended: list[_Ended]) -> tuple[list[Event], list[int], set[int]]:
         """Write ended attempts; successors of those that succeeded are counted, retries go
-        back to pending, and a final failure marks its descendants. Returns the events."""
+        back to pending, and a final failure marks its descendants. Returns the events, the
+        tracks that became pending and the pipelines where a track finished."""
         released: Counter[int] = Counter()
-        events = []
+        events, ready, touched, lost = [], [], set(), []
         for track_id, attempt, outcome, started_at, finished_at in ended:
             job = self.jobs[track_id]
+            if track_id in self._interrupted:
+                store.hand_back(conn, self.name, track_id, attempt, "interrupted: its worker stopped")
+                events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, "interrupted"))
+                continue
             if outcome.ok:
                 target = T.SUCCEEDED
             elif attempt < job.max_attempts:
                 target = T.PENDING
             else:
                 target = T.FAILED
-            if not store.record_attempt(conn, track_id, attempt, target, started_at=started_at, finished_at=finished_at,
-                                        exit_code=outcome.exit_code, error=outcome.error, stdout=outcome.stdout,
-                                        stderr=outcome.stderr, log_path=outcome.log_path):
-                continue  # no longer ours (cancelled, or taken over): its result does not count
+            if not store.record_attempt(conn, track_id, attempt, target, started_at=started_at,
+                                        finished_at=finished_at, exit_code=outcome.exit_code, error=outcome.error,
+                                        stdout=outcome.stdout, stderr=outcome.stderr, log_path=outcome.log_path):
+                lost.append(track_id)  # no longer ours (cancelled, or taken back): its result does not count
+                continue
             events.append(Event("ended", job.vertex, target, attempt, outcome.duration, outcome.error))
             if target == T.SUCCEEDED:
                 released.update(job.successors)
+                touched.add(job.pipeline_id)
             elif target == T.PENDING:
                 ready.append(track_id)
             else:
-                below = sorted(dag.descendants([track_id], self.succs))
+                touched.add(job.pipeline_id)
+                below = sorted(dag.descendants([track_id], self.plans[job.pipeline_id].succs))
                 store.mark_upstream_failed(conn, below)
                 events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t]) for t in below]
+        store.release_worker(conn, self.name, lost)
         now_ready = store.release_successors(conn, released)
-        ready.extend(now_ready)
-        return events + [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t]) for t in now_ready]
+        events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t]) for t in now_ready]
+        return events, ready + now_ready, touched
+
+    def _collect(self, in_flight: dict[int, int], until: float) -> list[_Ended]:
+        """Wait for attempts to end, at most until ``until`` (monotonic). Take every one that has
+        ended meanwhile (one transaction records them all); while the threads still have claimed
+        tracks queued, nothing waits on the dispatcher, so wait a moment longer for more."""
+        try:
+            ended = [self._outbox.get(timeout=max(0.0, until - time.monotonic()))]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                ended.append(self._outbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            if len(ended) >= _QUEUED * self.workers or self._inbox.qsize() == 0:
+                return ended
+            try:
+                ended.append(self._outbox.get(timeout=_COALESCE))
+            except queue.Empty:
+                return ended
+
+    # --- leases ----------------------------------------------------------------------------------
+
+    def _heartbeat(self, in_flight: dict[int, int]) -> None:
+        lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)))
+        if lost:
+            log.warning("%s: lost %d track(s) (taken back or cancelled); killing their processes", self.name, len(lost))
+            self._revoke(lost)
+
+    def _sweep(self) -> None:
+        """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
+        def sweep(conn):
+            leases = store.worker_leases(conn)
+            expired = [r for r in store.expired_tracks(conn, leases, DEFAULT_LEASE) if r.worker != self.name]
+            touched = store.take_back_tracks(conn, expired, "lease expired: its worker stopped renewing it")
+            for pipeline_id in touched:
+                store.finish_if_done(conn, pipeline_id)
+            return len(expired)
+        if self._tx(sweep):
+            log.warning("%s: took back tracks of workers whose lease ran out", self.name)
+
+    def _revoke(self, track_ids) -> None:
+        with self._lock:
+            self._revoked.update(track_ids)
+            groups = [self._procs[t] for t in track_ids if t in self._procs]
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _stop_step(self, in_flight: dict[int, int]) -> None:
+        """Stopping: hand back claimed tracks that have not started; past the deadline,
+        terminate the running ones (their ends are handed back, not recorded)."""
+        queued = []
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._inbox.put(None)
+                break
+            queued.append(job)
+        if queued:
+            def hand_back(conn):
+                for track_id, attempt in queued:
+                    store.hand_back(conn, self.name, track_id, attempt, "not started: its worker stopped")
+            self._tx(hand_back)
+            for track_id, _ in queued:
+                in_flight.pop(track_id, None)
+        if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            with self._lock:
+                victims = {t: g for t, g in self._procs.items() if t not in self._interrupted}
+                self._interrupted.update(victims)
+            for pgid in victims.values():
+                threading.Thread(target=executor.kill_group, args=(pgid, 2.0), daemon=True).start()
+
+    # --- worker threads ----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """A worker thread: run claimed tracks until told to stop. No database here."""
+        while (job := self._inbox.get()) is not None:
+            track_id, attempt = job
+            j = self.jobs[track_id]
+            started_at = store.now()
+            with self._lock:
+                revoked = track_id in self._revoked
+            if revoked:
+                outcome = executor.Outcome(None, False, "", "", 0.0, error="lost before it started")
+            else:
+                self._emit([Event("started", j.vertex, T.RUNNING, attempt)])
+                outcome = self._attempt(j, attempt)
+            with self._lock:
+                self._procs.pop(track_id, None)
+            self._outbox.put(_Ended(track_id, attempt, outcome, started_at, store.now()))
+
+    def _attempt(self, job: _Job, attempt: int) -> executor.Outcome:
+        plan = self.plans[job.pipeline_id]
+        rendered = plan.rendered[job.vertex]
+        log_path = None
+        if self.log_dir is not None:
+            log_path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")
+
+        def spawned(pgid: int) -> None:
+            with self._lock:
+                self._procs[job.track_id] = pgid
+                revoked = job.track_id in self._revoked
+            if revoked:  # lost while it was being spawned
+                os.killpg(pgid, signal.SIGKILL)
+
+        try:
+            return executor.run_script(rendered.script, rendered.env, timeout=job.timeout, secrets=plan.secrets,
+                                       output_cap=self.output_cap, log_path=log_path,
+                                       log_header=f"attempt {attempt}", on_spawn=spawned)
+        except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
+            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {exc!r}")
+
+    # --- the database, with faults waited out ------------------------------------------------------
+
+    def _tx(self, fn, attempts: int | None = None):
+        """Run ``fn(connection)`` in one transaction. A connection lost, a deadlock or a
+        serialization failure is retried with backoff on a new connection (forever unless
+        ``attempts``); processes keep running meanwhile."""
+        delay, tried = 0.05, 0
+        while True:
+            tried += 1
+            try:
+                if self._conn is None:
+                    self._conn = self.db.open_connection()
+                with self._conn.begin():
+                    return fn(self._conn)
+            except (sa_exc.DBAPIError, DatabaseError, OSError) as exc:
+                cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
+                if not _retryable(cause) or (attempts is not None and tried >= attempts):
+                    if isinstance(exc, DatabaseError):
+                        raise
+                    raise DatabaseError(f"database error on {self.db.safe_url}: {exc}") from exc
+                log.warning("%s: database error (%s); retrying in %.2f s", self.name,
+                            str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__, delay)
+                try:
+                    if self._conn is not None:
+                        self._conn.invalidate()
+                        self._conn.close()
+                except Exception:  # noqa: BLE001 -- the connection is gone either way
+                    pass
+                self._conn = None
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+
+    def _pipeline_state(self, pipeline_id: int) -> str:
+        return self._tx(lambda c: store.pipeline_state(c, pipeline_id))
 
     def _emit(self, events: list[Event]) -> None:
         if self.on_event is not None:
             for event in events:
                 self.on_event(event)
 
-    def _finish(self) -> str:
-        with self.db.transaction() as s:
-            counts = store.state_counts(s, self.run.id)
-            state = "succeeded" if set(counts) <= {T.SUCCEEDED.value} else "failed"
-            store.finish_pipeline(s, self.run.id, state)
-            return state
+
+# Kept for callers of the first API: a run executed in this process.
+class Runner(Engine):
+    def __init__(self, db: Database, run: RunStart, *, workers: int | None = None, **kwargs):
+        super().__init__(db, workers=workers, name=kwargs.pop("name", None) or run_owner(db, run.id), **kwargs)
+        self.run_start = run
+        self.adopt(run)
+
+    def execute(self) -> str:
+        return self.run(self.run_start.id)
+
+
+def run_owner(db: Database, run_id: int) -> str | None:
+    with db.transaction(write=False) as s:
+        return store.pipeline_owner(s, run_id)
 
 
 def run_pipeline(db: Database, run: RunStart, *, workers: int | None = None, log_dir: str | None = None,
-                 on_event: Callable[[Event], None] | None = None) -> str:
+                 on_event: Callable[[Event], None] | None = None, **kwargs) -> str:
     """Execute a started run to its end in this process; returns its final state."""
-    return Runner(db, run, workers=workers, log_dir=log_dir, on_event=on_event).execute()
+    return Runner(db, run, workers=workers, log_dir=log_dir, on_event=on_event, **kwargs).execute()

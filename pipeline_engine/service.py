@@ -9,6 +9,7 @@ on the caller's ``Database``: on any error nothing is written.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pipeline_engine.errors import (
     GraphError,
     GraphStatusError,
     NotFoundError,
+    ParameterError,
     SealedGraphError,
 )
 from pipeline_engine.models import Edge, Graph, Vertex
@@ -398,11 +400,17 @@ def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | lis
 
 
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
-              name: str | None = None, workers: int | None = None) -> RunStart:
+              name: str | None = None, workers: int | None = None, owner: str | None = None,
+              detach: bool = False) -> RunStart:
     """Create a run of a sealed graph: every vertex's inputs are resolved and validated first
     (a missing or bad input is a ParameterError and nothing is written), then the pipeline and
     one track per vertex are created in one transaction, roots ``pending`` and the rest
-    ``waiting``. Tracks store their inputs and rendered script with secrets masked."""
+    ``waiting``. Tracks store their inputs and rendered script with secrets masked.
+
+    ``owner`` names the worker that alone will run it (``run`` in this process); with
+    ``detach`` nobody owns it and any ``pipeline-engine worker`` picks it up. A graph with
+    secret inputs cannot run detached: secrets are never stored, so no other process could
+    have them."""
     if name is not None:
         check_name("run", name, GRAPH_NAME)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -419,6 +427,10 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         for _, head in edges:
             indegree[head] += 1
         secret_names = {n for schema in schemas.values() for n, spec in schema.items() if spec.secret}
+        if detach and secret_names:
+            raise ParameterError(f"graph '{graph}' has secret inputs ({', '.join(sorted(secret_names))}), which are"
+                                 " never stored: a detached run could not pass them to a worker; run it"
+                                 " without --detach")
         tracks = []
         for v in rows:
             inputs = {n: (params.MASK if spec.secret and values[v.name][n] else values[v.name][n])
@@ -427,7 +439,8 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
                            "attempt": 0, "max_attempts": v.retries + 1, "waiting_on": indegree[v.name],
                            "priority": 0.0, "inputs": inputs, "script": rendered[v.name].shown,
                            "stdout": "", "stderr": ""})
-        run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks)
+        run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
+                                       owner=None if detach else owner, secret_inputs=bool(secret_names))
         return RunStart(id=run_id, graph=graph, name=name,
                         pending=[v.name for v in rows if indegree[v.name] == 0],
                         waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
@@ -510,3 +523,114 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
                            finished_at=p.finished_at)
                 for p, g in store.list_runs(s, graph_id=graph_id, state=state, limit=limit)]
+
+
+# --- runs after their start: workers, cancel, retry, resume -------------------------------------
+
+def _pipeline(s: Session, run_id: int):
+    from pipeline_engine.models import Pipeline
+
+    pipeline = s.get(Pipeline, run_id)
+    if pipeline is None:
+        raise NotFoundError(f"run {run_id} not found")
+    return pipeline
+
+
+def _secret_schemas(schemas: dict[str, dict[str, params.InputSpec]]) -> dict[str, dict[str, params.InputSpec]]:
+    return {v: {n: spec for n, spec in schema.items() if spec.secret} for v, schema in schemas.items()}
+
+
+def missing_secrets(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None
+                    ) -> list[tuple[str, params.InputSpec]]:
+    """The secret inputs of a run that ``parameters`` lacks: a process that takes a run over
+    (resume, retry) must be given them again, since they are never stored."""
+    with db.transaction(write=False) as s:
+        _pipeline(s, run_id)
+        rows = store.run_tracks(s, run_id)
+        schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
+    return params.missing(_secret_schemas(schemas), parameters)
+
+
+def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None) -> RunStart:
+    """A run's scripts rendered again from the database: the inputs stored with each track, and
+    the secret inputs, which are never stored, from ``parameters`` (only secrets are accepted
+    there). Used by workers, ``resume`` and ``retry``."""
+    with db.transaction(write=False) as s:
+        pipeline = _pipeline(s, run_id)
+        graph = s.get(Graph, pipeline.graph_id).name
+        rows = store.run_tracks(s, run_id)
+    schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
+    secret_schemas = _secret_schemas(schemas)
+    secret_values = params.resolve(secret_schemas, parameters)
+    rendered = {}
+    for t, v in rows:
+        values = {**(t.inputs or {}), **secret_values[v.name]}
+        rendered[v.name] = params.render(params.compile_script(v.name, v.script, schemas[v.name]), values,
+                                         schemas[v.name])
+    secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
+    return RunStart(id=run_id, graph=graph, name=pipeline.name,
+                    pending=[v.name for t, v in rows if t.state == "pending"],
+                    waiting=[v.name for t, v in rows if t.state == "waiting"], rendered=rendered, secrets=secrets)
+
+
+def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.1) -> dict[str, int]:
+    """Cancel a running run: waiting and pending tracks become ``cancelled`` at once, running
+    ones too, and the workers running them terminate their process groups at their next
+    heartbeat. With ``wait`` seconds, return once every worker has let go of the run's tracks
+    (or its lease ran out: a dead worker runs nothing). Returns the track counts by state."""
+    with _write(db) as s:
+        pipeline = _pipeline(s, run_id)
+        if pipeline.state != PipelineState.RUNNING:
+            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a running run can be cancelled")
+        store.cancel_pipeline(s, run_id)
+    deadline = time.monotonic() + wait
+    while True:
+        with db.transaction(write=False) as s:
+            holders = store.track_holders(s, run_id)
+        with db.transaction(write=False) as s:
+            live = {w.name for w, _ in store.live_workers(s, store.DEFAULT_LEASE)}
+        if not holders & live or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    if holders - live:  # dead workers will never acknowledge: let go for them
+        with _write(db) as s:
+            store.forget_holders(s, run_id, holders - live)
+    with db.transaction(write=False) as s:
+        return store.state_counts(s, run_id)
+
+
+def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bool = False) -> list[str]:
+    """Start the failed, upstream_failed and cancelled tracks of a finished run again (each gets
+    a new attempt and its retries anew); succeeded tracks are kept. Returns the vertex names
+    that will run again."""
+    with _write(db) as s:
+        pipeline = _pipeline(s, run_id)
+        if pipeline.state not in (PipelineState.FAILED, PipelineState.CANCELLED):
+            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a failed or cancelled run can be retried")
+        if store.track_holders(s, run_id):
+            raise GraphStatusError(f"run {run_id}: a worker still holds some of its tracks; wait for the cancel"
+                                   " to finish")
+        if detach and pipeline.secret_inputs:
+            raise ParameterError(f"run {run_id} has secret inputs, which are never stored: retry it without"
+                                 " --detach")
+        again = store.reset_unsucceeded(s, run_id)
+        pipeline.state, pipeline.finished_at = PipelineState.RUNNING.value, None
+        pipeline.owner = None if detach else owner
+        return again
+
+
+def resume_run(db: Database, run_id: int, owner: str) -> None:
+    """Let ``owner`` adopt a running run whose engine died: its running tracks held by dead
+    workers are taken back now (pending while retries remain, else failed), and the run is
+    ``owner``'s. Refused while the run's owner is alive."""
+    with _write(db) as s:
+        pipeline = _pipeline(s, run_id)
+        if pipeline.state != PipelineState.RUNNING:
+            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a running run can be resumed"
+                                   f" (pipeline-engine retry {run_id} starts a finished one again)")
+        live = {w.name for w, _ in store.live_workers(s, store.DEFAULT_LEASE)}
+        if pipeline.owner is not None and pipeline.owner in live:
+            raise GraphStatusError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
+        pipeline.owner = owner
+        s.flush()
+        store.take_back_from_dead(s.connection(), run_id, live)

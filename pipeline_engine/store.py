@@ -3,15 +3,16 @@ caller owns the transaction (``Database.transaction``)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
+from pipeline_engine import dag
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Pipeline, Track, Vertex
+from pipeline_engine.models import Edge, Graph, Pipeline, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
 
 
@@ -155,11 +156,11 @@ def bump(s: Session, graph: Graph) -> None:
 # --- runs ------------------------------------------------------------------------------------
 
 def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, workers: int | None,
-                    tracks: Sequence[dict]) -> int:
+                    tracks: Sequence[dict], *, owner: str | None = None, secret_inputs: bool = False) -> int:
     """Insert a running pipeline and its tracks (bulk); returns the pipeline's id."""
     stamp = now()
     pipeline = Pipeline(graph_id=graph_id, name=name, state="running", params=params, workers=workers,
-                        created_at=stamp, started_at=stamp)
+                        created_at=stamp, started_at=stamp, owner=owner, secret_inputs=secret_inputs)
     s.add(pipeline)
     s.flush()
     if tracks:
@@ -231,24 +232,19 @@ _UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _track.c.state =
 
 
 def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
-                 attempts: dict[int, int] | None = None) -> list[tuple[int, int]]:
+                 attempts: Mapping[int, int] | None = None) -> list[tuple[int, int]]:
     """Move pending tracks to running for ``worker``, each only if it is still pending (another
     worker may have taken it). Returns (track id, attempt) of the tracks this call claimed.
     ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
-    every track was claimed; it is updated."""
+    every track was claimed."""
     if not track_ids:
         return []
     ids = list(track_ids)
     moved = conn.execute(_CLAIM, {"ids": ids, "worker": worker, "stamp": now()}).rowcount
     if attempts is not None and moved == len(ids) and all(i in attempts for i in ids):
-        for i in ids:
-            attempts[i] += 1
-        return [(i, attempts[i]) for i in ids]
-    # lost some to another worker (or no attempts known): ask which are ours
-    claimed = [(i, a) for i, a in conn.execute(_CLAIMED, {"ids": ids, "worker": worker})]
-    if attempts is not None:
-        attempts.update(claimed)
-    return claimed
+        return [(i, attempts[i] + 1) for i in ids]
+    # lost some to another worker (or attempts unknown): ask which are ours
+    return [(i, a) for i, a in conn.execute(_CLAIMED, {"ids": ids, "worker": worker})]
 
 
 def record_attempt(conn: Connection, track_id: int, attempt: int, target: str, *, started_at: datetime,
@@ -285,3 +281,229 @@ def mark_upstream_failed(conn: Connection, track_ids: Sequence[int]) -> None:
     """Tracks below a failure that never ran: waiting -> upstream_failed."""
     if track_ids:
         conn.execute(_UPSTREAM_FAILED, {"ids": list(track_ids), "stamp": now()})
+
+
+# --- workers, leases, recovery ----------------------------------------------------------------
+
+#: seconds a worker's heartbeat holds its tracks, unless it says otherwise (``--lease``)
+DEFAULT_LEASE = 30.0
+
+_pipeline = Pipeline.__table__
+_worker = Worker.__table__
+UNFINISHED = ("waiting", "pending", "running")
+NOT_SUCCEEDED = ("failed", "upstream_failed", "cancelled")
+
+_HEARTBEAT = (update(_track).where(_track.c.id.in_(_ids), _track.c.worker == bindparam("holder"),
+                                   _track.c.state == "running")
+              .values(heartbeat_at=bindparam("stamp")))
+_HELD = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.worker == bindparam("worker"),
+                                  _track.c.state == "running")
+_UNFINISHED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id"),
+                                         _track.c.state.in_(UNFINISHED)).limit(1))
+_NOT_SUCCEEDED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id"),
+                                            _track.c.state.in_(NOT_SUCCEEDED)).limit(1))
+_FINISH = (update(_pipeline).where(_pipeline.c.id == bindparam("pipeline_id"), _pipeline.c.state == "running")
+           .values(state=bindparam("state"), finished_at=bindparam("stamp")))
+
+
+def register_worker(conn: Connection, name: str, host: str, pid: int, concurrency: int, lease: float) -> None:
+    stamp = now()
+    conn.execute(insert(_worker).values(name=name, host=host, pid=pid, concurrency=concurrency, lease=lease,
+                                        started_at=stamp, heartbeat_at=stamp))
+
+
+def stop_worker(conn: Connection, name: str) -> None:
+    conn.execute(update(_worker).where(_worker.c.name == name).values(stopped_at=now()))
+
+
+def heartbeat(conn: Connection, worker: str, held: Iterable[int]) -> set[int]:
+    """Renew the worker's heartbeat and the lease of every track it runs. Returns the tracks
+    in ``held`` that are no longer its own (taken back after its lease ran out, or cancelled):
+    the worker must kill their processes and not record them."""
+    stamp = now()
+    conn.execute(update(_worker).where(_worker.c.name == worker).values(heartbeat_at=stamp))
+    held = set(held)
+    if not held:
+        return set()
+    renewed = conn.execute(_HEARTBEAT, {"ids": list(held), "holder": worker, "stamp": stamp}).rowcount
+    if renewed == len(held):
+        return set()
+    return held - set(conn.scalars(_HELD, {"ids": list(held), "worker": worker}))
+
+
+def release_worker(conn: Connection, worker: str, track_ids: Sequence[int]) -> None:
+    """The worker has killed the processes of tracks it lost: it no longer holds them (``cancel``
+    waits for this)."""
+    if track_ids:
+        conn.execute(update(_track).where(_track.c.id.in_(list(track_ids)), _track.c.worker == worker,
+                                          _track.c.state != "running").values(worker=None))
+
+
+def hand_back(conn: Connection, worker: str, track_id: int, attempt: int, reason: str) -> bool:
+    """A track this worker claimed but will not finish (it is stopping): pending again, the
+    attempt not counted."""
+    return conn.execute(
+        update(_track).where(_track.c.id == track_id, _track.c.worker == worker, _track.c.state == "running",
+                             _track.c.attempt == attempt)
+        .values(state="pending", attempt=_track.c.attempt - 1, worker=None, error=reason)).rowcount == 1
+
+
+def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
+    """Finish the pipeline when none of its tracks is unfinished: ``succeeded`` if all
+    succeeded, else ``failed``. Returns the state it was given, or None."""
+    if conn.execute(_UNFINISHED, {"pipeline_id": pipeline_id}).first() is not None:
+        return None
+    state = "failed" if conn.execute(_NOT_SUCCEEDED, {"pipeline_id": pipeline_id}).first() else "succeeded"
+    if conn.execute(_FINISH, {"pipeline_id": pipeline_id, "state": state, "stamp": now()}).rowcount:
+        return state
+    return None
+
+
+def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None) -> list[int]:
+    """Running pipelines whose tracks ``worker`` may claim: those nobody owns, and its own."""
+    q = select(_pipeline.c.id).where(_pipeline.c.state == "running",
+                                     or_(_pipeline.c.owner.is_(None), _pipeline.c.owner == worker))
+    if pipeline_id is not None:
+        q = q.where(_pipeline.c.id == pipeline_id)
+    return list(conn.scalars(q))
+
+
+def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """Up to ``limit`` pending tracks of these pipelines as (id, pipeline id), highest priority
+    first, skipping rows another worker has locked (``FOR UPDATE SKIP LOCKED`` on MariaDB 10.6+
+    and PostgreSQL; SQLite's write lock serialises writers)."""
+    if not pipeline_ids or limit <= 0:
+        return []
+    q = (select(_track.c.id, _track.c.pipeline_id)
+         .where(_track.c.state == "pending", _track.c.pipeline_id.in_(list(pipeline_ids)))
+         .order_by(_track.c.priority.desc(), _track.c.id).limit(limit))
+    if conn.dialect.name != "sqlite":
+        q = q.with_for_update(skip_locked=True)
+    return [(i, p) for i, p in conn.execute(q)]
+
+
+def pipeline_state(conn: Connection, pipeline_id: int) -> str | None:
+    return conn.scalar(select(_pipeline.c.state).where(_pipeline.c.id == pipeline_id))
+
+
+def pipeline_owner(s: Session, pipeline_id: int) -> str | None:
+    return s.scalar(select(Pipeline.owner).where(Pipeline.id == pipeline_id))
+
+
+def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: float) -> list[tuple]:
+    """Running tracks whose worker has not renewed its heartbeat within its lease:
+    (id, pipeline_id, worker, attempt, max_attempts, heartbeat_at)."""
+    stamp = now()
+    oldest = stamp - timedelta(seconds=min([default_lease, *leases.values()]))
+    rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
+                               _track.c.max_attempts, _track.c.heartbeat_at)
+                        .where(_track.c.state == "running", _track.c.heartbeat_at < oldest)).all()
+    return [r for r in rows if r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
+
+
+def worker_leases(conn: Connection) -> dict[str, float]:
+    return dict(conn.execute(select(_worker.c.name, _worker.c.lease)).all())
+
+
+def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int, target: str, reason: str) -> bool:
+    """Take a running track back from a worker whose lease ran out: pending for another attempt,
+    or failed when none is left. Compare-and-set on the worker and attempt, so a track that was
+    renewed or recorded meanwhile is left alone."""
+    q = update(_track).where(_track.c.id == track_id, _track.c.state == "running", _track.c.attempt == attempt)
+    q = q.where(_track.c.worker.is_(None) if worker is None else _track.c.worker == worker)
+    values = {"state": target, "worker": None, "error": reason}
+    if target == "failed":
+        values["finished_at"] = now()
+    return conn.execute(q.values(**values)).rowcount == 1
+
+
+def descendant_tracks(conn: Connection, pipeline_id: int, track_ids: Sequence[int]) -> list[int]:
+    """The tracks of a pipeline below ``track_ids`` in its graph (for a failure found by the
+    sweep, which has no plan of the run in memory). O(size of the run)."""
+    rows = conn.execute(select(_track.c.id, _track.c.vertex_id).where(_track.c.pipeline_id == pipeline_id)).all()
+    by_vertex = {v: t for t, v in rows}
+    graph_id = conn.scalar(select(_pipeline.c.graph_id).where(_pipeline.c.id == pipeline_id))
+    succs: dict[int, list[int]] = {}
+    for tail, head in conn.execute(select(Edge.tail_id, Edge.head_id).where(Edge.graph_id == graph_id)):
+        succs.setdefault(by_vertex[tail], []).append(by_vertex[head])
+    return sorted(dag.descendants(list(track_ids), succs))
+
+
+def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
+    """Workers that have not stopped and whose heartbeat is within their lease, with the number
+    of tracks each holds."""
+    held = (select(Track.worker, func.count().label("n")).where(Track.state == "running")
+            .group_by(Track.worker).subquery())
+    rows = s.execute(select(Worker, func.coalesce(held.c.n, 0)).outerjoin(held, held.c.worker == Worker.name)
+                     .where(Worker.stopped_at.is_(None)).order_by(Worker.name)).all()
+    stamp = now()
+    return [(w, int(n)) for w, n in rows if w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
+
+
+def take_back_tracks(conn: Connection, rows: Sequence, reason: str) -> set[int]:
+    """Take back running tracks (rows with id, pipeline_id, worker, attempt, max_attempts) whose
+    worker is gone: pending for another attempt while retries remain, else failed with their
+    descendants upstream_failed. Returns the pipelines touched."""
+    touched = set()
+    for r in rows:
+        target = "pending" if r.attempt < r.max_attempts else "failed"
+        if take_back(conn, r.id, r.worker, r.attempt, target, reason):
+            touched.add(r.pipeline_id)
+            if target == "failed":
+                mark_upstream_failed(conn, descendant_tracks(conn, r.pipeline_id, [r.id]))
+    return touched
+
+
+def take_back_from_dead(conn: Connection, pipeline_id: int, live: set[str]) -> None:
+    """``resume``: take back at once the running tracks of a run whose workers are not alive."""
+    rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
+                               _track.c.max_attempts)
+                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == "running")).all()
+    dead = [r for r in rows if r.worker not in live]
+    take_back_tracks(conn, dead, "its worker died; the run was resumed")
+
+
+def cancel_pipeline(s: Session, pipeline_id: int) -> None:
+    """The run and every unfinished track become cancelled. Running tracks keep their worker,
+    which kills the process at its next heartbeat and then lets go of them."""
+    stamp = now()
+    s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running")
+              .values(state="cancelled", finished_at=stamp))
+    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.state.in_(["waiting", "pending"]))
+              .values(state="cancelled", finished_at=stamp, worker=None))
+    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.state == "running")
+              .values(state="cancelled", finished_at=stamp, error="cancelled"))
+
+
+def track_holders(s: Session, pipeline_id: int) -> set[str]:
+    """Workers that still hold tracks of the pipeline."""
+    return set(s.scalars(select(Track.worker).distinct()
+                         .where(Track.pipeline_id == pipeline_id, Track.worker.is_not(None))))
+
+
+def forget_holders(s: Session, pipeline_id: int, workers: Iterable[str]) -> None:
+    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.worker.in_(list(workers)),
+                                  Track.state != "running").values(worker=None))
+
+
+def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
+    """``retry``: failed, upstream_failed and cancelled tracks start again, each with its
+    retries anew; a track waits for its predecessors that have not succeeded. Returns their
+    vertex names."""
+    rows = run_tracks(s, pipeline_id)
+    if not rows:
+        return []
+    by_vertex = {v.id: t for t, v in rows}
+    edges = s.execute(select(Edge.tail_id, Edge.head_id).where(Edge.graph_id == rows[0][1].graph_id)).all()
+    again = {t.id for t, _ in rows if t.state in ("failed", "upstream_failed", "cancelled")}
+    waiting_on = dict.fromkeys(again, 0)
+    for tail, head in edges:
+        if by_vertex[head].id in again and by_vertex[tail].state != "succeeded":
+            waiting_on[by_vertex[head].id] += 1
+    for t, v in rows:
+        if t.id in again:
+            s.execute(update(Track).where(Track.id == t.id).values(
+                state="pending" if waiting_on[t.id] == 0 else "waiting", waiting_on=waiting_on[t.id],
+                max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
+                finished_at=None, worker=None))
+    return [v.name for t, v in rows if t.id in again]

@@ -106,3 +106,29 @@ CREATE INDEX ix_track_state_priority ON track (state, priority);
 CREATE INDEX ix_track_vertex_id ON track (vertex_id);
 
 INSERT INTO pipeline_engine_version (version_num) VALUES ('0001');
+
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE worker (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR(255) NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    pid INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    lease DOUBLE NOT NULL,
+    started_at DATETIME(6) NOT NULL,
+    heartbeat_at DATETIME(6) NOT NULL,
+    stopped_at DATETIME(6),
+    CONSTRAINT pk_worker PRIMARY KEY (id),
+    CONSTRAINT uq_worker_name UNIQUE (name)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+ALTER TABLE pipeline ADD COLUMN owner VARCHAR(255);
+
+ALTER TABLE pipeline ADD COLUMN secret_inputs BOOL NOT NULL DEFAULT false;
+
+CREATE INDEX ix_track_pipeline_id_state ON track (pipeline_id, state);
+
+CREATE INDEX ix_track_worker ON track (worker);
+
+UPDATE pipeline_engine_version SET version_num='0002' WHERE pipeline_engine_version.version_num = '0001';

@@ -109,4 +109,30 @@ CREATE INDEX ix_track_vertex_id ON track (vertex_id);
 
 INSERT INTO pipeline_engine_version (version_num) VALUES ('0001') RETURNING pipeline_engine_version.version_num;
 
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE worker (
+    id BIGSERIAL NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    host VARCHAR(255) NOT NULL,
+    pid INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    lease DOUBLE PRECISION NOT NULL,
+    started_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    heartbeat_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    stopped_at TIMESTAMP WITHOUT TIME ZONE,
+    CONSTRAINT pk_worker PRIMARY KEY (id),
+    CONSTRAINT uq_worker_name UNIQUE (name)
+);
+
+ALTER TABLE pipeline ADD COLUMN owner VARCHAR(255);
+
+ALTER TABLE pipeline ADD COLUMN secret_inputs BOOLEAN DEFAULT false NOT NULL;
+
+CREATE INDEX ix_track_pipeline_id_state ON track (pipeline_id, state);
+
+CREATE INDEX ix_track_worker ON track (worker);
+
+UPDATE pipeline_engine_version SET version_num='0002' WHERE pipeline_engine_version.version_num = '0001';
+
 COMMIT;
