@@ -250,31 +250,28 @@ def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool)
     return parameters
 
 
-@cli.command("run")
-@click.argument("name")
-@click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
-              help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one.")
-@click.option("--workers", type=click.IntRange(min=1), help="Threads running tracks at once (default 4).")
-@click.option("--no-input", is_flag=True, help="Never prompt; a missing input is an error (exit 2).")
-@click.option("--name", "run_name", help="A name for this run.")
-@pass_ctx
-def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
-            run_name: str | None) -> None:
-    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed.
+_WORKERS = click.option("--workers", type=click.IntRange(min=1), help="Threads running tracks at once (default 4).")
+_GRACE = click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                      help="Seconds running tracks get to finish after Ctrl-C or SIGTERM.")
+_NO_INPUT = click.option("--no-input", is_flag=True, help="Never prompt; a missing input is an error (exit 2).")
+_PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
+                      help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one.")
 
-    Progress goes to stderr: a live status line on a terminal, one line per ended attempt
-    elsewhere. Each vertex's full output goes to a log file under $PIPELINE_ENGINE_LOGS
-    (default ~/.local/state/pipeline_engine/logs), one directory per database and run."""
+
+def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float) -> None:
+    """Execute a run in this process with live progress, then print the summary and exit:
+    0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
     from pipeline_engine.progress import Progress, elapsed
-    from pipeline_engine.runner import run_pipeline
+    from pipeline_engine.runner import Engine
 
-    parameters = _ask_missing(ctx, name, list(parameters), no_input)
-    run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers)
-    click.echo(f"run {run.id} of graph '{name}' started: {len(run.pending) + len(run.waiting)} vertices")
-    progress = Progress({**dict.fromkeys(run.waiting, "waiting"), **dict.fromkeys(run.pending, "pending")}).start()
+    info = service.show_run(ctx.db, run.id)
+    progress = Progress({t.vertex: t.state for t in info.tracks}).start()
+    engine = Engine(ctx.db, workers=workers, name=engine_name, grace=grace, on_event=progress,
+                    log_dir=os.path.join(ctx.settings.logs, ctx.db.key))  # run ids repeat across databases
+    engine.adopt(run)
+    engine.install_signal_handlers()
     try:
-        log_dir = os.path.join(ctx.settings.logs, ctx.db.key)  # run ids repeat across databases
-        state = run_pipeline(ctx.db, run, workers=workers, log_dir=log_dir, on_event=progress)
+        state = engine.run(run.id)
     finally:
         progress.stop()
     info = service.show_run(ctx.db, run.id)
@@ -288,7 +285,163 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     took = elapsed(time.monotonic() - progress.started)
     click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                + f" ({took} elapsed)")
+    if state == "running":
+        click.echo(f"run {run.id} stopped before its end: `{PROG} resume {run.id}` continues it,"
+                   f" `{PROG} cancel {run.id}` ends it", err=True)
+        sys.exit(130)
     sys.exit(0 if state == "succeeded" else 1)
+
+
+@cli.command("run")
+@click.argument("name")
+@_PARAM
+@_WORKERS
+@_NO_INPUT
+@click.option("--name", "run_name", help="A name for this run.")
+@click.option("--detach", is_flag=True, help="Only create the run and print its id; `pipeline-engine worker` "
+                                             "processes execute it.")
+@_GRACE
+@pass_ctx
+def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
+            run_name: str | None, detach: bool, grace: float) -> None:
+    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed.
+
+    Progress goes to stderr: a live status line on a terminal, one line per ended attempt
+    elsewhere. Each vertex's full output goes to a log file under $PIPELINE_ENGINE_LOGS
+    (default ~/.local/state/pipeline_engine/logs), one directory per database and run.
+    Ctrl-C or SIGTERM stops claiming and lets running vertices finish (--grace); a second
+    one terminates them. The run can then be resumed."""
+    from pipeline_engine.runner import worker_name
+
+    parameters = _ask_missing(ctx, name, list(parameters), no_input)
+    engine_name = worker_name()
+    run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers,
+                            owner=engine_name, detach=detach)
+    click.echo(f"run {run.id} of graph '{name}' {'created for the workers' if detach else 'started'}:"
+               f" {len(run.pending) + len(run.waiting)} vertices")
+    if detach:
+        return
+    _execute(ctx, run, engine_name, workers, grace)
+
+
+def _ask_secrets(ctx: Context, run_id: int, parameters: list[str], no_input: bool) -> list[str]:
+    """A run's secrets are never stored: whoever takes it over is asked for them again."""
+    if no_input or not sys.stdin.isatty():
+        return parameters
+    parameters = list(parameters)
+    while items := service.missing_secrets(ctx.db, run_id, parameters):
+        parameters += prompt.ask(items)
+    return parameters
+
+
+@cli.command("resume")
+@click.argument("run_id", metavar="RUN", type=int)
+@_PARAM
+@_WORKERS
+@_NO_INPUT
+@_GRACE
+@pass_ctx
+def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: int | None, no_input: bool,
+               grace: float) -> None:
+    """Adopt a running run whose engine died and execute the rest of it here. Its secret inputs
+    (never stored) are asked for again; -p takes only those."""
+    from pipeline_engine.runner import worker_name
+
+    parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
+    run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
+    engine_name = worker_name()
+    service.resume_run(ctx.db, run_id, engine_name)
+    click.echo(f"run {run_id} of graph '{run.graph}' resumed")
+    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace)
+
+
+@cli.command("retry")
+@click.argument("run_id", metavar="RUN", type=int)
+@_PARAM
+@_WORKERS
+@_NO_INPUT
+@click.option("--detach", is_flag=True, help="Leave the tracks to `pipeline-engine worker` processes.")
+@_GRACE
+@pass_ctx
+def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: int | None, no_input: bool,
+              detach: bool, grace: float) -> None:
+    """Start the failed, upstream_failed and cancelled vertices of a finished run again (a new
+    attempt each); succeeded ones are kept. Exit 0 when the run then succeeded, 1 when not."""
+    from pipeline_engine.runner import worker_name
+
+    parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
+    run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
+    engine_name = worker_name()
+    again = service.retry_run(ctx.db, run_id, owner=engine_name, detach=detach)
+    click.echo(f"run {run_id} of graph '{run.graph}' retried: {len(again)} vertices again ({', '.join(again)})")
+    if detach:
+        return
+    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace)
+
+
+@cli.command("cancel")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for the workers to end the run's processes.")
+@pass_ctx
+def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
+    """Cancel a running run: its processes are terminated (killed after a grace period) by the
+    workers running them; every unfinished vertex becomes cancelled."""
+    counts = service.cancel_run(ctx.db, run_id, wait=wait)
+    click.echo(f"run {run_id} cancelled: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+@cli.command("worker")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Tracks run at once.")
+@click.option("--name", "worker_name_", help="This worker's name (default host:pid:random); unique.")
+@click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+              help="Seconds without a heartbeat after which other workers take this one's tracks back.")
+@_GRACE
+@click.option("--poll", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
+              help="Seconds between looks for new work when idle.")
+@pass_ctx
+def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: float, grace: float,
+               poll: float) -> None:
+    """Execute the tracks of every run nobody owns (`run --detach`, `retry --detach`) until
+    stopped. Several workers, here or on other machines, share one database. Ctrl-C or SIGTERM
+    stops claiming and lets running tracks finish (--grace); a second one terminates them."""
+    from pipeline_engine.runner import Engine
+
+    def show(event) -> None:
+        if event.kind == "ended":
+            took = f" in {event.duration:.2f} s" if event.duration is not None else ""
+            why = f": {event.error}" if event.error else ""
+            click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
+
+    engine = Engine(ctx.db, workers=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
+                    on_event=show, log_dir=os.path.join(ctx.settings.logs, ctx.db.key))
+    engine.install_signal_handlers()
+    click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
+    engine.serve()
+    click.echo(f"worker {engine.name} stopped", err=True)
+
+
+@cli.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def workers_cmd(ctx: Context, as_json: bool) -> None:
+    """List live workers: name, host, pid, last heartbeat, tracks held."""
+    found = service.list_workers(ctx.db)
+    if as_json:
+        _echo_json([w.to_dict() for w in found])
+        return
+    _table(["NAME", "HOST", "PID", "CONCURRENCY", "HEARTBEAT", "TRACKS"],
+           [[w.name, w.host, str(w.pid), str(w.concurrency), _when(w.heartbeat_at), str(w.tracks)] for w in found])
+
+
+@cli.command("recover")
+@pass_ctx
+def recover_cmd(ctx: Context) -> None:
+    """Take back now the running tracks of workers whose lease ran out (every worker also does
+    this on its own every few seconds)."""
+    n = service.recover(ctx.db)
+    click.echo(f"{n} track(s) taken back")
 
 
 @cli.group()
@@ -324,9 +477,9 @@ def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
         return
     click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
                f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
-    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED"],
+    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"],
            [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
-             _when(t.started_at), _when(t.finished_at)] for t in info.tracks])
+             _when(t.started_at), _when(t.finished_at), t.worker or "-"] for t in info.tracks])
 
 
 @cli.command("logs")

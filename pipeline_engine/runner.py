@@ -74,6 +74,8 @@ class Event:
     attempt: int
     duration: float | None = None
     error: str | None = None
+    #: the run's id
+    run: int | None = None
 
 
 @dataclass
@@ -318,7 +320,8 @@ class Engine:
             job = self.jobs[track_id]
             if track_id in self._interrupted:
                 store.hand_back(conn, self.name, track_id, attempt, "interrupted: its worker stopped")
-                events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, "interrupted"))
+                events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, "interrupted",
+                                    job.pipeline_id))
                 continue
             if outcome.ok:
                 target = T.SUCCEEDED
@@ -331,7 +334,8 @@ class Engine:
                                         stdout=outcome.stdout, stderr=outcome.stderr, log_path=outcome.log_path):
                 lost.append(track_id)  # no longer ours (cancelled, or taken back): its result does not count
                 continue
-            events.append(Event("ended", job.vertex, target, attempt, outcome.duration, outcome.error))
+            events.append(Event("ended", job.vertex, target, attempt, outcome.duration, outcome.error,
+                                job.pipeline_id))
             if target == T.SUCCEEDED:
                 released.update(job.successors)
                 touched.add(job.pipeline_id)
@@ -341,10 +345,12 @@ class Engine:
                 touched.add(job.pipeline_id)
                 below = sorted(dag.descendants([track_id], self.plans[job.pipeline_id].succs))
                 store.mark_upstream_failed(conn, below)
-                events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t]) for t in below]
+                events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t],
+                                 run=job.pipeline_id) for t in below]
         store.release_worker(conn, self.name, lost)
         now_ready = store.release_successors(conn, released)
-        events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t]) for t in now_ready]
+        events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t], run=self.jobs[t].pipeline_id)
+                   for t in now_ready]
         return events, ready + now_ready, touched
 
     def _collect(self, in_flight: dict[int, int], until: float) -> list[_Ended]:
@@ -373,30 +379,35 @@ class Engine:
     def _heartbeat(self, in_flight: dict[int, int]) -> None:
         lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)))
         if lost:
-            log.warning("%s: lost %d track(s) (taken back or cancelled); killing their processes", self.name, len(lost))
-            self._revoke(lost)
+            cancelled = [t for t, state in lost.items() if state == T.CANCELLED]
+            taken = [t for t in lost if t not in cancelled]
+            if taken:
+                log.warning("%s: %d track(s) taken back by another worker; killing their processes",
+                            self.name, len(taken))
+            self._revoke(taken, kill=True)
+            self._revoke(cancelled, kill=False)
 
     def _sweep(self) -> None:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
-        def sweep(conn):
-            leases = store.worker_leases(conn)
-            expired = [r for r in store.expired_tracks(conn, leases, DEFAULT_LEASE) if r.worker != self.name]
-            touched = store.take_back_tracks(conn, expired, "lease expired: its worker stopped renewing it")
-            for pipeline_id in touched:
-                store.finish_if_done(conn, pipeline_id)
-            return len(expired)
-        if self._tx(sweep):
+        if self._tx(lambda c: store.recover_expired(c, DEFAULT_LEASE, exclude=self.name)):
             log.warning("%s: took back tracks of workers whose lease ran out", self.name)
 
-    def _revoke(self, track_ids) -> None:
+    def _revoke(self, track_ids, kill: bool) -> None:
+        """These tracks are no longer ours: never start them; end the processes of those that
+        run, at once (``kill``: another copy may start elsewhere) or by SIGTERM and, after a
+        grace period, SIGKILL (cancelled)."""
         with self._lock:
             self._revoked.update(track_ids)
             groups = [self._procs[t] for t in track_ids if t in self._procs]
         for pgid in groups:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if kill:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            else:
+                threading.Thread(target=executor.kill_group, args=(pgid, executor.DEFAULT_KILL_GRACE),
+                                 daemon=True).start()
 
     def _stop_step(self, in_flight: dict[int, int]) -> None:
         """Stopping: hand back claimed tracks that have not started; past the deadline,
@@ -438,7 +449,7 @@ class Engine:
             if revoked:
                 outcome = executor.Outcome(None, False, "", "", 0.0, error="lost before it started")
             else:
-                self._emit([Event("started", j.vertex, T.RUNNING, attempt)])
+                self._emit([Event("started", j.vertex, T.RUNNING, attempt, run=j.pipeline_id)])
                 outcome = self._attempt(j, attempt)
             with self._lock:
                 self._procs.pop(track_id, None)

@@ -460,10 +460,13 @@ class TrackInfo:
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
     log_path: str | None = None
+    #: the worker running it now
+    worker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
-                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error}
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error,
+                "worker": self.worker}
 
 
 @dataclass(frozen=True)
@@ -493,7 +496,7 @@ def show_run(db: Database, run_id: int) -> RunInfo:
         graph = s.get(Graph, pipeline.graph_id)
         tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                             started_at=t.started_at, finished_at=t.finished_at, error=t.error,
-                            stdout=t.stdout, stderr=t.stderr, log_path=t.log_path)
+                            stdout=t.stdout, stderr=t.stderr, log_path=t.log_path, worker=t.worker)
                   for t, v in store.run_tracks(s, run_id)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, tracks=tracks)
@@ -634,3 +637,34 @@ def resume_run(db: Database, run_id: int, owner: str) -> None:
         pipeline.owner = owner
         s.flush()
         store.take_back_from_dead(s.connection(), run_id, live)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    lease: float
+    started_at: datetime
+    heartbeat_at: datetime
+    #: tracks it runs now
+    tracks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "pid": self.pid, "concurrency": self.concurrency,
+                "lease": self.lease, "started_at": _iso(self.started_at), "heartbeat_at": _iso(self.heartbeat_at),
+                "tracks": self.tracks}
+
+
+def list_workers(db: Database) -> list[WorkerInfo]:
+    """Live workers (not stopped, heartbeat within their lease), by name."""
+    with db.transaction(write=False) as s:
+        return [WorkerInfo(w.name, w.host, w.pid, w.concurrency, w.lease, w.started_at, w.heartbeat_at, n)
+                for w, n in store.live_workers(s, store.DEFAULT_LEASE)]
+
+
+def recover(db: Database) -> int:
+    """Take back now the running tracks of workers whose lease ran out; returns how many."""
+    with _write(db) as s:
+        return store.recover_expired(s.connection(), store.DEFAULT_LEASE)

@@ -2,6 +2,8 @@
 caller owns the transaction (``Database.transaction``)."""
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -316,19 +318,20 @@ def stop_worker(conn: Connection, name: str) -> None:
     conn.execute(update(_worker).where(_worker.c.name == name).values(stopped_at=now()))
 
 
-def heartbeat(conn: Connection, worker: str, held: Iterable[int]) -> set[int]:
+def heartbeat(conn: Connection, worker: str, held: Iterable[int]) -> dict[int, str]:
     """Renew the worker's heartbeat and the lease of every track it runs. Returns the tracks
-    in ``held`` that are no longer its own (taken back after its lease ran out, or cancelled):
-    the worker must kill their processes and not record them."""
+    in ``held`` that are no longer its own, with their state now (``cancelled``, or taken back
+    after its lease ran out): the worker must kill their processes and not record them."""
     stamp = now()
     conn.execute(update(_worker).where(_worker.c.name == worker).values(heartbeat_at=stamp))
     held = set(held)
     if not held:
-        return set()
+        return {}
     renewed = conn.execute(_HEARTBEAT, {"ids": list(held), "holder": worker, "stamp": stamp}).rowcount
     if renewed == len(held):
-        return set()
-    return held - set(conn.scalars(_HELD, {"ids": list(held), "worker": worker}))
+        return {}
+    lost = held - set(conn.scalars(_HELD, {"ids": list(held), "worker": worker}))
+    return dict(conn.execute(select(_track.c.id, _track.c.state).where(_track.c.id.in_(list(lost)))).all())
 
 
 def release_worker(conn: Connection, worker: str, track_ids: Sequence[int]) -> None:
@@ -390,15 +393,40 @@ def pipeline_owner(s: Session, pipeline_id: int) -> str | None:
     return s.scalar(select(Pipeline.owner).where(Pipeline.id == pipeline_id))
 
 
-def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: float) -> list[tuple]:
-    """Running tracks whose worker has not renewed its heartbeat within its lease:
-    (id, pipeline_id, worker, attempt, max_attempts, heartbeat_at)."""
+def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: float,
+                   dead: set[str] = frozenset()) -> list:
+    """Running tracks whose worker is ``dead`` or has not renewed its heartbeat within its
+    lease: rows of (id, pipeline_id, worker, attempt, max_attempts, heartbeat_at)."""
     stamp = now()
-    oldest = stamp - timedelta(seconds=min([default_lease, *leases.values()]))
     rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
                                _track.c.max_attempts, _track.c.heartbeat_at)
-                        .where(_track.c.state == "running", _track.c.heartbeat_at < oldest)).all()
-    return [r for r in rows if r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
+                        .where(_track.c.state == "running")).all()
+    return [r for r in rows if r.worker in dead
+            or r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
+
+
+def dead_local_workers(conn: Connection) -> set[str]:
+    """Workers registered from this host whose process is gone (killed, crashed): they are dead
+    now, whatever their lease says. A pid reused by another process keeps its worker alive
+    until the lease runs out."""
+    host = socket.gethostname()
+    rows = conn.execute(select(_worker.c.name, _worker.c.pid)
+                        .where(_worker.c.host == host, _worker.c.stopped_at.is_(None))).all()
+    return {name for name, pid in rows if not _process_alive(pid)}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie runs nothing
+    except OSError:
+        return True
 
 
 def worker_leases(conn: Connection) -> dict[str, float]:
@@ -437,7 +465,9 @@ def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
     rows = s.execute(select(Worker, func.coalesce(held.c.n, 0)).outerjoin(held, held.c.worker == Worker.name)
                      .where(Worker.stopped_at.is_(None)).order_by(Worker.name)).all()
     stamp = now()
-    return [(w, int(n)) for w, n in rows if w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
+    dead = dead_local_workers(s.connection())
+    return [(w, int(n)) for w, n in rows
+            if w.name not in dead and w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
 
 
 def take_back_tracks(conn: Connection, rows: Sequence, reason: str) -> set[int]:
@@ -507,3 +537,14 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
                 finished_at=None, worker=None))
     return [v.name for t, v in rows if t.id in again]
+
+
+def recover_expired(conn: Connection, default_lease: float, exclude: str | None = None) -> int:
+    """Take back the running tracks of workers that are dead or whose lease ran out (not
+    ``exclude``'s own), and finish the pipelines that leaves with nothing to do. Returns how
+    many were taken back."""
+    expired = [r for r in expired_tracks(conn, worker_leases(conn), default_lease, dead_local_workers(conn))
+               if r.worker != exclude]
+    for pipeline_id in take_back_tracks(conn, expired, "its worker died or its lease expired"):
+        finish_if_done(conn, pipeline_id)
+    return len(expired)
