@@ -208,3 +208,52 @@ def _collect(proc: subprocess.Popen, tails: dict[int, _Tail], deadline: float | 
                 timed_out = True
                 kill_group(proc.pid, grace, proc)
     return timed_out
+
+
+#: every process of a track's attempt carries this variable (``<database key>:<track>:<attempt>``),
+#: so that leftovers of a dead worker can be found on its host and killed before the track runs again
+MARKER = "PIPELINE_ENGINE_TRACK"
+
+
+def marker(db_key: str, track_id: int, attempt: int) -> str:
+    return f"{db_key}:{track_id}:{attempt}"
+
+
+def kill_marked(markers: Iterable[str], wait: float = 5.0) -> int:
+    """SIGKILL every process on this host whose environment carries one of ``markers`` (see
+    MARKER), with its process group, and wait until they are gone. Returns how many there were.
+    Used when a track is taken back from a worker that can no longer kill its own processes."""
+    wanted = {f"{MARKER}={m}".encode() for m in markers}
+    if not wanted:
+        return 0
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if wanted.intersection(env.split(b"\0")):
+            found.append(int(entry))
+    for pid in found:
+        for kill in (lambda: os.killpg(os.getpgid(pid), signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
+    deadline = time.monotonic() + wait
+    while found and time.monotonic() < deadline:
+        found = [pid for pid in found if _running(pid)]
+        if found:
+            time.sleep(0.01)
+    return len(found)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -40,7 +40,7 @@ from typing import NamedTuple
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from pipeline_engine import dag, executor, params, service, store
+from pipeline_engine import dag, executor, params, recovery, service, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import DatabaseError
 from pipeline_engine.service import RunStart
@@ -60,6 +60,7 @@ _QUEUED = 2
 #: seconds the dispatcher waits for more ended attempts while threads still have work queued
 _COALESCE = 0.002
 _MAX_BACKOFF = 5.0
+_WAKE = object()  # put in the outbox to wake the dispatcher (a stop was asked)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class Engine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._conn: Connection | None = None
+        self._faulted = False  # a transaction failed since the last reconciliation
+        self._unrunnable: set[int] = set()  # runs this worker failed to load
 
     # --- what to run ---------------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class Engine:
         deadline = time.monotonic() + (0.0 if now else self.grace)
         if self._stop_deadline is None or deadline < self._stop_deadline:
             self._stop_deadline = deadline
+        self._outbox.put(_WAKE)  # SimpleQueue.put is reentrant: safe in a signal handler
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and Ctrl-C stop gracefully; a second one stops at once."""
@@ -222,6 +226,10 @@ class Engine:
                     in_flight.pop(e.track_id, None)
                 look = now >= next_poll and not self.stopping.is_set()
                 events, ready, claimed, finished = self._tx(lambda c: self._batch(c, ended, in_flight, until, look))
+                if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
+                    self._faulted = False
+                    held = {*in_flight, *(t for t, _ in claimed)}
+                    self._tx(lambda c: store.hand_back_unheld(c, self.name, held))
                 if look:
                     next_poll = now + self.poll
                 self._apply(ready, claimed, in_flight)
@@ -236,7 +244,7 @@ class Engine:
                     next_beat = now + self.heartbeat_every
                 if now >= next_sweep:
                     self._sweep()
-                    next_sweep = now + max(1.0, self.lease / 2)
+                    next_sweep = now + max(0.5, min(self.lease / 4, 5.0))
                 if self.stopping.is_set():
                     self._stop_step(in_flight)
                     if not in_flight:
@@ -285,7 +293,7 @@ class Engine:
             for track_id in ready:
                 (candidates if len(candidates) < free and track_id not in in_flight else rest).append(track_id)
             if len(candidates) < free and look:
-                pipelines = store.claimable_pipelines(conn, self.name, until)
+                pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
                 seen = set(candidates)
                 for track_id, pipeline_id in store.pending_tracks(conn, pipelines, free + len(seen)):
                     if len(candidates) < free and track_id not in seen and track_id not in in_flight:
@@ -305,7 +313,14 @@ class Engine:
             self.ready.popleft()
         self.ready.extend(rest)
         for pipeline_id in {origin[t] for t, _ in claimed if t in origin} - set(self.plans):
-            self._load(pipeline_id)
+            try:
+                self._load(pipeline_id)
+            except Exception as exc:  # noqa: BLE001 -- one bad run must not stop the worker
+                log.error("%s: cannot run run %d: %s; its tracks are handed back", self.name, pipeline_id, exc)
+                mine, why = [(t, a) for t, a in claimed if origin.get(t) == pipeline_id], f"worker cannot run it: {exc}"
+                self._tx(lambda c: [store.hand_back(c, self.name, t, a, why) for t, a in mine])
+                claimed[:] = [(t, a) for t, a in claimed if origin.get(t) != pipeline_id]
+                self._unrunnable.add(pipeline_id)  # not claimed again by this worker
         for track_id, attempt in claimed:
             self.attempts[track_id] = attempt
             in_flight[track_id] = attempt
@@ -347,7 +362,10 @@ class Engine:
                 store.mark_upstream_failed(conn, below)
                 events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t],
                                  run=job.pipeline_id) for t in below]
-        store.release_worker(conn, self.name, lost)
+        if lost:
+            log.warning("%s: %d result(s) not recorded: their tracks were taken back by another worker or"
+                        " cancelled", self.name, len(lost))
+            store.release_worker(conn, self.name, lost)
         now_ready = store.release_successors(conn, released)
         events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t], run=self.jobs[t].pipeline_id)
                    for t in now_ready]
@@ -367,12 +385,13 @@ class Engine:
                 continue
             except queue.Empty:
                 pass
-            if len(ended) >= _QUEUED * self.workers or self._inbox.qsize() == 0:
-                return ended
+            if len(ended) >= _QUEUED * self.workers or self._inbox.qsize() == 0 or _WAKE in ended:
+                break
             try:
                 ended.append(self._outbox.get(timeout=_COALESCE))
             except queue.Empty:
-                return ended
+                break
+        return [e for e in ended if e is not _WAKE]
 
     # --- leases ----------------------------------------------------------------------------------
 
@@ -389,7 +408,7 @@ class Engine:
 
     def _sweep(self) -> None:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
-        if self._tx(lambda c: store.recover_expired(c, DEFAULT_LEASE, exclude=self.name)):
+        if self._tx(lambda c: recovery.recover_expired(c, self.db.key, exclude=self.name)):
             log.warning("%s: took back tracks of workers whose lease ran out", self.name)
 
     def _revoke(self, track_ids, kill: bool) -> None:
@@ -469,8 +488,9 @@ class Engine:
             if revoked:  # lost while it was being spawned
                 os.killpg(pgid, signal.SIGKILL)
 
+        env = {**rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
         try:
-            return executor.run_script(rendered.script, rendered.env, timeout=job.timeout, secrets=plan.secrets,
+            return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets,
                                        output_cap=self.output_cap, log_path=log_path,
                                        log_header=f"attempt {attempt}", on_spawn=spawned)
         except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
@@ -505,6 +525,7 @@ class Engine:
                 except Exception:  # noqa: BLE001 -- the connection is gone either way
                     pass
                 self._conn = None
+                self._faulted = True
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, graphfile, params, store
+from pipeline_engine import dag, graphfile, params, recovery, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import (
     AlreadyExistsError,
@@ -591,7 +591,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
         with db.transaction(write=False) as s:
             holders = store.track_holders(s, run_id)
         with db.transaction(write=False) as s:
-            live = {w.name for w, _ in store.live_workers(s, store.DEFAULT_LEASE)}
+            live = {w.name for w, _ in recovery.live_workers(s)}
         if not holders & live or time.monotonic() >= deadline:
             break
         time.sleep(poll)
@@ -631,12 +631,12 @@ def resume_run(db: Database, run_id: int, owner: str) -> None:
         if pipeline.state != PipelineState.RUNNING:
             raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a running run can be resumed"
                                    f" (pipeline-engine retry {run_id} starts a finished one again)")
-        live = {w.name for w, _ in store.live_workers(s, store.DEFAULT_LEASE)}
+        live = {w.name for w, _ in recovery.live_workers(s)}
         if pipeline.owner is not None and pipeline.owner in live:
             raise GraphStatusError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
         pipeline.owner = owner
         s.flush()
-        store.take_back_from_dead(s.connection(), run_id, live)
+        recovery.take_back_from_dead(s.connection(), db.key, run_id, live)
 
 
 @dataclass(frozen=True)
@@ -661,10 +661,10 @@ def list_workers(db: Database) -> list[WorkerInfo]:
     """Live workers (not stopped, heartbeat within their lease), by name."""
     with db.transaction(write=False) as s:
         return [WorkerInfo(w.name, w.host, w.pid, w.concurrency, w.lease, w.started_at, w.heartbeat_at, n)
-                for w, n in store.live_workers(s, store.DEFAULT_LEASE)]
+                for w, n in recovery.live_workers(s)]
 
 
 def recover(db: Database) -> int:
     """Take back now the running tracks of workers whose lease ran out; returns how many."""
     with _write(db) as s:
-        return store.recover_expired(s.connection(), store.DEFAULT_LEASE)
+        return recovery.recover_expired(s.connection(), db.key)

@@ -2,13 +2,11 @@
 caller owns the transaction (``Database.transaction``)."""
 from __future__ import annotations
 
-import os
-import socket
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -351,6 +349,16 @@ def hand_back(conn: Connection, worker: str, track_id: int, attempt: int, reason
         .values(state="pending", attempt=_track.c.attempt - 1, worker=None, error=reason)).rowcount == 1
 
 
+def hand_back_unheld(conn: Connection, worker: str, held: Iterable[int]) -> int:
+    """After a database fault: tracks the database says ``worker`` runs but it does not (claimed
+    by a commit whose acknowledgement was lost) go back to pending, the attempt not counted."""
+    held = set(held)
+    rows = conn.execute(select(_track.c.id, _track.c.attempt)
+                        .where(_track.c.worker == worker, _track.c.state == "running")).all()
+    return sum(hand_back(conn, worker, i, a, "claimed while the database was failing") for i, a in rows
+               if i not in held)
+
+
 def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
     """Finish the pipeline when none of its tracks is unfinished: ``succeeded`` if all
     succeeded, else ``failed``. Returns the state it was given, or None."""
@@ -363,9 +371,10 @@ def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
 
 
 def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None) -> list[int]:
-    """Running pipelines whose tracks ``worker`` may claim: those nobody owns, and its own."""
-    q = select(_pipeline.c.id).where(_pipeline.c.state == "running",
-                                     or_(_pipeline.c.owner.is_(None), _pipeline.c.owner == worker))
+    """Running pipelines whose tracks ``worker`` may claim: its own, and those nobody owns that
+    need no secret (which only the process they were given to holds)."""
+    unowned = and_(_pipeline.c.owner.is_(None), _pipeline.c.secret_inputs == false())
+    q = select(_pipeline.c.id).where(_pipeline.c.state == "running", or_(unowned, _pipeline.c.owner == worker))
     if pipeline_id is not None:
         q = q.where(_pipeline.c.id == pipeline_id)
     return list(conn.scalars(q))
@@ -405,40 +414,35 @@ def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: fl
             or r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
 
 
-def dead_local_workers(conn: Connection) -> set[str]:
-    """Workers registered from this host whose process is gone (killed, crashed): they are dead
-    now, whatever their lease says. A pid reused by another process keeps its worker alive
-    until the lease runs out."""
-    host = socket.gethostname()
-    rows = conn.execute(select(_worker.c.name, _worker.c.pid)
-                        .where(_worker.c.host == host, _worker.c.stopped_at.is_(None))).all()
-    return {name for name, pid in rows if not _process_alive(pid)}
+def local_workers(conn: Connection, host: str) -> list[tuple[str, int]]:
+    """(name, pid) of the workers registered from ``host`` that have not stopped."""
+    return [(n, p) for n, p in conn.execute(select(_worker.c.name, _worker.c.pid)
+                                            .where(_worker.c.host == host, _worker.c.stopped_at.is_(None)))]
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie runs nothing
-    except OSError:
-        return True
+def worker_hosts(conn: Connection) -> dict[str, str]:
+    return dict(conn.execute(select(_worker.c.name, _worker.c.host)).all())
+
+
+def running_tracks(conn: Connection, pipeline_id: int) -> list:
+    return conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
+                               _track.c.max_attempts, _track.c.heartbeat_at)
+                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == "running")).all()
 
 
 def worker_leases(conn: Connection) -> dict[str, float]:
     return dict(conn.execute(select(_worker.c.name, _worker.c.lease)).all())
 
 
-def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int, target: str, reason: str) -> bool:
+def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int, target: str, reason: str,
+              heartbeat_at: datetime | None = None) -> bool:
     """Take a running track back from a worker whose lease ran out: pending for another attempt,
     or failed when none is left. Compare-and-set on the worker and attempt, so a track that was
     renewed or recorded meanwhile is left alone."""
     q = update(_track).where(_track.c.id == track_id, _track.c.state == "running", _track.c.attempt == attempt)
     q = q.where(_track.c.worker.is_(None) if worker is None else _track.c.worker == worker)
+    if heartbeat_at is not None:  # renewed since it was seen expired: leave it
+        q = q.where(_track.c.heartbeat_at <= heartbeat_at)
     values = {"state": target, "worker": None, "error": reason}
     if target == "failed":
         values["finished_at"] = now()
@@ -465,9 +469,7 @@ def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
     rows = s.execute(select(Worker, func.coalesce(held.c.n, 0)).outerjoin(held, held.c.worker == Worker.name)
                      .where(Worker.stopped_at.is_(None)).order_by(Worker.name)).all()
     stamp = now()
-    dead = dead_local_workers(s.connection())
-    return [(w, int(n)) for w, n in rows
-            if w.name not in dead and w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
+    return [(w, int(n)) for w, n in rows if w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
 
 
 def take_back_tracks(conn: Connection, rows: Sequence, reason: str) -> set[int]:
@@ -477,20 +479,11 @@ def take_back_tracks(conn: Connection, rows: Sequence, reason: str) -> set[int]:
     touched = set()
     for r in rows:
         target = "pending" if r.attempt < r.max_attempts else "failed"
-        if take_back(conn, r.id, r.worker, r.attempt, target, reason):
+        if take_back(conn, r.id, r.worker, r.attempt, target, reason, r.heartbeat_at):
             touched.add(r.pipeline_id)
             if target == "failed":
                 mark_upstream_failed(conn, descendant_tracks(conn, r.pipeline_id, [r.id]))
     return touched
-
-
-def take_back_from_dead(conn: Connection, pipeline_id: int, live: set[str]) -> None:
-    """``resume``: take back at once the running tracks of a run whose workers are not alive."""
-    rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
-                               _track.c.max_attempts)
-                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == "running")).all()
-    dead = [r for r in rows if r.worker not in live]
-    take_back_tracks(conn, dead, "its worker died; the run was resumed")
 
 
 def cancel_pipeline(s: Session, pipeline_id: int) -> None:
@@ -537,14 +530,3 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
                 finished_at=None, worker=None))
     return [v.name for t, v in rows if t.id in again]
-
-
-def recover_expired(conn: Connection, default_lease: float, exclude: str | None = None) -> int:
-    """Take back the running tracks of workers that are dead or whose lease ran out (not
-    ``exclude``'s own), and finish the pipelines that leaves with nothing to do. Returns how
-    many were taken back."""
-    expired = [r for r in expired_tracks(conn, worker_leases(conn), default_lease, dead_local_workers(conn))
-               if r.worker != exclude]
-    for pipeline_id in take_back_tracks(conn, expired, "its worker died or its lease expired"):
-        finish_if_done(conn, pipeline_id)
-    return len(expired)

@@ -1,0 +1,352 @@
+"""Durable runs, proven with real processes on every backend: workers sharing a database claim
+each track once; a worker killed with SIGKILL at random moments, or paused past its lease, loses
+its tracks to another worker without two attempts of a track ever running at once; cancel leaves
+no process alive; retry reruns only what did not succeed; a graceful stop hands work back.
+
+Side effects are files the scripts write: each attempt appends ``<marker> <time>`` lines while it
+runs (the marker names the database, track and attempt), and ``<marker> done <time>`` at its end.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import run_tracks
+
+from pipeline_engine import executor, service
+from pipeline_engine.models import Pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRIALS = int(os.environ.get("PE_CRASH_TRIALS", "20"))
+
+
+def ticking(path, ticks: int, pause: float = 0.02) -> str:
+    """A script that marks its progress in ``path`` while it runs, then that it is done."""
+    return (f'for i in {{1..{ticks}}}; do echo "$PIPELINE_ENGINE_TRACK $EPOCHREALTIME" >> {path}; sleep {pause};'
+            f' done; echo "$PIPELINE_ENGINE_TRACK done $EPOCHREALTIME" >> {path}')
+
+
+def worker(db_url: str, log, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", *args],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def pipeline_state(db, run_id: int) -> str:
+    with db.transaction(write=False) as s:
+        return s.get(Pipeline, run_id).state
+
+
+def finished(db, run_id: int):
+    state = pipeline_state(db, run_id)
+    return state if state != "running" else None
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def attempts_in(path) -> dict[str, dict]:
+    """Per attempt marker in a side-effect file: first and last time seen, and whether done."""
+    seen: dict[str, dict] = {}
+    if not os.path.exists(path):
+        return seen
+    for line in open(path).read().splitlines():
+        parts = line.split()
+        marker, stamp = parts[0], float(parts[-1])
+        a = seen.setdefault(marker, {"first": stamp, "last": stamp, "done": False})
+        a["first"], a["last"] = min(a["first"], stamp), max(a["last"], stamp)
+        a["done"] = a["done"] or parts[1] == "done"
+    return seen
+
+
+def assert_no_overlap(path) -> None:
+    spans = sorted(attempts_in(path).values(), key=lambda a: a["first"])
+    for before, after in zip(spans, spans[1:]):
+        assert before["last"] < after["first"], f"two attempts overlapped in {path}: {spans}"
+
+
+def processes_of(db_key: str) -> list[int]:
+    """Processes on this machine that belong to a track of the database ``db_key``."""
+    prefix = f"{executor.MARKER}={db_key}:".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(item.startswith(prefix) for item in env) and executor._running(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def layered(n: int, seed: int, script) -> dict:
+    """A random layered DAG of ``n`` vertices (layers of 5, 1-2 predecessors each)."""
+    rng = random.Random(seed)
+    names = [f"v{i:02d}" for i in range(n)]
+    edges = []
+    for i in range(5, n):
+        layer_start = (i // 5 - 1) * 5
+        for tail in rng.sample(names[layer_start:layer_start + 5], rng.randint(1, 2)):
+            edges.append([tail, names[i]])
+    return {"vertices": [{"name": v, "script": script(v), "retries": 2} for v in names], "edges": edges}
+
+
+def test_a_worker_killed_at_random_moments_loses_nothing_and_never_runs_a_track_twice_at_once(db, db_url, tmp_path):
+    """SIGKILL a worker at a seeded random moment of each run; a new worker finishes it."""
+    rng = random.Random(4242)
+    log = open(tmp_path / "workers.log", "w")
+    interrupted = 0  # attempts the kills cut short: the trials must really hit running tracks
+    for trial in range(TRIALS):
+        out = tmp_path / f"trial{trial}"
+        out.mkdir()
+        graph = layered(50, trial, lambda v: ticking(out / v, 4))
+        service.import_graph(db, {"name": f"crash{trial}", **graph}, seal=True)
+        run = service.start_run(db, f"crash{trial}", detach=True)
+        first = worker(db_url, log, "--concurrency", "4", "--poll", "0.05")
+        time.sleep(rng.uniform(0.3, 1.6))
+        first.kill()
+        first.wait()
+        second = worker(db_url, log, "--concurrency", "4", "--poll", "0.05")
+        try:
+            assert wait_for(lambda: finished(db, run.id), 60, f"trial {trial} to finish") == "succeeded"
+        finally:
+            stop(second)
+        tracks = run_tracks(db, run.id)
+        for vertex, track in tracks.items():
+            assert track.state == "succeeded", (trial, vertex, track.state, track.error)
+            interrupted += track.attempt - 1
+            done = attempts_in(out / vertex)
+            marker = executor.marker(db.key, track.id, track.attempt)
+            assert done[marker]["done"], (trial, vertex, done)  # the side effect of the recorded attempt
+            assert_no_overlap(out / vertex)
+        assert processes_of(db.key) == []
+    assert interrupted > 0 or TRIALS < 5
+
+
+def test_four_workers_share_one_database_and_run_each_track_exactly_once(db, db_url, tmp_path):
+    n = 2000
+    vertices = [{"name": "root", "script": "true"}, {"name": "sink", "script": "true"}]
+    vertices += [{"name": f"w{i}", "script": f'echo "$PIPELINE_ENGINE_TRACK $PPID" >> {tmp_path}/w{i}'}
+                 for i in range(n)]
+    edges = [["root", f"w{i}"] for i in range(n)] + [[f"w{i}", "sink"] for i in range(n)]
+    service.import_graph(db, {"name": "wide", "vertices": vertices, "edges": edges}, seal=True)
+    log = open(tmp_path / "workers.log", "w")
+    workers = [worker(db_url, log, "--concurrency", "2", "--poll", "0.02") for _ in range(4)]
+    try:
+        time.sleep(0.5)  # let them all start polling: they race for every track
+        run = service.start_run(db, "wide", detach=True)
+        assert wait_for(lambda: finished(db, run.id), 180, "the wide run") == "succeeded"
+    finally:
+        stop(*workers)
+    tracks = run_tracks(db, run.id)
+    assert {(t.state, t.attempt) for t in tracks.values()} == {("succeeded", 1)}
+    runners = set()
+    for i in range(n):
+        lines = open(tmp_path / f"w{i}").read().splitlines()
+        assert len(lines) == 1, (i, lines)  # executed exactly once
+        runners.add(lines[0].split()[1])
+    assert len(runners) == 4  # every worker took part
+
+
+def test_a_paused_worker_loses_its_track_and_records_nothing_when_it_wakes(db, db_url, tmp_path):
+    side = tmp_path / "slow"
+    service.import_graph(db, {"name": "slow", "vertices": [
+        {"name": "slow", "script": ticking(side, 100, 0.05), "retries": 1}]}, seal=True)
+    run = service.start_run(db, "slow", detach=True)
+    log_a, log_b = open(tmp_path / "a.log", "w"), open(tmp_path / "b.log", "w")
+    a = worker(db_url, log_a, "--concurrency", "1", "--lease", "1.5", "--poll", "0.05")
+    b = None
+    try:
+        wait_for(lambda: os.path.exists(side), 20, "the first attempt to start")
+        a.send_signal(signal.SIGSTOP)
+        b = worker(db_url, log_b, "--concurrency", "1", "--lease", "1.5", "--poll", "0.05")
+        assert wait_for(lambda: finished(db, run.id), 30, "the run to finish on the other worker") == "succeeded"
+        a.send_signal(signal.SIGCONT)
+        wait_for(lambda: "taken back by another worker" in open(tmp_path / "a.log").read(), 10,
+                 "the woken worker to notice")
+    finally:
+        a.send_signal(signal.SIGCONT)
+        stop(a, *([b] if b else []))
+    track = run_tracks(db, run.id)["slow"]
+    assert (track.state, track.attempt, track.exit_code) == ("succeeded", 2, 0)
+    seen = attempts_in(side)
+    first = seen[executor.marker(db.key, track.id, 1)]
+    assert not first["done"] and seen[executor.marker(db.key, track.id, 2)]["done"]
+    assert_no_overlap(side)
+    assert a.returncode == 0 and processes_of(db.key) == []
+
+
+def test_cancel_during_a_run_leaves_no_process_of_it_alive(db, db_url, tmp_path):
+    vertices = [{"name": f"s{i}", "script": "sleep 60"} for i in range(3)]
+    vertices.append({"name": "stubborn", "script": "trap '' TERM; sleep 60 & wait; sleep 60"})
+    vertices.append({"name": "after", "script": "true"})
+    edges = [[v["name"], "after"] for v in vertices[:4]]
+    service.import_graph(db, {"name": "long", "vertices": vertices, "edges": edges}, seal=True)
+    run = service.start_run(db, "long", detach=True)
+    w = worker(db_url, open(tmp_path / "w.log", "w"), "--concurrency", "4", "--poll", "0.05")
+    try:
+        wait_for(lambda: len(processes_of(db.key)) >= 5, 20, "the four vertices to run")
+        # operators see the worker, the tracks it holds, and which track it runs
+        (live,) = wait_for(lambda: [w for w in service.list_workers(db) if w.tracks == 4], 10, "the worker's heartbeat")
+        assert live.pid == w.pid and live.concurrency == 4
+        shown = service.show_run(db, run.id).to_dict()["tracks"]
+        assert {t["vertex"]: t["worker"] for t in shown if t["state"] == "running"} == {
+            v: live.name for v in ["s0", "s1", "s2", "stubborn"]}
+        started = time.monotonic()
+        counts = service.cancel_run(db, run.id, wait=20)
+        assert time.monotonic() - started < 10  # TERM, then KILL after the grace for the stubborn one
+        assert counts == {"cancelled": 5}
+        assert processes_of(db.key) == []
+        assert pipeline_state(db, run.id) == "cancelled"
+        assert all(t.worker is None for t in run_tracks(db, run.id).values())
+    finally:
+        stop(w)
+
+
+def test_retry_reruns_only_what_did_not_succeed(db, db_url, tmp_path):
+    def counted(v, extra=""):
+        return f"echo {v} >> {tmp_path}/ran; {extra}"
+    vertices = [{"name": "a", "script": counted("a")},
+                {"name": "b", "script": counted("b", f"test -e {tmp_path}/fixed")},
+                {"name": "c", "script": counted("c")}, {"name": "d", "script": counted("d")}]
+    service.import_graph(db, {"name": "flaky", "vertices": vertices, "edges": [["a", "b"], ["b", "c"]]}, seal=True)
+    cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
+    first = subprocess.run([*cli, "run", "flaky"], cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 1
+    run_id = int(first.stdout.split()[1])
+    assert {v: t.state for v, t in run_tracks(db, run_id).items()} == {
+        "a": "succeeded", "b": "failed", "c": "upstream_failed", "d": "succeeded"}
+    (tmp_path / "fixed").touch()
+    again = subprocess.run([*cli, "retry", str(run_id)], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "2 vertices again (b, c)" in again.stdout
+    assert sorted((tmp_path / "ran").read_text().split()) == ["a", "b", "b", "c", "d"]
+    tracks = run_tracks(db, run_id)
+    assert {v: (t.state, t.attempt) for v, t in tracks.items()} == {
+        "a": ("succeeded", 1), "b": ("succeeded", 2), "c": ("succeeded", 1), "d": ("succeeded", 1)}
+    assert pipeline_state(db, run_id) == "succeeded"
+    refused = subprocess.run([*cli, "retry", str(run_id)], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and "only a failed or cancelled run can be retried" in refused.stderr
+
+
+def test_sigterm_lets_running_tracks_finish_and_a_short_grace_hands_them_back(db, db_url, tmp_path):
+    service.import_graph(db, {"name": "one", "vertices": [{"name": "v", "script": ticking(tmp_path / "v", 60)}]},
+                         seal=True)
+    run = service.start_run(db, "one", detach=True)
+    w = worker(db_url, open(tmp_path / "w.log", "w"), "--concurrency", "1", "--poll", "0.05")
+    wait_for(lambda: os.path.exists(tmp_path / "v"), 20, "the track to start")
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=20) == 0
+    track = run_tracks(db, run.id)["v"]
+    assert (track.state, track.worker) == ("succeeded", None)  # it was let finish
+    assert service.list_workers(db) == []
+
+    run = service.start_run(db, "one", detach=True)
+    (tmp_path / "v").unlink()
+    w = worker(db_url, open(tmp_path / "w2.log", "w"), "--concurrency", "1", "--poll", "0.05", "--grace", "0.1")
+    wait_for(lambda: os.path.exists(tmp_path / "v"), 20, "the track to start")
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=20) == 0
+    track = run_tracks(db, run.id)["v"]
+    assert (track.state, track.attempt, track.worker) == ("pending", 0, None)  # handed back, not counted
+    assert processes_of(db.key) == []
+    w = worker(db_url, open(tmp_path / "w3.log", "w"), "--concurrency", "1", "--poll", "0.05")
+    try:
+        assert wait_for(lambda: finished(db, run.id), 20, "another worker to finish it") == "succeeded"
+    finally:
+        stop(w)
+
+
+def test_a_killed_run_is_resumed_by_another_process_which_asks_for_its_secrets_again(db, db_url, tmp_path):
+    vertices = [{"name": "one", "script": ticking(tmp_path / "one", 30, 0.05), "retries": 1},
+                {"name": "two", "script": f'echo "{{token}}" > {tmp_path}/two', "inputs": {"token": "secret"}}]
+    service.import_graph(db, {"name": "sec", "vertices": vertices, "edges": [["one", "two"]]}, seal=True)
+    cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
+    first = subprocess.Popen([*cli, "run", "sec", "-p", "token=hunter2"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    wait_for(lambda: os.path.exists(tmp_path / "one"), 20, "the run to start")
+    first.kill()
+    run_id = int(first.stdout.readline().split()[1])
+    first.wait()
+    missing = subprocess.run([*cli, "resume", str(run_id), "--no-input"], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "input 'token' (secret) is required" in missing.stderr
+    resumed = subprocess.run([*cli, "resume", str(run_id), "-p", "token=hunter2"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "two").read_text() == "hunter2\n"
+    tracks = run_tracks(db, run_id)
+    assert (tracks["one"].state, tracks["one"].attempt) == ("succeeded", 2)
+    assert_no_overlap(tmp_path / "one")
+    assert "hunter2" not in tracks["two"].script
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+_PG_VERSION = (os.listdir("/etc/postgresql") or ["15"])[0] if os.path.isdir("/etc/postgresql") else "15"
+SERVER_CONTROL = {
+    "mariadb": (3306, ["mariadb-admin", "-uroot", "-h127.0.0.1", "shutdown"],
+                ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"]),
+    "postgresql": (5432, ["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "stop", "-m", "fast"],
+                   ["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "start"]),
+}
+
+
+@pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
+def test_a_database_restart_mid_run_loses_nothing_and_records_each_result_once(backend, db, db_url, tmp_path):
+    port, stop_server, start_server = SERVER_CONTROL[backend]
+    vertices = [{"name": f"v{i:02d}", "script": ticking(tmp_path / f"v{i:02d}", 8, 0.05)} for i in range(24)]
+    service.import_graph(db, {"name": "restart", "vertices": vertices}, seal=True)
+    run = service.start_run(db, "restart", detach=True)
+    log = open(tmp_path / "w.log", "w")
+    w = worker(db_url, log, "--concurrency", "4", "--poll", "0.05")
+    try:
+        wait_for(lambda: sum(t.state == "succeeded" for t in run_tracks(db, run.id).values()) >= 4, 30,
+                 "the first tracks to finish")
+        try:
+            subprocess.run(stop_server, check=True, capture_output=True, timeout=60)
+            wait_for(lambda: not _answers(port), 30, f"{backend} to stop")
+            time.sleep(1.5)  # tracks end while the database is away
+        finally:
+            if not _answers(port):
+                subprocess.run(start_server, capture_output=True, timeout=60)
+            wait_for(lambda: _answers(port), 60, f"{backend} to start again", poll=0.2)
+        assert wait_for(lambda: finished(db, run.id), 90, "the run to finish after the restart") == "succeeded"
+    finally:
+        stop(w)
+    assert "database error" in open(tmp_path / "w.log").read()  # the worker did see the fault
+    tracks = run_tracks(db, run.id)
+    assert {(t.state, t.attempt) for t in tracks.values()} == {("succeeded", 1)}  # each recorded once
+    for vertex, track in tracks.items():
+        seen = attempts_in(tmp_path / vertex)
+        assert list(seen) == [executor.marker(db.key, track.id, 1)] and seen[executor.marker(db.key, track.id, 1)]["done"]
