@@ -350,3 +350,43 @@ def test_a_database_restart_mid_run_loses_nothing_and_records_each_result_once(b
     for vertex, track in tracks.items():
         seen = attempts_in(tmp_path / vertex)
         assert list(seen) == [executor.marker(db.key, track.id, 1)] and seen[executor.marker(db.key, track.id, 1)]["done"]
+
+
+def test_ctrl_c_on_run_hands_the_track_back_then_a_second_one_stops_at_once(db, db_url, tmp_path):
+    service.import_graph(db, {"name": "one", "vertices": [{"name": "v", "script": "sleep 60"}]}, seal=True)
+    cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
+    proc = subprocess.Popen([*cli, "run", "one"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: processes_of(db.key), 20, "the vertex to start")
+    proc.send_signal(signal.SIGINT)  # graceful: the vertex may finish within the grace (30 s) ...
+    time.sleep(0.5)
+    assert proc.poll() is None
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # ... a second Ctrl-C terminates it at once
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and time.monotonic() - started < 10
+    run_id = int(out.split()[1])
+    assert f"pipeline-engine resume {run_id}" in err
+    track = run_tracks(db, run_id)["v"]
+    assert (track.state, track.attempt, track.worker) == ("pending", 0, None)
+    assert processes_of(db.key) == [] and pipeline_state(db, run_id) == "running"
+    cancelled = subprocess.run([*cli, "cancel", str(run_id)], cwd=ROOT, capture_output=True, text=True)
+    assert cancelled.returncode == 0 and "cancelled: 1 cancelled" in cancelled.stdout
+
+
+def test_recover_takes_back_the_tracks_of_a_dead_worker(db, db_url, tmp_path):
+    vertices = [{"name": "long", "script": "sleep 60", "retries": 1}, {"name": "once", "script": "sleep 60"}]
+    service.import_graph(db, {"name": "two", "vertices": vertices}, seal=True)
+    run = service.start_run(db, "two", detach=True)
+    w = worker(db_url, open(tmp_path / "w.log", "w"), "--concurrency", "2", "--poll", "0.05")
+    wait_for(lambda: len(processes_of(db.key)) >= 2, 20, "both vertices to start")
+    w.kill()
+    w.wait()
+    assert len(processes_of(db.key)) >= 2  # a SIGKILLed worker cannot end its processes ...
+    result = subprocess.run([sys.executable, "-m", "pipeline_engine", "--db", db_url, "recover"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "2 track(s) taken back" in result.stdout
+    assert processes_of(db.key) == []  # ... recover, on its host, did
+    tracks = run_tracks(db, run.id)
+    assert (tracks["long"].state, tracks["long"].attempt) == ("pending", 1)  # retries remain
+    assert (tracks["once"].state, tracks["once"].attempt) == ("failed", 1)  # none left
+    assert service.cancel_run(db, run.id) == {"cancelled": 1, "failed": 1}
