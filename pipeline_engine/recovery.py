@@ -5,18 +5,18 @@ once here."""
 from __future__ import annotations
 
 import os
-import socket
 
 from sqlalchemy.engine import Connection
 
 from pipeline_engine import executor, store
+from pipeline_engine.settings import this_host
 
 
-def dead_local_workers(conn: Connection) -> set[str]:
+def dead_local_workers(conn: Connection, host: str | None = None) -> set[str]:
     """Workers registered from this host whose process is gone (killed, crashed): they are dead
     now, whatever their lease says. A pid reused by another process keeps its worker alive
     until its lease runs out."""
-    return {name for name, pid in store.local_workers(conn, socket.gethostname()) if not _alive(pid)}
+    return {name for name, pid in store.local_workers(conn, host or this_host()) if not _alive(pid)}
 
 
 def _alive(pid: int) -> bool:
@@ -33,23 +33,23 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def take_back(conn: Connection, db_key: str, rows, reason: str) -> set[int]:
+def take_back(conn: Connection, db_key: str, rows, reason: str, host: str | None = None) -> set[int]:
     """Kill what is left of these running tracks on this host (when their worker ran here),
     then take them back in the database. Returns the pipelines touched."""
-    here = socket.gethostname()
+    here = host or this_host()
     hosts = store.worker_hosts(conn)
     executor.kill_marked(executor.marker(db_key, r.id, r.attempt) for r in rows if hosts.get(r.worker) == here)
     return store.take_back_tracks(conn, rows, reason)
 
 
-def recover_expired(conn: Connection, db_key: str, exclude: str | None = None) -> int:
+def recover_expired(conn: Connection, db_key: str, exclude: str | None = None, host: str | None = None) -> int:
     """Take back the running tracks of workers that are dead or whose lease ran out (not
     ``exclude``'s own), and finish the pipelines that leaves with nothing to do. Returns how
     many were taken back."""
     expired = [r for r in store.expired_tracks(conn, store.worker_leases(conn), store.DEFAULT_LEASE,
-                                               dead_local_workers(conn))
+                                               dead_local_workers(conn, host))
                if r.worker != exclude]
-    for pipeline_id in take_back(conn, db_key, expired, "its worker died or its lease expired"):
+    for pipeline_id in take_back(conn, db_key, expired, "its worker died or its lease expired", host):
         store.finish_if_done(conn, pipeline_id)
     return len(expired)
 

@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ from pipeline_engine import dag, executor, params, recovery, service, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import DatabaseError
 from pipeline_engine.service import RunStart
+from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
 
 log = logging.getLogger("pipeline_engine.runner")
@@ -110,7 +110,7 @@ class _Ended(NamedTuple):
 
 def worker_name() -> str:
     """This process's identity in the database: host, pid and a random suffix (pids repeat)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -125,8 +125,9 @@ class Engine:
     def __init__(self, db: Database, *, workers: int | None = None, name: str | None = None,
                  lease: float = DEFAULT_LEASE, grace: float = DEFAULT_GRACE, poll: float = DEFAULT_POLL,
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
-                 on_event: Callable[[Event], None] | None = None):
+                 on_event: Callable[[Event], None] | None = None, host: str | None = None):
         self.db = db
+        self.host = host or this_host()
         self.workers = workers or DEFAULT_WORKERS
         self.name = name or worker_name()
         self.lease, self.grace, self.poll = lease, grace, poll
@@ -216,7 +217,7 @@ class Engine:
             thread.start()
         in_flight: dict[int, int] = {}  # claimed track id -> attempt, until its end is recorded
         try:
-            self._tx(lambda c: store.register_worker(c, self.name, socket.gethostname(), os.getpid(),
+            self._tx(lambda c: store.register_worker(c, self.name, self.host, os.getpid(),
                                                      self.workers, self.lease))
             ended: list[_Ended] = []
             next_beat = next_sweep = next_poll = 0.0
@@ -408,7 +409,7 @@ class Engine:
 
     def _sweep(self) -> None:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
-        if self._tx(lambda c: recovery.recover_expired(c, self.db.key, exclude=self.name)):
+        if self._tx(lambda c: recovery.recover_expired(c, self.db.key, exclude=self.name, host=self.host)):
             log.warning("%s: took back tracks of workers whose lease ran out", self.name)
 
     def _revoke(self, track_ids, kill: bool) -> None:

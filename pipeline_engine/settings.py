@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, fields
 
 ENV_PREFIX = "PIPELINE_ENGINE_"
@@ -27,6 +28,9 @@ class Settings:
     db: str = ""
     #: directory of the full-output log files; env PIPELINE_ENGINE_LOGS
     logs: str = ""
+    #: the name this machine's workers register under (default: its host name); env
+    #: PIPELINE_ENGINE_HOST. Set it where host names are not unique (containers).
+    host: str = ""
 
     @classmethod
     def from_env(cls, environ=None) -> Settings:
@@ -38,4 +42,10 @@ class Settings:
                 values[f.name] = raw
         values.setdefault("db", default_db_url())
         values.setdefault("logs", default_log_dir())
+        values.setdefault("host", socket.gethostname())
         return cls(**values)
+
+
+def this_host() -> str:
+    """The host name workers of this machine register under (see ``Settings.host``)."""
+    return Settings.from_env().host

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,9 +32,10 @@ def ticking(path, ticks: int, pause: float = 0.02) -> str:
             f' done; echo "$PIPELINE_ENGINE_TRACK done $EPOCHREALTIME" >> {path}')
 
 
-def worker(db_url: str, log, *args: str) -> subprocess.Popen:
+def worker(db_url: str, log, *args: str, host: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"PIPELINE_ENGINE_HOST": host} if host else {})}
     return subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", *args],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
@@ -306,8 +308,6 @@ def test_a_killed_run_is_resumed_by_another_process_which_asks_for_its_secrets_a
 
 
 def _answers(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -390,3 +390,44 @@ def test_recover_takes_back_the_tracks_of_a_dead_worker(db, db_url, tmp_path):
     assert (tracks["long"].state, tracks["long"].attempt) == ("pending", 1)  # retries remain
     assert (tracks["once"].state, tracks["once"].attempt) == ("failed", 1)  # none left
     assert service.cancel_run(db, run.id) == {"cancelled": 1, "failed": 1}
+
+
+def test_a_paused_worker_of_another_host_kills_its_own_copy_when_it_wakes(db, db_url, tmp_path):
+    """The taker cannot reach processes on another machine (here: a worker registered under
+    another host name): the paused worker, once awake, finds its lease taken and kills its copy."""
+    side = tmp_path / "slow"
+    service.import_graph(db, {"name": "slow", "vertices": [
+        {"name": "slow", "script": ticking(side, 200, 0.05), "retries": 1}]}, seal=True)
+    run = service.start_run(db, "slow", detach=True)
+    log_a = open(tmp_path / "a.log", "w")
+    a = worker(db_url, log_a, "--concurrency", "1", "--lease", "1.5", "--poll", "0.05", host="elsewhere")
+    b = None
+    try:
+        wait_for(lambda: os.path.exists(side), 20, "the first attempt to start")
+        a.send_signal(signal.SIGSTOP)
+        b = worker(db_url, open(tmp_path / "b.log", "w"), "--concurrency", "1", "--lease", "1.5", "--poll", "0.05",
+                   "--grace", "0")
+        wait_for(lambda: run_tracks(db, run.id)["slow"].attempt == 2, 20, "the other worker to take the track over")
+        track_id = run_tracks(db, run.id)["slow"].id
+        first = executor.marker(db.key, track_id, 1)
+        assert len([p for p in processes_of(db.key) if _has_marker(p, first)]) > 0  # still running over there
+        a.send_signal(signal.SIGCONT)
+        wait_for(lambda: not [p for p in processes_of(db.key) if _has_marker(p, first)], 10,
+                 "the woken worker to kill its copy")
+        assert "taken back by another worker" in open(tmp_path / "a.log").read()
+        track = run_tracks(db, run.id)["slow"]
+        # the woken worker recorded nothing: the track is still the other worker's attempt 2
+        assert (track.state, track.attempt, track.exit_code) == ("running", 2, None)
+        assert track.worker.startswith(socket.gethostname())
+    finally:
+        a.send_signal(signal.SIGCONT)
+        stop(a, *([b] if b else []))
+    assert not attempts_in(side)[first]["done"]
+
+
+def _has_marker(pid: int, marker: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"{executor.MARKER}={marker}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
