@@ -431,3 +431,28 @@ def _has_marker(pid: int, marker: str) -> bool:
             return f"{executor.MARKER}={marker}".encode() in f.read().split(b"\0")
     except OSError:
         return False
+
+
+def test_detached_runs_and_retries_are_left_to_the_workers(db, db_url, tmp_path):
+    vertices = [{"name": "a", "script": f"test -e {tmp_path}/fixed"}, {"name": "b", "script": "true"}]
+    service.import_graph(db, {"name": "det", "vertices": vertices, "edges": [["a", "b"]]}, seal=True)
+    service.import_graph(db, {"name": "sec", "vertices": [
+        {"name": "s", "script": "echo {token}", "inputs": {"token": "secret"}}]}, seal=True)
+    cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
+    created = subprocess.run([*cli, "run", "det", "--detach"], cwd=ROOT, capture_output=True, text=True)
+    assert created.returncode == 0 and "created for the workers" in created.stdout
+    run_id = int(created.stdout.split()[1])
+    assert {t.state for t in run_tracks(db, run_id).values()} == {"pending", "waiting"}
+    w = worker(db_url, open(tmp_path / "w.log", "w"), "--concurrency", "2", "--poll", "0.05")
+    try:
+        assert wait_for(lambda: finished(db, run_id), 20, "the workers to run it") == "failed"
+        (tmp_path / "fixed").touch()
+        again = subprocess.run([*cli, "retry", str(run_id), "--detach"], cwd=ROOT, capture_output=True, text=True)
+        assert again.returncode == 0 and "2 vertices again (a, b)" in again.stdout
+        assert wait_for(lambda: finished(db, run_id), 20, "the workers to run it again") == "succeeded"
+    finally:
+        stop(w)
+    refused = subprocess.run([*cli, "run", "sec", "-p", "token=x", "--detach"], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "has secret inputs (token)" in refused.stderr
+    assert service.list_runs(db, graph="sec") == []
