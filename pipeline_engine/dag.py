@@ -100,3 +100,18 @@ def descendants(start: Iterable[V], succs: dict[V, list[V]]) -> set[V]:
             seen.add(v)
             stack.extend(succs.get(v, ()))
     return seen
+
+
+def critical_path(vertices: Sequence[V], edges: Iterable[tuple[V, V]], weight: dict[V, float]) -> dict[V, float]:
+    """For each vertex of an acyclic graph, the heaviest path from it to a sink, its own weight
+    included: ``weight[v] + max(critical_path[s] for each successor s)``. Starting the ready
+    vertex with the largest value first is the critical-path list schedule. Linear."""
+    edges = list(edges)
+    order, cycle = topological_order(vertices, edges)
+    if cycle is not None:
+        raise ValueError(f"not acyclic: {cycle}")
+    succs = adjacency(vertices, edges)
+    path: dict[V, float] = {}
+    for v in reversed(order):
+        path[v] = weight[v] + max((path[s] for s in succs[v]), default=0.0)
+    return path

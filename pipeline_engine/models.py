@@ -136,6 +136,8 @@ class Vertex(Base):
     #: seconds; None means no limit
     timeout: Mapped[float | None] = mapped_column(Double)
     retries: Mapped[int] = mapped_column(Integer, default=0)
+    #: overrides the computed critical-path priority of its tracks
+    priority: Mapped[float | None] = mapped_column(Double)
 
 
 class Edge(Base):
@@ -217,6 +219,7 @@ class Track(Base):
         Index(None, "vertex_id"),
         Index(None, "pipeline_id", "state"),
         Index(None, "worker"),
+        Index(None, "vertex_id", "state"),
         _TABLE_OPTIONS,
     )
 
@@ -249,3 +252,5 @@ class Track(Base):
     stderr: Mapped[str] = mapped_column(LongText, default="")
     #: the full output, when it was streamed to a file
     log_path: Mapped[str | None] = mapped_column(String(1024))
+    #: seconds the last attempt ran (the median of recent successes weighs the vertex)
+    duration: Mapped[float | None] = mapped_column(Double)

@@ -23,14 +23,17 @@ and every write is a compare-and-set, so none is written twice.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import os
 import queue
 import signal
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,14 +139,23 @@ class Engine:
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
         self.attempts: dict[int, int] = {}
-        self.ready: deque[int] = deque()
+        # pending tracks this worker knows of, highest priority first: (-priority, track id)
+        self.ready: list[tuple[float, int]] = []
+        self._queued: set[int] = set()
+        self.priority: dict[int, float] = {}
         self.stopping = threading.Event()  # stop claiming, let running tracks finish
         self._stop_deadline: float | None = None
         self._lock = threading.Lock()
         self._procs: dict[int, int] = {}  # track id -> process group, while it runs
         self._revoked: set[int] = set()  # tracks lost: do not start, kill if started
         self._interrupted: set[int] = set()  # tracks this worker terminated while stopping
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        # claimed tracks for the threads, highest priority first: a track that became ready
+        # after others were claimed ahead still starts before them
+        self._inbox: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._round = threading.Condition()
+        self._awaiting: set[int] = set()  # tracks whose threads wait for their end to be written
+        self._recorded: set[int] = set()  # of those, the ones the dispatcher has written
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._conn: Connection | None = None
         self._faulted = False  # a transaction failed since the last reconciliation
@@ -170,9 +182,26 @@ class Engine:
         self.jobs.update(jobs)
         for t, _ in rows:
             self.attempts[t.id] = t.attempt
-            if t.state == T.PENDING and owned:
-                self.ready.append(t.id)
+            self.priority[t.id] = t.priority or 0.0
+        if owned:
+            self._push([t.id for t, _ in rows if t.state == T.PENDING])
         return plan
+
+    def _push(self, track_ids) -> None:
+        for track_id in track_ids:
+            if track_id not in self._queued:
+                self._queued.add(track_id)
+                heapq.heappush(self.ready, (-self.priority.get(track_id, 0.0), track_id))
+
+    def _pop(self, n: int, in_flight: dict[int, int]) -> list[int]:
+        """Up to ``n`` known pending tracks, highest priority (critical path) first."""
+        out = []
+        while self.ready and len(out) < n:
+            _, track_id = heapq.heappop(self.ready)
+            self._queued.discard(track_id)
+            if track_id not in in_flight:
+                out.append(track_id)
+        return out
 
     def _forget(self, pipeline_id: int) -> None:
         plan = self.plans.pop(pipeline_id, None)
@@ -180,6 +209,7 @@ class Engine:
             for track_id in plan.jobs:
                 self.jobs.pop(track_id, None)
                 self.attempts.pop(track_id, None)
+                self.priority.pop(track_id, None)
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -226,7 +256,10 @@ class Engine:
                 for e in ended:
                     in_flight.pop(e.track_id, None)
                 look = now >= next_poll and not self.stopping.is_set()
-                events, ready, claimed, finished = self._tx(lambda c: self._batch(c, ended, in_flight, until, look))
+                free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
+                taken = self._pop(free, in_flight)
+                events, ready, claimed, finished = self._tx(
+                    lambda c: self._batch(c, ended, in_flight, until, look, taken, free))
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
@@ -236,7 +269,11 @@ class Engine:
                 self._apply(ready, claimed, in_flight)
                 self._emit(events)  # before the threads can report the claimed tracks' starts
                 for job in claimed:
-                    self._inbox.put(job)
+                    self._inbox.put((-self.priority.get(job[0], 0.0), next(self._seq), job))
+                if self._awaiting:
+                    with self._round:  # threads waiting to see what their tracks' ends released
+                        self._recorded.update(e.track_id for e in ended if e.track_id in self._awaiting)
+                        self._round.notify_all()
                 for pipeline_id in finished:
                     self._forget(pipeline_id)
                 now = time.monotonic()
@@ -257,7 +294,7 @@ class Engine:
                 ended = self._collect(in_flight, until=next_beat if in_flight else min(next_beat, next_poll))
         finally:
             for _ in threads:
-                self._inbox.put(None)
+                self._inbox.put((math.inf, next(self._seq), None))  # after any work left
             for thread in threads:
                 thread.join()
             try:
@@ -269,7 +306,7 @@ class Engine:
                 self._conn = None
 
     def _batch(self, conn: Connection, ended: list[_Ended], in_flight: dict[int, int], until: int | None,
-               look: bool):
+               look: bool, taken: list[int], free: int):
         """One transaction: record ended attempts, release successors, claim what can start.
         Changes nothing in memory (the transaction may be retried); ``_apply`` does that after
         the commit."""
@@ -280,39 +317,28 @@ class Engine:
             if plan is not None and not plan.owned and store.finish_if_done(conn, pipeline_id):
                 finished.append(pipeline_id)
         claimed: list[tuple[int, int]] = []
-        from_ready, rest, origin = 0, ready, {}
-        if not self.stopping.is_set():
-            free = (1 + _QUEUED) * self.workers - len(in_flight)
-            candidates = []
-            for track_id in self.ready:  # from the left: O(what is taken), however long the queue
-                if len(candidates) >= free:
-                    break
-                from_ready += 1
-                if track_id not in in_flight:
+        # what this worker knew was ready and what just became ready, highest priority first
+        ranked = sorted([*taken, *(t for t in ready if t not in in_flight)], key=lambda t: -self.priority.get(t, 0.0))
+        candidates, rest, origin = ranked[:max(free, 0)], ranked[max(free, 0):], {}
+        if len(candidates) < free and look:
+            pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
+            seen = set(candidates)
+            for track_id, pipeline_id in store.pending_tracks(conn, pipelines, free + len(seen)):
+                if len(candidates) < free and track_id not in seen and track_id not in in_flight:
                     candidates.append(track_id)
-            rest = []
-            for track_id in ready:
-                (candidates if len(candidates) < free and track_id not in in_flight else rest).append(track_id)
-            if len(candidates) < free and look:
-                pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
-                seen = set(candidates)
-                for track_id, pipeline_id in store.pending_tracks(conn, pipelines, free + len(seen)):
-                    if len(candidates) < free and track_id not in seen and track_id not in in_flight:
-                        candidates.append(track_id)
-                        origin[track_id] = pipeline_id
-            claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
+                    origin[track_id] = pipeline_id
+        claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
         if until is not None and not in_flight and not claimed and not rest and not self.ready:
             store.finish_if_done(conn, until)
-        return events, (from_ready, rest, origin), claimed, finished
+        return events, (rest, origin), claimed, finished
 
-    def _apply(self, ready: tuple[int, list[int], dict[int, int]], claimed: list[tuple[int, int]],
+    def _apply(self, ready: tuple[list[int], dict[int, int]], claimed: list[tuple[int, int]],
                in_flight: dict[int, int]) -> None:
-        """After a batch committed: the ready queue loses what the batch took (claimed, or gone
-        to another worker) and gains what became pending; plans of new pipelines are loaded."""
-        from_ready, rest, origin = ready
-        for _ in range(from_ready):
-            self.ready.popleft()
-        self.ready.extend(rest)
+        """After a batch committed: what became ready and was not claimed joins the ready queue
+        (what was taken from it is gone: claimed, or taken by another worker); plans of new
+        pipelines are loaded."""
+        rest, origin = ready
+        self._push(rest)
         for pipeline_id in {origin[t] for t, _ in claimed if t in origin} - set(self.plans):
             try:
                 self._load(pipeline_id)
@@ -347,7 +373,8 @@ class Engine:
                 target = T.FAILED
             if not store.record_attempt(conn, track_id, attempt, target, started_at=started_at,
                                         finished_at=finished_at, exit_code=outcome.exit_code, error=outcome.error,
-                                        stdout=outcome.stdout, stderr=outcome.stderr, log_path=outcome.log_path):
+                                        stdout=outcome.stdout, stderr=outcome.stderr, log_path=outcome.log_path,
+                                        duration=outcome.duration):
                 lost.append(track_id)  # no longer ours (cancelled, or taken back): its result does not count
                 continue
             events.append(Event("ended", job.vertex, target, attempt, outcome.duration, outcome.error,
@@ -435,13 +462,13 @@ class Engine:
         queued = []
         while True:
             try:
-                job = self._inbox.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if job is None:
-                self._inbox.put(None)
+            if item[2] is None:
+                self._inbox.put(item)
                 break
-            queued.append(job)
+            queued.append(item[2])
         if queued:
             def hand_back(conn):
                 for track_id, attempt in queued:
@@ -460,7 +487,7 @@ class Engine:
 
     def _work(self) -> None:
         """A worker thread: run claimed tracks until told to stop. No database here."""
-        while (job := self._inbox.get()) is not None:
+        while (job := self._inbox.get()[2]) is not None:
             track_id, attempt = job
             j = self.jobs[track_id]
             started_at = store.now()
@@ -473,7 +500,27 @@ class Engine:
                 outcome = self._attempt(j, attempt)
             with self._lock:
                 self._procs.pop(track_id, None)
+            # a successor may outrank every track queued: then let the dispatcher write this end
+            # and claim what it released before this thread takes the next one
+            wait = outcome.ok and self._may_release_better(j)
+            if wait:
+                with self._round:
+                    self._awaiting.add(track_id)
             self._outbox.put(_Ended(track_id, attempt, outcome, started_at, store.now()))
+            if wait:
+                with self._round:
+                    self._round.wait_for(lambda: track_id in self._recorded or self.stopping.is_set(), timeout=1.0)
+                    self._recorded.discard(track_id)
+                    self._awaiting.discard(track_id)
+
+    def _may_release_better(self, job: _Job) -> bool:
+        """Whether a successor of ``job`` has a higher priority than the best track queued for
+        the threads (then taking that one now would not follow the critical path)."""
+        if not job.successors:
+            return False
+        with self._inbox.mutex:
+            best = -self._inbox.queue[0][0] if self._inbox.queue else None
+        return best is not None and max(self.priority.get(t, 0.0) for t in job.successors) > best
 
     def _attempt(self, job: _Job, attempt: int) -> executor.Outcome:
         plan = self.plans[job.pipeline_id]

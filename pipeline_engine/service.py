@@ -9,6 +9,7 @@ on the caller's ``Database``: on any error nothing is written.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -78,7 +79,8 @@ class GraphDetail:
     def to_dict(self) -> dict[str, Any]:
         out = self.info.to_dict()
         out["vertices"] = [{"name": v.name, "description": v.description, "script": v.script,
-                            "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries}
+                            "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
+                            "priority": v.priority}
                            for v in self.spec.vertices]
         out["edges"] = [[t, h] for t, h in self.spec.edges]
         return out
@@ -106,7 +108,7 @@ def _info_counts(graph: Graph, n_vertices: int, n_edges: int) -> GraphInfo:
 
 def _vertex_spec(v: Vertex) -> VertexSpec:
     return VertexSpec(name=v.name, script=v.script, description=v.description, inputs=v.inputs,
-                      timeout=v.timeout, retries=v.retries)
+                      timeout=v.timeout, retries=v.retries, priority=v.priority)
 
 
 def _spec(s: Session, graph: Graph) -> GraphSpec:
@@ -197,9 +199,10 @@ def show_graph(db: Database, name: str) -> GraphDetail:
 
 def add_vertex(db: Database, graph: str, name: str, script: str, *, description: str = "",
                inputs: Mapping[str, Any] | None = None, timeout: float | None = None,
-               retries: int = 0) -> VertexSpec:
+               retries: int = 0, priority: float | None = None) -> VertexSpec:
     """Add a vertex to a draft or checked graph (which becomes a draft)."""
-    spec = make_vertex(name, script, description=description, inputs=inputs, timeout=timeout, retries=retries)
+    spec = make_vertex(name, script, description=description, inputs=inputs, timeout=timeout, retries=retries,
+                       priority=priority)
     with _write(db) as s:
         g = _editable(s, graph)
         if store.find_vertex(s, g.id, name) is not None:
@@ -212,8 +215,9 @@ def add_vertex(db: Database, graph: str, name: str, script: str, *, description:
 def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None = None,
                   script: str | None = None, description: str | None = None,
                   inputs: Mapping[str, Any] | None = None, timeout: float | None = _UNSET,
-                  retries: int | None = None) -> VertexSpec:
-    """Change a vertex's fields; those not given stay. ``timeout=None`` removes the limit."""
+                  retries: int | None = None, priority: float | None = _UNSET) -> VertexSpec:
+    """Change a vertex's fields; those not given stay. ``timeout=None`` removes the limit,
+    ``priority=None`` the override."""
     with _write(db) as s:
         g = _editable(s, graph)
         row = store.get_vertex(s, g, name)
@@ -223,7 +227,8 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
             description=description if description is not None else row.description,
             inputs=inputs if inputs is not None else row.inputs,
             timeout=row.timeout if timeout is _UNSET else timeout,
-            retries=retries if retries is not None else row.retries)
+            retries=retries if retries is not None else row.retries,
+            priority=row.priority if priority is _UNSET else priority)
         if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
                                      f" vertex '{spec.name}' already exists")
@@ -399,6 +404,20 @@ def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | lis
     return params.missing(schemas, parameters)
 
 
+#: seconds a vertex weighs on the critical path before it has run successfully
+DEFAULT_DURATION = 1.0
+
+
+def priorities(vertices: list[Vertex], edges: list[tuple[str, str]], history: dict[int, list[float]]
+               ) -> dict[str, float]:
+    """Each vertex's priority in a new run: the heaviest path from it to a sink, each vertex
+    weighed by the median of its recent successful durations (DEFAULT_DURATION without
+    history), unless the vertex sets ``priority`` itself."""
+    weight = {v.name: statistics.median(history[v.id]) if history.get(v.id) else DEFAULT_DURATION for v in vertices}
+    path = dag.critical_path([v.name for v in vertices], edges, weight)
+    return {v.name: v.priority if v.priority is not None else path[v.name] for v in vertices}
+
+
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
               name: str | None = None, workers: int | None = None, owner: str | None = None,
               detach: bool = False) -> RunStart:
@@ -426,6 +445,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         indegree = {v.name: 0 for v in rows}
         for _, head in edges:
             indegree[head] += 1
+        priority = priorities(rows, edges, store.recent_durations(s, g.id))
         secret_names = {n for schema in schemas.values() for n, spec in schema.items() if spec.secret}
         if detach and secret_names:
             raise ParameterError(f"graph '{graph}' has secret inputs ({', '.join(sorted(secret_names))}), which are"
@@ -437,7 +457,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
                       for n, spec in schemas[v.name].items()}
             tracks.append({"vertex_id": v.id, "state": "pending" if indegree[v.name] == 0 else "waiting",
                            "attempt": 0, "max_attempts": v.retries + 1, "waiting_on": indegree[v.name],
-                           "priority": 0.0, "inputs": inputs, "script": rendered[v.name].shown,
+                           "priority": priority[v.name], "inputs": inputs, "script": rendered[v.name].shown,
                            "stdout": "", "stderr": ""})
         run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
                                        owner=None if detach else owner, secret_inputs=bool(secret_names))

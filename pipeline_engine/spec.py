@@ -22,7 +22,7 @@ VERTEX_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_RETRIES = 100
 
 GRAPH_KEYS = ("name", "description", "vertices", "edges")
-VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries")
+VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "priority")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class VertexSpec:
     #: seconds, or None for no limit
     timeout: float | None = None
     retries: int = 0
+    #: overrides the critical-path priority computed at each run's start (larger runs first)
+    priority: float | None = None
 
     def schema(self) -> dict[str, params.InputSpec]:
         return params.parse_schema(self.name, self.inputs)
@@ -51,6 +53,8 @@ class VertexSpec:
             out["timeout"] = int(self.timeout) if float(self.timeout).is_integer() else self.timeout
         if self.retries:
             out["retries"] = self.retries
+        if self.priority is not None:
+            out["priority"] = int(self.priority) if float(self.priority).is_integer() else self.priority
         return out
 
 
@@ -90,7 +94,7 @@ def check_graph_name(name: Any) -> str:
 
 
 def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = None,
-                timeout: Any = None, retries: Any = 0) -> VertexSpec:
+                timeout: Any = None, retries: Any = 0, priority: Any = None) -> VertexSpec:
     """Validate one vertex's fields; raise GraphError or InputSchemaError naming the vertex."""
     check_name("vertex", name)
     where = f"vertex '{name}'"
@@ -111,13 +115,17 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
         retries = 0
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         raise GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES}, got {retries!r}")
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
+            raise GraphError(f"{where}: priority must be a number, got {priority!r}")
+        priority = float(priority)
     if inputs is None:
         inputs = {}
     schema = params.parse_schema(name, inputs)
     # Refuses placeholders where a value could become code (arithmetic), naming the input.
     params.compile_script(name, script, schema)
     return VertexSpec(name=name, script=script, description=description,
-                      inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries)
+                      inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority)
 
 
 def vertex_from_dict(data: Any, where: str) -> VertexSpec:
@@ -135,7 +143,7 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
             raise GraphFileError(f"{at}: missing key '{key}'")
     return make_vertex(data["name"], data["script"], description=data.get("description", ""),
                        inputs=data.get("inputs"), timeout=data.get("timeout"),
-                       retries=data.get("retries", 0))
+                       retries=data.get("retries", 0), priority=data.get("priority"))
 
 
 def graph_from_dict(data: Any) -> GraphSpec:

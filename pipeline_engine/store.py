@@ -126,7 +126,8 @@ def next_position(s: Session, graph_id: int) -> int:
 
 def vertex_row(graph_id: int, position: int, v: VertexSpec) -> dict:
     return {"graph_id": graph_id, "position": position, "name": v.name, "script": v.script,
-            "description": v.description, "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries}
+            "description": v.description, "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
+            "priority": v.priority}
 
 
 def insert_definition(s: Session, graph_id: int, specs: Sequence[VertexSpec],
@@ -181,6 +182,21 @@ def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = No
     return [(p, name) for p, name in s.execute(q)]
 
 
+def recent_durations(s: Session, graph_id: int, runs: int = 10) -> dict[int, list[float]]:
+    """Vertex id -> durations (seconds) of its successful attempts in the graph's last ``runs``
+    runs: the history that weighs the critical path. Bounded by ``runs`` x the graph's size,
+    however long the history."""
+    recent = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id == graph_id)
+                            .order_by(Pipeline.id.desc()).limit(runs)))
+    out: dict[int, list[float]] = {}
+    if recent:
+        q = select(Track.vertex_id, Track.duration).where(Track.pipeline_id.in_(recent), Track.state == "succeeded",
+                                                          Track.duration.is_not(None))
+        for vertex_id, duration in s.execute(q):
+            out.setdefault(vertex_id, []).append(duration)
+    return out
+
+
 def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     """A run's tracks with their vertices, in declaration order."""
     q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
@@ -217,7 +233,7 @@ _RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _track.c.s
            .values(state=bindparam("target"), worker=None, started_at=bindparam("started_at"),
                    finished_at=bindparam("finished_at"),
                    exit_code=bindparam("exit_code"), error=bindparam("error"), stdout=bindparam("stdout"),
-                   stderr=bindparam("stderr"), log_path=bindparam("log_path")))
+                   stderr=bindparam("stderr"), log_path=bindparam("log_path"), duration=bindparam("duration")))
 _n = bindparam("n")
 # state is assigned first: MySQL evaluates SET left to right, the others on the old values
 _RELEASE = (update(_track).where(_track.c.id.in_(_ids))
@@ -250,14 +266,14 @@ def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
 def record_attempt(conn: Connection, track_id: int, attempt: int, target: str, *, started_at: datetime,
                    finished_at: datetime,
                    exit_code: int | None, error: str | None, stdout: str, stderr: str,
-                   log_path: str | None) -> bool:
+                   log_path: str | None, duration: float | None = None) -> bool:
     """Write the end of one attempt, only if the track is still running that attempt (a lease
     taken over or a cancelled run must not be overwritten). Returns whether it was written."""
     return conn.execute(_RECORD, {
         "track_id": track_id, "at_attempt": attempt, "target": target, "started_at": started_at,
         "finished_at": finished_at,
         "exit_code": exit_code, "error": error, "stdout": stdout, "stderr": stderr,
-        "log_path": log_path}).rowcount == 1
+        "log_path": log_path, "duration": duration}).rowcount == 1
 
 
 def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:

@@ -132,3 +132,13 @@ CREATE INDEX ix_track_pipeline_id_state ON track (pipeline_id, state);
 CREATE INDEX ix_track_worker ON track (worker);
 
 UPDATE pipeline_engine_version SET version_num='0002' WHERE pipeline_engine_version.version_num = '0001';
+
+-- Running upgrade 0002 -> 0003
+
+ALTER TABLE vertex ADD COLUMN priority DOUBLE;
+
+ALTER TABLE track ADD COLUMN duration DOUBLE;
+
+CREATE INDEX ix_track_vertex_id_state ON track (vertex_id, state);
+
+UPDATE pipeline_engine_version SET version_num='0003' WHERE pipeline_engine_version.version_num = '0002';

@@ -106,3 +106,22 @@ def test_random_dags_built_forwards_always_have_an_order(n, rnd):
     rnd.shuffle(shuffled)
     order, cycle = dag.topological_order(shuffled, sorted(edges))
     assert cycle is None and is_topological(order, vertices, edges)
+
+
+def test_critical_path_weighs_the_heaviest_way_to_a_sink():
+    edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("e", "d")]
+    weight = {"a": 1.0, "b": 5.0, "c": 1.0, "d": 2.0, "e": 0.5}
+    assert dag.critical_path(list("abcde"), edges, weight) == {"d": 2.0, "b": 7.0, "c": 3.0, "e": 2.5, "a": 8.0}
+    assert dag.critical_path(["x"], [], {"x": 3.0}) == {"x": 3.0}
+
+
+@given(st.integers(min_value=1, max_value=30), st.randoms(use_true_random=False))
+def test_critical_path_is_at_least_each_successors_plus_own_weight(n, rnd):
+    names = list(range(n))
+    edges = [(i, j) for i in names for j in names if i < j and rnd.random() < 0.2]
+    weight = {v: rnd.uniform(0.0, 3.0) for v in names}
+    path = dag.critical_path(names, edges, weight)
+    for tail, head in edges:
+        assert path[tail] >= weight[tail] + path[head] - 1e-9
+    for v in dag.sinks(names, edges):
+        assert path[v] == weight[v]
