@@ -435,6 +435,25 @@ def workers_cmd(ctx: Context, as_json: bool) -> None:
            [[w.name, w.host, str(w.pid), str(w.concurrency), _when(w.heartbeat_at), str(w.tracks)] for w in found])
 
 
+@cli.command("prune")
+@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True, metavar="DAYS",
+              help="Delete runs that finished more than DAYS days ago.")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Runs deleted per transaction.")
+@pass_ctx
+def prune_cmd(ctx: Context, days: float, batch: int) -> None:
+    """Delete finished runs older than DAYS days, with their tracks and their log files on this
+    machine, in short transactions that never wait on running work."""
+    logs = os.path.join(ctx.settings.logs, ctx.db.key)
+
+    def drop_logs(ids: list[int]) -> None:
+        for run_id in ids:
+            shutil.rmtree(os.path.join(logs, f"run-{run_id}"), ignore_errors=True)
+
+    runs, tracks = service.prune_runs(ctx.db, days, batch=batch, on_batch=drop_logs)
+    click.echo(f"pruned {runs} run(s), {tracks} track(s)")
+
+
 @cli.command("recover")
 @pass_ctx
 def recover_cmd(ctx: Context) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -688,3 +688,24 @@ def recover(db: Database) -> int:
     """Take back now the running tracks of workers whose lease ran out; returns how many."""
     with _write(db) as s:
         return recovery.recover_expired(s.connection(), db.key)
+
+
+def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
+               on_batch: Callable[[list[int]], None] | None = None) -> tuple[int, int]:
+    """Delete the runs that finished more than ``older_than_days`` ago, with their tracks, in
+    transactions of ``batch`` runs (short: running work is never waited on). ``on_batch``
+    gets each batch's run ids once deleted. Returns (runs, tracks) deleted."""
+    if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)) or older_than_days < 0:
+        raise GraphError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
+    before = store.now() - timedelta(days=older_than_days)
+    runs = tracks = 0
+    while True:
+        with _write(db) as s:
+            conn = s.connection()
+            ids = store.old_finished_runs(conn, before, batch)
+            tracks += store.delete_runs(conn, ids)
+        runs += len(ids)
+        if ids and on_batch is not None:
+            on_batch(ids)
+        if len(ids) < batch:
+            return runs, tracks

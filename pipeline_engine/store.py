@@ -546,3 +546,25 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
                 finished_at=None, worker=None))
     return [v.name for t, v in rows if t.id in again]
+
+
+# --- history ----------------------------------------------------------------------------------
+
+def old_finished_runs(conn: Connection, before: datetime, limit: int) -> list[int]:
+    """Up to ``limit`` finished runs that finished before ``before``, oldest first."""
+    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state.in_(["succeeded", "failed", "cancelled"]),
+                                                          _pipeline.c.finished_at < before)
+                             .order_by(_pipeline.c.id).limit(limit)))
+
+
+def delete_runs(conn: Connection, pipeline_ids: Sequence[int]) -> int:
+    """Delete finished runs and their tracks (tracks first: no reliance on cascades). Returns
+    the number of tracks deleted. Only rows of these runs are touched: running work is not
+    locked."""
+    if not pipeline_ids:
+        return 0
+    ids = list(pipeline_ids)
+    tracks = conn.execute(delete(_track).where(_track.c.pipeline_id.in_(ids))).rowcount
+    conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids),
+                                         _pipeline.c.state.in_(["succeeded", "failed", "cancelled"])))
+    return tracks
