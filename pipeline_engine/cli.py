@@ -236,18 +236,26 @@ def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
 
 # --- runs ------------------------------------------------------------------------------------
 
-def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool) -> list[str]:
-    """``parameters`` with answers for every missing required input, asked on the terminal;
-    unchanged with ``--no-input`` or when stdin is not a terminal (``start_run`` then says what is
-    missing)."""
+def _ask(find_missing, parameters: list[str], no_input: bool) -> list[str]:
+    """``parameters`` with answers, asked on the terminal, for every input ``find_missing``
+    reports; unchanged with ``--no-input`` or when stdin is not a terminal (the service then
+    says what is missing). Asks until nothing is missing: an answer given per vertex (a name
+    declared with different types) leaves other vertices that declare the name unanswered."""
     if no_input or not sys.stdin.isatty():
         return parameters
     parameters = list(parameters)
-    # An answer given per vertex (a name declared with different types) leaves other vertices
-    # that declare the name unanswered: ask until nothing is missing.
-    while items := service.missing_inputs(ctx.db, name, parameters):
+    while items := find_missing(parameters):
         parameters += prompt.ask(items)
     return parameters
+
+
+def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool) -> list[str]:
+    return _ask(lambda given: service.missing_inputs(ctx.db, name, given), parameters, no_input)
+
+
+def _ask_secrets(ctx: Context, run_id: int, parameters: list[str], no_input: bool) -> list[str]:
+    """A run's secrets are never stored: whoever takes it over is asked for them again."""
+    return _ask(lambda given: service.missing_secrets(ctx.db, run_id, given), parameters, no_input)
 
 
 _WORKERS = click.option("--workers", type=click.IntRange(min=1), help="Threads running tracks at once (default 4).")
@@ -322,16 +330,6 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     if detach:
         return
     _execute(ctx, run, engine_name, workers, grace)
-
-
-def _ask_secrets(ctx: Context, run_id: int, parameters: list[str], no_input: bool) -> list[str]:
-    """A run's secrets are never stored: whoever takes it over is asked for them again."""
-    if no_input or not sys.stdin.isatty():
-        return parameters
-    parameters = list(parameters)
-    while items := service.missing_secrets(ctx.db, run_id, parameters):
-        parameters += prompt.ask(items)
-    return parameters
 
 
 @cli.command("resume")

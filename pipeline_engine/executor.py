@@ -245,13 +245,20 @@ def kill_marked(markers: Iterable[str], wait: float = 5.0) -> int:
                 pass
     deadline = time.monotonic() + wait
     while found and time.monotonic() < deadline:
-        found = [pid for pid in found if _running(pid)]
+        found = [pid for pid in found if process_running(pid)]
         if found:
             time.sleep(0.01)
     return len(found)
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a zombie runs nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"

@@ -4,8 +4,6 @@ this host are killed first (``executor.kill_marked``), so that a track never run
 once here."""
 from __future__ import annotations
 
-import os
-
 from sqlalchemy.engine import Connection
 
 from pipeline_engine import executor, store
@@ -16,21 +14,7 @@ def dead_local_workers(conn: Connection, host: str | None = None) -> set[str]:
     """Workers registered from this host whose process is gone (killed, crashed): they are dead
     now, whatever their lease says. A pid reused by another process keeps its worker alive
     until its lease runs out."""
-    return {name for name, pid in store.local_workers(conn, host or this_host()) if not _alive(pid)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie runs nothing
-    except OSError:
-        return True
+    return {name for name, pid in store.local_workers(conn, host or this_host()) if not executor.process_running(pid)}
 
 
 def take_back(conn: Connection, db_key: str, rows, reason: str, host: str | None = None) -> set[int]:

@@ -490,19 +490,25 @@ class TrackInfo:
 
 
 @dataclass(frozen=True)
-class RunInfo:
+class RunSummary:
     id: int
     graph: str
     name: str | None
     state: str
     started_at: datetime | None
     finished_at: datetime | None
-    tracks: list[TrackInfo]
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
-                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-                "tracks": [t.to_dict() for t in self.tracks]}
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at)}
+
+
+@dataclass(frozen=True)
+class RunInfo(RunSummary):
+    tracks: list[TrackInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "tracks": [t.to_dict() for t in self.tracks]}
 
 
 def show_run(db: Database, run_id: int) -> RunInfo:
@@ -520,20 +526,6 @@ def show_run(db: Database, run_id: int) -> RunInfo:
                   for t, v in store.run_tracks(s, run_id)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, tracks=tracks)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: int
-    graph: str
-    name: str | None
-    state: str
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
-                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at)}
 
 
 def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,

@@ -101,7 +101,7 @@ def processes_of(db_key: str) -> list[int]:
                     env = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(item.startswith(prefix) for item in env) and executor._running(int(entry)):
+            if any(item.startswith(prefix) for item in env) and executor.process_running(int(entry)):
                 found.append(int(entry))
     return found
 
