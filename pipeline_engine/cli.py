@@ -17,10 +17,10 @@ import simplejson
 
 from pipeline_engine import __version__, prompt, service
 from pipeline_engine.db import Database, connect
-from pipeline_engine.errors import NotFoundError, PipelineEngineError
+from pipeline_engine.errors import PipelineEngineError
 from pipeline_engine.graphfile import FORMATS
 from pipeline_engine.settings import Settings
-from pipeline_engine.states import PipelineState
+from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 
 PROG = "pipeline-engine"
 
@@ -272,7 +272,7 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     from pipeline_engine.progress import Progress, elapsed
     from pipeline_engine.runner import Engine
 
-    info = service.show_run(ctx.db, run.id)
+    info = service.show_run(ctx.db, run.id, output=False)
     progress = Progress({t.vertex: t.state for t in info.tracks}).start()
     engine = Engine(ctx.db, workers=workers, name=engine_name, grace=grace, on_event=progress,
                     log_dir=os.path.join(ctx.settings.logs, ctx.db.key))  # run ids repeat across databases
@@ -282,16 +282,16 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
         state = engine.run(run.id)
     finally:
         progress.stop()
-    info = service.show_run(ctx.db, run.id)
-    counts: dict[str, int] = {}
-    for track in info.tracks:
-        counts[track.state] = counts.get(track.state, 0) + 1
-        if track.state == "failed":
-            why = track.error or f"exit code {track.exit_code}"
-            click.echo(f"  {track.vertex}: failed after {track.attempt} attempt(s): {why}"
-                       f" (pipeline-engine logs {run.id} {track.vertex})", err=True)
+    failed = service.show_run(ctx.db, run.id, state="failed", limit=20, output=False)
+    for track in failed.tracks:
+        why = track.error or f"exit code {track.exit_code}"
+        click.echo(f"  {track.vertex}: failed after {track.attempt} attempt(s): {why}"
+                   f" ({PROG} logs {run.id} {track.vertex})", err=True)
+    if failed.counts.get("failed", 0) > len(failed.tracks):
+        click.echo(f"  ... and {failed.counts['failed'] - len(failed.tracks)} more"
+                   f" ({PROG} runs show {run.id} --state failed)", err=True)
     took = elapsed(time.monotonic() - progress.started)
-    click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    click.echo(f"run {run.id} {state}: " + ", ".join(f"{n} {s}" for s, n in sorted(failed.counts.items()))
                + f" ({took} elapsed)")
     if state == "running":
         click.echo(f"run {run.id} stopped before its end: `{PROG} resume {run.id}` continues it,"
@@ -470,33 +470,47 @@ def runs() -> None:
 @click.option("--graph", "graph_name", metavar="NAME", help="Only runs of this graph.")
 @click.option("--state", type=click.Choice([str(x) for x in PipelineState]), help="Only runs in this state.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (the newest).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many of the newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first."""
-    found = service.list_runs(ctx.db, graph=graph_name, state=state, limit=limit)
+def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: int | None, offset: int,
+              as_json: bool) -> None:
+    """List runs, newest first, with how many of their vertices are done."""
+    found = service.list_runs(ctx.db, graph=graph_name, state=state, limit=limit, offset=offset)
     if as_json:
         _echo_json([r.to_dict() for r in found])
         return
-    _table(["ID", "GRAPH", "NAME", "STATE", "STARTED", "FINISHED"],
-           [[str(r.id), r.graph, r.name or "-", r.state, _when(r.started_at), _when(r.finished_at)] for r in found])
+    finished = {str(x) for x in TRACK_FINISHED}
+    _table(["ID", "GRAPH", "NAME", "STATE", "DONE", "STARTED", "FINISHED"],
+           [[str(r.id), r.graph, r.name or "-", r.state,
+             f"{sum(n for s, n in r.counts.items() if s in finished)}/{sum(r.counts.values())}",
+             _when(r.started_at), _when(r.finished_at)] for r in found])
 
 
 @runs.command("show")
 @click.argument("run_id", metavar="RUN", type=int)
+@click.option("--state", "track_state", type=click.Choice([str(x) for x in TrackState]),
+              help="Only tracks in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="At most this many tracks (the counts by state always cover the whole run).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many tracks first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def runs_show(ctx: Context, run_id: int, as_json: bool) -> None:
-    """Show a run and the state of each of its vertices."""
-    info = service.show_run(ctx.db, run_id)
+def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """Show a run: its counts by state and a page of its vertices, with the worker running each."""
+    info = service.show_run(ctx.db, run_id, limit=limit, offset=offset, state=track_state, output=False)
     if as_json:
         _echo_json(info.to_dict())
         return
     click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
                f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
+    click.echo(f"{info.total} vertices: " + ", ".join(f"{n} {s}" for s, n in sorted(info.counts.items())))
     _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"],
            [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
              _when(t.started_at), _when(t.finished_at), t.worker or "-"] for t in info.tracks])
+    shown = info.counts.get(track_state, 0) if track_state else info.total
+    if offset or len(info.tracks) < shown:
+        click.echo(f"(vertices {offset + 1}-{offset + len(info.tracks)} of {shown}; --limit and --offset page)")
 
 
 @cli.command("logs")
@@ -508,10 +522,7 @@ def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool) -> None:
     """Print the output of one vertex of a run: its full log file (every attempt, stdout and
     stderr as they came) when it is on this machine, else the tails kept in the database
     (stdout, then stderr on stderr)."""
-    info = service.show_run(ctx.db, run_id)
-    track = next((t for t in info.tracks if t.vertex == vertex), None)
-    if track is None:
-        raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
+    track = service.track_output(ctx.db, run_id, vertex)
     if not tail and track.log_path and os.path.isfile(track.log_path):
         with open(track.log_path, "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)

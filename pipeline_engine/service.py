@@ -497,47 +497,68 @@ class RunSummary:
     state: str
     started_at: datetime | None
     finished_at: datetime | None
+    #: track counts by state, aggregated in SQL
+    counts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
-                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at)}
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts}
 
 
 @dataclass(frozen=True)
 class RunInfo(RunSummary):
-    tracks: list[TrackInfo]
+    #: one page of the run's tracks (all of them unless a limit was asked)
+    tracks: list[TrackInfo] = field(default_factory=list)
+    #: how many tracks the run has
+    total: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "tracks": [t.to_dict() for t in self.tracks]}
+        return {**super().to_dict(), "total": self.total, "tracks": [t.to_dict() for t in self.tracks]}
 
 
-def show_run(db: Database, run_id: int) -> RunInfo:
-    """A run and its tracks (with their captured output)."""
-    from pipeline_engine.models import Pipeline
-
+def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int = 0, state: str | None = None,
+             output: bool = True) -> RunInfo:
+    """A run, its track counts by state (in SQL), and a page of its tracks in declaration order
+    (``limit``/``offset``, only those in ``state`` if given), with their captured output unless
+    ``output`` is false."""
     with db.transaction(write=False) as s:
-        pipeline = s.get(Pipeline, run_id)
-        if pipeline is None:
-            raise NotFoundError(f"run {run_id} not found")
+        pipeline = _pipeline(s, run_id)
         graph = s.get(Graph, pipeline.graph_id)
+        counts = store.counts_by_run(s, [run_id])[run_id]
         tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                             started_at=t.started_at, finished_at=t.finished_at, error=t.error,
-                            stdout=t.stdout, stderr=t.stderr, log_path=t.log_path, worker=t.worker)
-                  for t, v in store.run_tracks(s, run_id)]
+                            stdout=t.stdout if output else "", stderr=t.stderr if output else "",
+                            log_path=t.log_path, worker=t.worker)
+                  for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
-                       started_at=pipeline.started_at, finished_at=pipeline.finished_at, tracks=tracks)
+                       started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
+                       tracks=tracks, total=sum(counts.values()))
+
+
+def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
+    """One track of a run, with its captured output and log file's path."""
+    with db.transaction(write=False) as s:
+        _pipeline(s, run_id)
+        t = store.find_track(s, run_id, vertex)
+        if t is None:
+            raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
+        return TrackInfo(vertex=vertex, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
+                         started_at=t.started_at, finished_at=t.finished_at, error=t.error, stdout=t.stdout,
+                         stderr=t.stderr, log_path=t.log_path, worker=t.worker)
 
 
 def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,
-              limit: int | None = None) -> list[RunSummary]:
-    """Runs, newest first; only those of ``graph`` and in ``state`` when given."""
+              limit: int | None = None, offset: int = 0) -> list[RunSummary]:
+    """A page of runs, newest first (only those of ``graph`` and in ``state`` when given),
+    each with its track counts by state aggregated in SQL."""
     if state is not None and state not in {str(x) for x in PipelineState}:
         raise GraphError(f"unknown run state {state!r}: one of {', '.join(str(x) for x in PipelineState)}")
     with db.transaction(write=False) as s:
         graph_id = store.get_graph(s, graph).id if graph is not None else None
+        page = store.list_runs(s, graph_id=graph_id, state=state, limit=limit, offset=offset)
+        counts = store.counts_by_run(s, [p.id for p, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
-                           finished_at=p.finished_at)
-                for p, g in store.list_runs(s, graph_id=graph_id, state=state, limit=limit)]
+                           finished_at=p.finished_at, counts=counts[p.id]) for p, g in page]
 
 
 # --- runs after their start: workers, cancel, retry, resume -------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, case, delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag
 from pipeline_engine.errors import NotFoundError
@@ -170,13 +170,15 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, w
 
 
 def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = None,
-              limit: int | None = None) -> list[tuple[Pipeline, str]]:
+              limit: int | None = None, offset: int = 0) -> list[tuple[Pipeline, str]]:
     """Pipelines with their graph's name, newest first."""
     q = select(Pipeline, Graph.name).join(Graph, Graph.id == Pipeline.graph_id).order_by(Pipeline.id.desc())
     if graph_id is not None:
         q = q.where(Pipeline.graph_id == graph_id)
     if state is not None:
         q = q.where(Pipeline.state == state)
+    if offset:
+        q = q.offset(offset)
     if limit is not None:
         q = q.limit(limit)
     return [(p, name) for p, name in s.execute(q)]
@@ -195,6 +197,40 @@ def recent_durations(s: Session, graph_id: int, runs: int = 10) -> dict[int, lis
         for vertex_id, duration in s.execute(q):
             out.setdefault(vertex_id, []).append(duration)
     return out
+
+
+def run_tracks_page(s: Session, pipeline_id: int, *, limit: int | None = None, offset: int = 0,
+                    state: str | None = None, output: bool = True) -> list[tuple[Track, Vertex]]:
+    """A page of a run's tracks with their vertices, in declaration order; without ``output``
+    the captured output, scripts and inputs are not read (a big run's page stays small)."""
+    q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id).order_by(Vertex.position))
+    if state is not None:
+        q = q.where(Track.state == state)
+    if not output:
+        q = q.options(defer(Track.stdout), defer(Track.stderr), defer(Track.script), defer(Track.inputs),
+                      defer(Vertex.script), defer(Vertex.inputs))
+    if offset:
+        q = q.offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return [(t, v) for t, v in s.execute(q)]
+
+
+def counts_by_run(s: Session, pipeline_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Track counts by state for each run, aggregated in SQL."""
+    out: dict[int, dict[str, int]] = {p: {} for p in pipeline_ids}
+    if pipeline_ids:
+        q = (select(Track.pipeline_id, Track.state, func.count()).where(Track.pipeline_id.in_(list(pipeline_ids)))
+             .group_by(Track.pipeline_id, Track.state))
+        for pipeline_id, state, n in s.execute(q):
+            out[pipeline_id][state] = int(n)
+    return out
+
+
+def find_track(s: Session, pipeline_id: int, vertex: str) -> Track | None:
+    return s.scalars(select(Track).join(Vertex, Vertex.id == Track.vertex_id)
+                     .where(Track.pipeline_id == pipeline_id, Vertex.name == vertex)).one_or_none()
 
 
 def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:

@@ -212,14 +212,17 @@ def test_runs_list_newest_first_filtered_and_as_json(cli, tmp_path):
     code, out, _ = cli("runs", "list", "--json")
     listed = json.loads(out)
     assert code == 0 and [str(r["id"]) for r in listed] == ids[::-1]
-    assert all(set(r) == {"id", "graph", "name", "state", "started_at", "finished_at"} for r in listed)
-    assert [r["graph"] for r in listed] == ["ok", "bad", "ok"]
+    assert all(set(r) == {"id", "graph", "name", "state", "started_at", "finished_at", "counts"} for r in listed)
+    assert [(r["graph"], r["counts"]) for r in listed] == [("ok", {"succeeded": 1}), ("bad", {"failed": 1}),
+                                                           ("ok", {"succeeded": 1})]
     code, out, _ = cli("runs", "list", "--graph", "ok", "--state", "succeeded", "--json")
     assert [str(r["id"]) for r in json.loads(out)] == [ids[2], ids[0]]
     code, out, _ = cli("runs", "list", "--state", "failed")
-    assert code == 0 and out.splitlines()[0].split() == ["ID", "GRAPH", "NAME", "STATE", "STARTED", "FINISHED"]
-    assert [line.split()[:4] for line in out.splitlines()[1:]] == [[ids[1], "bad", "-", "failed"]]
+    assert code == 0 and out.splitlines()[0].split() == ["ID", "GRAPH", "NAME", "STATE", "DONE", "STARTED", "FINISHED"]
+    assert [line.split()[:5] for line in out.splitlines()[1:]] == [[ids[1], "bad", "-", "failed", "1/1"]]
     assert json.loads(cli("runs", "list", "--limit", "1", "--json")[1])[0]["id"] == int(ids[2])
+    assert [r["id"] for r in json.loads(cli("runs", "list", "--limit", "1", "--offset", "1", "--json")[1])] == [
+        int(ids[1])]
     code, _, err = cli("runs", "list", "--graph", "nope")
     assert code == 2 and "graph 'nope' not found" in err
     code, _, err = cli("runs", "list", "--state", "done")
@@ -237,3 +240,19 @@ def test_a_failed_run_exits_1_and_a_missing_input_exits_2(cli, tmp_path, db):
     code, out, err = cli("run", "g", "-p", "n=1")
     assert code == 1 and "a: failed after 1 attempt(s): exit code 4" in err
     assert "failed: 1 failed, 1 succeeded" in out
+
+
+def test_runs_show_pages_tracks_and_counts_the_whole_run_in_sql(cli, tmp_path):
+    f = tmp_path / "g.yaml"
+    f.write_text("name: g\nvertices:\n" + "".join(f"  - {{name: v{i}, script: '{'false' if i == 3 else 'true'}'}}\n"
+                                                   for i in range(6)))
+    cli("graph", "import", str(f), "--seal")
+    run_id = cli("run", "g")[1].split()[1]
+    code, out, _ = cli("runs", "show", run_id, "--limit", "2", "--offset", "2", "--json")
+    shown = json.loads(out)
+    assert code == 0 and (shown["total"], shown["counts"]) == (6, {"succeeded": 5, "failed": 1})
+    assert [t["vertex"] for t in shown["tracks"]] == ["v2", "v3"]
+    code, out, _ = cli("runs", "show", run_id, "--limit", "2")
+    assert "6 vertices: 1 failed, 5 succeeded" in out and "(vertices 1-2 of 6; --limit and --offset page)" in out
+    code, out, _ = cli("runs", "show", run_id, "--state", "failed", "--json")
+    assert [t["vertex"] for t in json.loads(out)["tracks"]] == ["v3"]
