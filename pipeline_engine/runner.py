@@ -39,12 +39,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import simplejson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from pipeline_engine import dag, executor, params, recovery, service, store
+from pipeline_engine import dag, executor, params, recovery, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import DatabaseError
+from pipeline_engine.errors import DatabaseError, PipelineEngineError
 from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
@@ -62,6 +63,8 @@ DEFAULT_POLL = 0.2
 _QUEUED = 2
 #: seconds the dispatcher waits for more ended attempts while threads still have work queued
 _COALESCE = 0.002
+#: pending tracks a look in the database remembers beyond those it can claim at once
+_LOOK_AHEAD = 256
 _MAX_BACKOFF = 5.0
 _WAKE = object()  # put in the outbox to wake the dispatcher (a stop was asked)
 
@@ -90,6 +93,9 @@ class _Job:
     timeout: float | None
     max_attempts: int
     successors: list[int]
+    #: for a run whose scripts are not in memory: the vertex's script, its input schema and the
+    #: track's stored values (JSON text), rendered only when the track runs
+    source: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -109,6 +115,14 @@ class _Ended(NamedTuple):
     outcome: executor.Outcome
     started_at: datetime
     finished_at: datetime
+
+
+def _render(job: _Job) -> params.Rendered:
+    """A track's script with its stored input values (a run without secrets)."""
+    script, schema_json, values_json = job.source
+    schema = params.parse_schema(job.vertex, simplejson.loads(schema_json) if schema_json else {})
+    values = simplejson.loads(values_json) if values_json else {}
+    return params.render(params.compile_script(job.vertex, script, schema), values, schema)
 
 
 def worker_name() -> str:
@@ -168,23 +182,26 @@ class Engine:
         self._load(run.id, run, owned=True)
 
     def _load(self, pipeline_id: int, run: RunStart | None = None, owned: bool = False) -> _Plan:
-        if run is None:
-            run = service.load_run(self.db, pipeline_id)  # a run nobody owns has no secrets
+        """Read what running a pipeline's tracks needs: one light row per track and the edges.
+        Without ``run`` (a run nobody owns: no secrets) scripts are rendered when they run."""
         with self.db.transaction(write=False) as s:
-            rows = store.run_tracks(s, pipeline_id)
-            edges = store.edge_names(s, rows[0][1].graph_id) if rows else []
-        by_name = {v.name: t.id for t, v in rows}
+            rows = store.plan_rows(s, pipeline_id)
+            graph_id = store.pipeline_graph(s, pipeline_id)
+            edges = store.edge_names(s, graph_id) if rows else []
+        by_name = {r.vertex: r.id for r in rows}
         succs = {by_name[v]: [by_name[h] for h in heads]
                  for v, heads in dag.adjacency(list(by_name), edges).items()}
-        jobs = {t.id: _Job(t.id, pipeline_id, v.name, v.timeout, t.max_attempts, succs[t.id]) for t, v in rows}
-        plan = _Plan(pipeline_id, run.rendered, run.secrets, jobs, succs, owned)
+        jobs = {r.id: _Job(r.id, pipeline_id, r.vertex, r.timeout, r.max_attempts, succs[r.id],
+                           None if run is not None else (r.script, r.schema, r.values)) for r in rows}
+        plan = _Plan(pipeline_id, run.rendered if run is not None else {}, run.secrets if run is not None else [],
+                     jobs, succs, owned)
         self.plans[pipeline_id] = plan
         self.jobs.update(jobs)
-        for t, _ in rows:
-            self.attempts[t.id] = t.attempt
-            self.priority[t.id] = t.priority or 0.0
+        for r in rows:
+            self.attempts[r.id] = r.attempt
+            self.priority[r.id] = r.priority or 0.0
         if owned:
-            self._push([t.id for t, _ in rows if t.state == T.PENDING])
+            self._push([r.id for r in rows if r.state == T.PENDING])
         return plan
 
     def _push(self, track_ids) -> None:
@@ -265,7 +282,7 @@ class Engine:
                     held = {*in_flight, *(t for t, _ in claimed)}
                     self._tx(lambda c: store.hand_back_unheld(c, self.name, held))
                 if look:
-                    next_poll = now + self.poll
+                    next_poll = now if ready[2] else now + self.poll
                 self._apply(ready, claimed, in_flight)
                 self._emit(events)  # before the threads can report the claimed tracks' starts
                 for job in claimed:
@@ -320,26 +337,31 @@ class Engine:
         # what this worker knew was ready and what just became ready, highest priority first
         ranked = sorted([*taken, *(t for t in ready if t not in in_flight)], key=lambda t: -self.priority.get(t, 0.0))
         candidates, rest, origin = ranked[:max(free, 0)], ranked[max(free, 0):], {}
+        more = False  # the look found as many as it asked for: look again at once
         if len(candidates) < free and look:
             pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
-            seen = set(candidates)
-            for track_id, pipeline_id in store.pending_tracks(conn, pipelines, free + len(seen)):
-                if len(candidates) < free and track_id not in seen and track_id not in in_flight:
-                    candidates.append(track_id)
-                    origin[track_id] = pipeline_id
+            seen = {*candidates, *rest}
+            asked = free + len(seen) + _LOOK_AHEAD
+            found = store.pending_tracks(conn, pipelines, asked)
+            more = len(found) == asked
+            for track_id, pipeline_id in found:
+                if track_id in seen or track_id in in_flight:
+                    continue
+                # beyond what can start now, remember them: later batches claim from memory
+                (candidates if len(candidates) < free else rest).append(track_id)
+                origin[track_id] = pipeline_id
         claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
         if until is not None and not in_flight and not claimed and not rest and not self.ready:
             store.finish_if_done(conn, until)
-        return events, (rest, origin), claimed, finished
+        return events, (rest, origin, more), claimed, finished
 
-    def _apply(self, ready: tuple[list[int], dict[int, int]], claimed: list[tuple[int, int]],
+    def _apply(self, ready: tuple[list[int], dict[int, int], bool], claimed: list[tuple[int, int]],
                in_flight: dict[int, int]) -> None:
         """After a batch committed: what became ready and was not claimed joins the ready queue
         (what was taken from it is gone: claimed, or taken by another worker); plans of new
         pipelines are loaded."""
-        rest, origin = ready
-        self._push(rest)
-        for pipeline_id in {origin[t] for t, _ in claimed if t in origin} - set(self.plans):
+        rest, origin, _ = ready
+        for pipeline_id in set(origin.values()) - set(self.plans):
             try:
                 self._load(pipeline_id)
             except Exception as exc:  # noqa: BLE001 -- one bad run must not stop the worker
@@ -348,6 +370,7 @@ class Engine:
                 self._tx(lambda c: [store.hand_back(c, self.name, t, a, why) for t, a in mine])
                 claimed[:] = [(t, a) for t, a in claimed if origin.get(t) != pipeline_id]
                 self._unrunnable.add(pipeline_id)  # not claimed again by this worker
+        self._push(t for t in rest if origin.get(t) not in self._unrunnable)
         for track_id, attempt in claimed:
             self.attempts[track_id] = attempt
             in_flight[track_id] = attempt
@@ -524,7 +547,12 @@ class Engine:
 
     def _attempt(self, job: _Job, attempt: int) -> executor.Outcome:
         plan = self.plans[job.pipeline_id]
-        rendered = plan.rendered[job.vertex]
+        rendered = plan.rendered.get(job.vertex)
+        if rendered is None:
+            try:
+                rendered = _render(job)
+            except PipelineEngineError as exc:
+                return executor.Outcome(None, False, "", "", 0.0, error=f"cannot render the script: {exc}")
         log_path = None
         if self.log_dir is not None:
             log_path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")

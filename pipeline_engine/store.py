@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, case, delete, false, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, case, delete, false, func, insert, or_, select, type_coerce, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, defer
 
@@ -233,6 +233,19 @@ def find_track(s: Session, pipeline_id: int, vertex: str) -> Track | None:
                      .where(Track.pipeline_id == pipeline_id, Vertex.name == vertex)).one_or_none()
 
 
+def plan_rows(s: Session, pipeline_id: int) -> list:
+    """What a worker needs to run a pipeline's tracks, one light row per track (no ORM
+    objects, JSON left undecoded): id, state, attempt, max_attempts, priority, vertex, timeout,
+    script, schema (vertex inputs) and values (track inputs) as JSON text."""
+    v = Vertex.__table__
+    q = (select(_track.c.id, _track.c.state, _track.c.attempt, _track.c.max_attempts, _track.c.priority,
+                v.c.name.label("vertex"), v.c.timeout, v.c.script, type_coerce(v.c.inputs, Text()).label("schema"),
+                type_coerce(_track.c.inputs, Text()).label("values"))
+         .select_from(_track.join(v, v.c.id == _track.c.vertex_id))
+         .where(_track.c.pipeline_id == pipeline_id).order_by(v.c.position))
+    return s.execute(q).all()
+
+
 def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     """A run's tracks with their vertices, in declaration order."""
     q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
@@ -448,6 +461,10 @@ def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int) ->
 
 def pipeline_state(conn: Connection, pipeline_id: int) -> str | None:
     return conn.scalar(select(_pipeline.c.state).where(_pipeline.c.id == pipeline_id))
+
+
+def pipeline_graph(s: Session, pipeline_id: int) -> int | None:
+    return s.scalar(select(Pipeline.graph_id).where(Pipeline.id == pipeline_id))
 
 
 def pipeline_owner(s: Session, pipeline_id: int) -> str | None:

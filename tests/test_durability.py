@@ -434,12 +434,15 @@ def _has_marker(pid: int, marker: str) -> bool:
 
 
 def test_detached_runs_and_retries_are_left_to_the_workers(db, db_url, tmp_path):
-    vertices = [{"name": "a", "script": f"test -e {tmp_path}/fixed"}, {"name": "b", "script": "true"}]
+    vertices = [{"name": "a", "script": f"test -e {tmp_path}/fixed"},
+                {"name": "b", "script": f"echo {{n}} {{label}} > {tmp_path}/b",  # rendered by the worker
+                 "inputs": {"n": {"type": "int", "default": 3}, "label": "str"}}]
     service.import_graph(db, {"name": "det", "vertices": vertices, "edges": [["a", "b"]]}, seal=True)
     service.import_graph(db, {"name": "sec", "vertices": [
         {"name": "s", "script": "echo {token}", "inputs": {"token": "secret"}}]}, seal=True)
     cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
-    created = subprocess.run([*cli, "run", "det", "--detach"], cwd=ROOT, capture_output=True, text=True)
+    created = subprocess.run([*cli, "run", "det", "--detach", "-p", "label=it's; $(x)"], cwd=ROOT,
+                             capture_output=True, text=True)
     assert created.returncode == 0 and "created for the workers" in created.stdout
     run_id = int(created.stdout.split()[1])
     assert {t.state for t in run_tracks(db, run_id).values()} == {"pending", "waiting"}
@@ -450,6 +453,7 @@ def test_detached_runs_and_retries_are_left_to_the_workers(db, db_url, tmp_path)
         again = subprocess.run([*cli, "retry", str(run_id), "--detach"], cwd=ROOT, capture_output=True, text=True)
         assert again.returncode == 0 and "2 vertices again (a, b)" in again.stdout
         assert wait_for(lambda: finished(db, run_id), 20, "the workers to run it again") == "succeeded"
+        assert (tmp_path / "b").read_text() == "3 it's; $(x)\n"
     finally:
         stop(w)
     refused = subprocess.run([*cli, "run", "sec", "-p", "token=x", "--detach"], cwd=ROOT, capture_output=True,
