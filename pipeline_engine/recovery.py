@@ -28,13 +28,13 @@ def take_back(conn: Connection, db_key: str, rows, reason: str, host: str | None
 
 def recover_expired(conn: Connection, db_key: str, exclude: str | None = None, host: str | None = None) -> int:
     """Take back the running tracks of workers that are dead or whose lease ran out (not
-    ``exclude``'s own), and finish the pipelines that leaves with nothing to do. Returns how
-    many were taken back."""
+    ``exclude``'s own), and finish every running pipeline left with nothing to do (also one
+    whose last tracks two workers recorded at once). Returns how many were taken back."""
     expired = [r for r in store.expired_tracks(conn, store.worker_leases(conn), store.DEFAULT_LEASE,
                                                dead_local_workers(conn, host))
                if r.worker != exclude]
-    for pipeline_id in take_back(conn, db_key, expired, "its worker died or its lease expired", host):
-        store.finish_if_done(conn, pipeline_id)
+    take_back(conn, db_key, expired, "its worker died or its lease expired", host)
+    store.finish_done_pipelines(conn)
     return len(expired)
 
 

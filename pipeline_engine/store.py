@@ -435,6 +435,17 @@ def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
     return None
 
 
+def finish_done_pipelines(conn: Connection) -> list[int]:
+    """Finish every running pipeline that has no unfinished track left. Two workers recording a
+    pipeline's last two tracks at the same moment may each see the other's as unfinished (and
+    MariaDB's repeatable reads keep seeing it): this catch-all, run by every worker's sweep,
+    finishes such a pipeline within seconds."""
+    unfinished = (select(_track.c.id).where(_track.c.pipeline_id == _pipeline.c.id, _track.c.state.in_(UNFINISHED))
+                  .exists())
+    done = list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == "running", ~unfinished)))
+    return [p for p in done if finish_if_done(conn, p)]
+
+
 def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None) -> list[int]:
     """Running pipelines whose tracks ``worker`` may claim: its own, and those nobody owns that
     need no secret (which only the process they were given to holds)."""

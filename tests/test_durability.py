@@ -460,3 +460,18 @@ def test_detached_runs_and_retries_are_left_to_the_workers(db, db_url, tmp_path)
                              text=True)
     assert refused.returncode == 2 and "has secret inputs (token)" in refused.stderr
     assert service.list_runs(db, graph="sec") == []
+
+
+def test_many_small_runs_shared_by_workers_all_finish(db, db_url, tmp_path):
+    """Workers recording the last tracks of one run at the same moment may each see the other's
+    as unfinished; the sweep finishes such a run. Every run must end, none stays running."""
+    vertices = [{"name": f"s{i}", "script": "sleep 0.02"} for i in range(4)]
+    service.import_graph(db, {"name": "small", "vertices": vertices}, seal=True)
+    ids = [service.start_run(db, "small", detach=True).id for _ in range(40)]
+    log = open(tmp_path / "w.log", "w")
+    workers = [worker(db_url, log, "--concurrency", "2", "--poll", "0.02", "--lease", "4") for _ in range(3)]
+    try:
+        wait_for(lambda: all(finished(db, i) for i in ids), 90, "every run to finish")
+    finally:
+        stop(*workers)
+    assert {pipeline_state(db, i) for i in ids} == {"succeeded"}
