@@ -632,7 +632,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
         with _write(db) as s:
             store.forget_holders(s, run_id, holders - live)
     with db.transaction(write=False) as s:
-        return store.state_counts(s, run_id)
+        return store.counts_by_run(s, [run_id])[run_id]
 
 
 def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bool = False) -> list[str]:

@@ -253,17 +253,6 @@ def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     return [(t, v) for t, v in s.execute(q)]
 
 
-def state_counts(s: Session, pipeline_id: int) -> dict[str, int]:
-    q = select(Track.state, func.count()).where(Track.pipeline_id == pipeline_id).group_by(Track.state)
-    return {state: int(n) for state, n in s.execute(q)}
-
-
-def finish_pipeline(s: Session, pipeline_id: int, state: str) -> bool:
-    result = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running")
-                       .values(state=state, finished_at=now()))
-    return result.rowcount == 1
-
-
 # --- execution: the hot path, SQL Core on the caller's connection -------------------------------
 # One runner batch is a few of these statements in one transaction, whatever the batch size. They
 # are built once: building a statement costs more than running it on SQLite.

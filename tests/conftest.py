@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from pipeline_engine.db import Database, normalize_url
+from pipeline_engine.executor import process_running
 from pipeline_engine.migrate import VERSION_TABLE
 from pipeline_engine.models import Base
 
@@ -36,16 +37,6 @@ _counter = itertools.count()
 def _admin_engine(backend: str):
     return create_engine(normalize_url(SERVER_URLS[backend]), isolation_level="AUTOCOMMIT",
                          pool_pre_ping=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ServerBackend:
@@ -89,7 +80,7 @@ class ServerBackend:
         with self.admin.connect() as conn:
             for database in self._list(conn):
                 parts = database.split("_")
-                if len(parts) >= 3 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+                if len(parts) >= 3 and parts[2].isdigit() and not process_running(int(parts[2])):
                     self._drop(conn, database)
 
     def _make_template(self) -> None:
