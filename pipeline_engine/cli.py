@@ -105,6 +105,8 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
     """Create a draft graph from a YAML or JSON graph file."""
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
     click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
+    for note in info.notes:
+        click.echo(note)
 
 
 @graph.command("check")
@@ -186,7 +188,7 @@ def graph_show(ctx: Context, name: str, as_json: bool) -> None:
     click.echo(f"vertices:    {len(spec.vertices)}")
     for v in spec.vertices:
         extras = [f"timeout {v.timeout:g}s" if v.timeout else "", f"retries {v.retries}" if v.retries else "",
-                  f"after {', '.join(preds[v.name])}" if preds[v.name] else ""]
+                  f"pool {v.pool}" if v.pool else "", f"after {', '.join(preds[v.name])}" if preds[v.name] else ""]
         extra = ", ".join(x for x in extras if x)
         click.echo(f"  {v.name}" + (f"  ({extra})" if extra else "") + (f"  - {v.description}" if v.description else ""))
         for line in v.script.splitlines():
@@ -207,6 +209,8 @@ def graph_show(ctx: Context, name: str, as_json: bool) -> None:
     click.echo(f"edges:       {len(spec.edges)}")
     for tail, head in spec.edges:
         click.echo(f"  {tail} -> {head}")
+    if spec.pools:
+        click.echo("pools:       " + ", ".join(f"{name} (size {size})" for name, size in spec.pools))
 
 
 @graph.command("export")
@@ -232,6 +236,49 @@ def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
     """Delete a graph, its vertices and edges."""
     service.delete_graph(ctx.db, name, with_runs=with_runs)
     click.echo(f"graph '{name}' deleted")
+
+
+# --- pools -----------------------------------------------------------------------------------
+
+@cli.group()
+def pool() -> None:
+    """Concurrency pools: at most SIZE tracks of a pool's vertices run at once, across every
+    worker and run."""
+
+
+@pool.command("set")
+@click.argument("name")
+@click.argument("size", type=click.IntRange(min=0))
+@click.option("--description", help="What the pool guards (a database, an API quota...).")
+@pass_ctx
+def pool_set(ctx: Context, name: str, size: int, description: str | None) -> None:
+    """Create the pool NAME or change its size. 0 holds its tracks pending."""
+    info = service.set_pool(ctx.db, name, size, description=description)
+    click.echo(f"pool '{info.name}': size {info.size}, {info.running} running, {info.pending} pending")
+
+
+@pool.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def pool_list(ctx: Context, as_json: bool) -> None:
+    """List the pools with their running and pending tracks."""
+    pools = service.list_pools(ctx.db)
+    if as_json:
+        _echo_json([p.to_dict() for p in pools])
+    elif not pools:
+        click.echo("no pools")
+    else:
+        _table(["NAME", "SIZE", "RUNNING", "PENDING", "DESCRIPTION"],
+               [[p.name, str(p.size), str(p.running), str(p.pending), p.description] for p in pools])
+
+
+@pool.command("delete")
+@click.argument("name")
+@pass_ctx
+def pool_delete(ctx: Context, name: str) -> None:
+    """Delete a pool that no vertex names."""
+    service.delete_pool(ctx.db, name)
+    click.echo(f"pool '{name}' deleted")
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -505,9 +552,11 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
     click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
                f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
     click.echo(f"{info.total} vertices: " + ", ".join(f"{n} {s}" for s, n in sorted(info.counts.items())))
-    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"],
+    pools = any(t.pool for t in info.tracks)
+    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"] + (["POOL"] if pools else []),
            [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
-             _when(t.started_at), _when(t.finished_at), t.worker or "-"] for t in info.tracks])
+             _when(t.started_at), _when(t.finished_at), t.worker or "-"] + ([t.pool or "-"] if pools else [])
+            for t in info.tracks])
     shown = info.counts.get(track_state, 0) if track_state else info.total
     if offset or len(info.tracks) < shown:
         click.echo(f"(vertices {offset + 1}-{offset + len(info.tracks)} of {shown}; --limit and --offset page)")

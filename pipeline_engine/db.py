@@ -132,9 +132,15 @@ class Database:
 
     def open_connection(self) -> Connection:
         """A new writer's connection that the caller manages itself (a long-running loop that
-        reconnects after a database fault). Driver errors are not wrapped."""
+        reconnects after a database fault). Driver errors are not wrapped. On MySQL/MariaDB it
+        reads committed rows (as PostgreSQL does by default): a statement that follows a lock
+        sees what the lock's previous holder committed, not a snapshot from the transaction's
+        first read (the pools' count of running tracks relies on it)."""
         self.ensure_schema()
-        return self.engine.connect().execution_options(pe_write=True)
+        conn = self.engine.connect().execution_options(pe_write=True)
+        if self.is_mysql:
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+        return conn
 
     @contextmanager
     def _connect(self, write: bool) -> Iterator[Connection]:

@@ -138,6 +138,8 @@ class Vertex(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     #: overrides the computed critical-path priority of its tracks
     priority: Mapped[float | None] = mapped_column(Double)
+    #: the concurrency pool its tracks take a slot of while they run (``Pool.name``)
+    pool: Mapped[str | None] = mapped_column(Name)
 
 
 class Edge(Base):
@@ -188,6 +190,25 @@ class Pipeline(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Pool(Base):
+    """A limit on how many tracks naming it run at once, across every worker and run. The
+    running tracks are counted, not kept in a counter: nothing can leak a slot."""
+
+    __tablename__ = "pool"
+    __table_args__ = (
+        CheckConstraint("size >= 0", name="size"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Name, unique=True)
+    #: tracks of this pool that may run at once; 0 holds them all pending
+    size: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Worker(Base):
     """A process that executes tracks: ``worker``, ``run``, ``resume``. Its heartbeat says it
     is alive; its tracks carry its name."""
@@ -220,6 +241,7 @@ class Track(Base):
         Index(None, "pipeline_id", "state"),
         Index(None, "worker"),
         Index(None, "vertex_id", "state"),
+        Index(None, "pool", "state"),
         _TABLE_OPTIONS,
     )
 
@@ -254,3 +276,5 @@ class Track(Base):
     log_path: Mapped[str | None] = mapped_column(String(1024))
     #: seconds the last attempt ran (the median of recent successes weighs the vertex)
     duration: Mapped[float | None] = mapped_column(Double)
+    #: the vertex's pool when the run started
+    pool: Mapped[str | None] = mapped_column(Name)

@@ -20,6 +20,17 @@ another attempt, failed when none is left). A worker that finds it lost a track 
 cancelled) kills its process group and records nothing for it. A database fault is retried with
 backoff on a new connection while the processes run on; results are written once it is back,
 and every write is a compare-and-set, so none is written twice.
+
+Concurrency pools. A track of a vertex that names a pool is claimed only in a transaction that
+has locked the pool's row and counted its running tracks (``store.pool_room``), so no more than
+its size run at once across every worker and run. Such a track is claimed only for a thread that
+is idle now (never queued behind other work while it holds a slot), and goes to the front of the
+queue. A worker whose pooled track ends looks, in the transaction that records it, for a pending
+track of that pool and claims it: a freed slot is taken at once. Tracks of a pool found full wait
+aside; they are tried again when this worker frees a slot of their pool and at each look
+(``poll``), the way a slot freed by a busy worker of another process reaches them. On MariaDB the
+worker's connection reads committed rows, so the count after the lock sees every claim committed
+before it.
 """
 from __future__ import annotations
 
@@ -109,6 +120,19 @@ class _Plan:
     owned: bool
 
 
+@dataclass
+class _Found:
+    """What a batch learnt besides its claims: tracks known pending but not claimed (``rest``:
+    back to the ready queue; ``aside``: their pool is full), the pipeline, pool and priority of
+    those a look found, and whether to look again at once."""
+    rest: list[int]
+    origin: dict[int, int]
+    more: bool
+    aside: list[int]
+    pools: dict[int, str]
+    prios: dict[int, float]
+
+
 class _Ended(NamedTuple):
     track_id: int
     attempt: int
@@ -174,6 +198,9 @@ class Engine:
         self._conn: Connection | None = None
         self._faulted = False  # a transaction failed since the last reconciliation
         self._unrunnable: set[int] = set()  # runs this worker failed to load
+        self.pool_of: dict[int, str] = {}  # track id -> its pool, for tracks of vertices in one
+        # tracks of pools found full, aside from ``ready`` until a slot may be free: pool -> heap
+        self.blocked: dict[str, list[tuple[float, int]]] = {}
 
     # --- what to run ---------------------------------------------------------------------------
 
@@ -200,6 +227,8 @@ class Engine:
         for r in rows:
             self.attempts[r.id] = r.attempt
             self.priority[r.id] = r.priority or 0.0
+            if r.pool is not None:
+                self.pool_of[r.id] = r.pool
         if owned:
             self._push([r.id for r in rows if r.state == T.PENDING])
         return plan
@@ -211,14 +240,34 @@ class Engine:
                 heapq.heappush(self.ready, (-self.priority.get(track_id, 0.0), track_id))
 
     def _pop(self, n: int, in_flight: dict[int, int]) -> list[int]:
-        """Up to ``n`` known pending tracks, highest priority (critical path) first."""
+        """Up to ``n`` known pending tracks, highest priority (critical path) first. Tracks of a
+        pool found full are set aside (they stay known: ``_unblock`` brings them back)."""
         out = []
         while self.ready and len(out) < n:
-            _, track_id = heapq.heappop(self.ready)
+            item = heapq.heappop(self.ready)
+            track_id = item[1]
+            pool = self.pool_of.get(track_id)
+            if pool is not None and pool in self.blocked:
+                heapq.heappush(self.blocked[pool], item)
+                continue
             self._queued.discard(track_id)
             if track_id not in in_flight:
                 out.append(track_id)
         return out
+
+    def _unblock(self, pools) -> None:
+        """Tracks set aside for these pools are tried again."""
+        for pool in list(pools):
+            for item in self.blocked.pop(pool, []):
+                heapq.heappush(self.ready, item)
+
+    def _block(self, track_ids) -> None:
+        """Pending tracks whose pools were full at a claim: aside until a slot may be free."""
+        for track_id in track_ids:
+            heap = self.blocked.setdefault(self.pool_of[track_id], [])
+            if track_id not in self._queued:
+                self._queued.add(track_id)
+                heapq.heappush(heap, (-self.priority.get(track_id, 0.0), track_id))
 
     def _forget(self, pipeline_id: int) -> None:
         plan = self.plans.pop(pipeline_id, None)
@@ -227,6 +276,7 @@ class Engine:
                 self.jobs.pop(track_id, None)
                 self.attempts.pop(track_id, None)
                 self.priority.pop(track_id, None)
+                self.pool_of.pop(track_id, None)
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -267,22 +317,30 @@ class Engine:
             self._tx(lambda c: store.register_worker(c, self.name, self.host, os.getpid(),
                                                      self.workers, self.lease))
             ended: list[_Ended] = []
-            next_beat = next_sweep = next_poll = 0.0
+            next_beat = next_sweep = next_poll = next_recheck = 0.0
             while True:
                 now = time.monotonic()
                 for e in ended:
                     in_flight.pop(e.track_id, None)
                 look = now >= next_poll and not self.stopping.is_set()
+                # slots this worker freed are tried at once; every pool found full, at each poll
+                freed = {self.pool_of[e.track_id] for e in ended if e.track_id in self.pool_of}
+                if look and now >= next_recheck:
+                    self._unblock(self.blocked)
+                    next_recheck = now + self.poll
+                else:
+                    self._unblock(freed)
                 free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
+                idle = 0 if self.stopping.is_set() else max(0, self.workers - len(in_flight))
                 taken = self._pop(free, in_flight)
                 events, ready, claimed, finished = self._tx(
-                    lambda c: self._batch(c, ended, in_flight, until, look, taken, free))
+                    lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed))
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
                     self._tx(lambda c: store.hand_back_unheld(c, self.name, held))
                 if look:
-                    next_poll = now if ready[2] else now + self.poll
+                    next_poll = now if ready.more else now + self.poll
                 self._apply(ready, claimed, in_flight)
                 self._emit(events)  # before the threads can report the claimed tracks' starts
                 for job in claimed:
@@ -308,7 +366,8 @@ class Engine:
                     state = self._pipeline_state(until)
                     if state != "running":
                         return state
-                ended = self._collect(in_flight, until=next_beat if in_flight else min(next_beat, next_poll))
+                wake = next_beat if in_flight and not self.blocked else min(next_beat, next_poll)
+                ended = self._collect(in_flight, until=wake)
         finally:
             for _ in threads:
                 self._inbox.put((math.inf, next(self._seq), None))  # after any work left
@@ -323,7 +382,7 @@ class Engine:
                 self._conn = None
 
     def _batch(self, conn: Connection, ended: list[_Ended], in_flight: dict[int, int], until: int | None,
-               look: bool, taken: list[int], free: int):
+               look: bool, taken: list[int], free: int, idle: int, freed: set[str]):
         """One transaction: record ended attempts, release successors, claim what can start.
         Changes nothing in memory (the transaction may be retried); ``_apply`` does that after
         the commit."""
@@ -333,34 +392,71 @@ class Engine:
             plan = self.plans.get(pipeline_id)
             if plan is not None and not plan.owned and store.finish_if_done(conn, pipeline_id):
                 finished.append(pipeline_id)
-        claimed: list[tuple[int, int]] = []
-        # what this worker knew was ready and what just became ready, highest priority first
-        ranked = sorted([*taken, *(t for t in ready if t not in in_flight)], key=lambda t: -self.priority.get(t, 0.0))
-        candidates, rest, origin = ranked[:max(free, 0)], ranked[max(free, 0):], {}
-        more = False  # the look found as many as it asked for: look again at once
-        if len(candidates) < free and look:
-            pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
-            seen = {*candidates, *rest}
-            asked = free + len(seen) + _LOOK_AHEAD
-            found = store.pending_tracks(conn, pipelines, asked)
-            more = len(found) == asked
-            for track_id, pipeline_id in found:
+        free = max(free, 0)
+        # what this worker knew was ready and what just became ready
+        known = [*taken, *(t for t in ready if t not in in_flight)]
+        seen = set(known)
+        found = _Found([], {}, False, [], {}, {})
+        pipelines: list[int] | None = None
+
+        def learn(rows) -> None:
+            for track_id, pipeline_id, pool, priority in rows:
                 if track_id in seen or track_id in in_flight:
                     continue
-                # beyond what can start now, remember them: later batches claim from memory
-                (candidates if len(candidates) < free else rest).append(track_id)
-                origin[track_id] = pipeline_id
-        claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
-        if until is not None and not in_flight and not claimed and not rest and not self.ready:
-            store.finish_if_done(conn, until)
-        return events, (rest, origin, more), claimed, finished
+                seen.add(track_id)
+                known.append(track_id)
+                found.origin[track_id], found.prios[track_id] = pipeline_id, priority or 0.0
+                if pool is not None:
+                    found.pools[track_id] = pool
 
-    def _apply(self, ready: tuple[list[int], dict[int, int], bool], claimed: list[tuple[int, int]],
-               in_flight: dict[int, int]) -> None:
+        def pool_of(track_id: int) -> str | None:
+            return self.pool_of.get(track_id) or found.pools.get(track_id)
+
+        if freed and idle:  # a slot this worker freed goes to a track waiting for it, wherever it is
+            pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
+            learn(store.pending_tracks(conn, pipelines, idle + len(known), pools=sorted(freed)))
+        if look and sum(1 for t in known if pool_of(t) is None) < free:
+            if pipelines is None:
+                pipelines = [p for p in store.claimable_pipelines(conn, self.name, until)
+                             if p not in self._unrunnable]
+            asked = free + len(seen) + _LOOK_AHEAD
+            rows = store.pending_tracks(conn, pipelines, asked)
+            found.more = len(rows) == asked  # as many as it asked for: look again at once
+            learn(rows)  # beyond what can start now, remembered: later batches claim from memory
+        known.sort(key=lambda t: (-(self.priority[t] if t in self.priority else found.prios.get(t, 0.0)), t))
+        # highest priority first; a pool's track only within its pool's room, and only for a
+        # thread idle now: it must not hold a slot while it waits behind other work, and what
+        # ranks below it waits too (the queue drains until a thread is free for it)
+        room = store.pool_room(conn, {p for t in known if (p := pool_of(t)) is not None})
+        candidates: list[int] = []
+        held_up = False
+        for track_id in known:
+            pool = pool_of(track_id)
+            if held_up or len(candidates) >= free:
+                found.rest.append(track_id)
+            elif pool is None:
+                candidates.append(track_id)
+            elif room[pool] <= 0:
+                found.aside.append(track_id)  # its pool is full
+            elif len(candidates) >= idle:
+                held_up = True
+                found.rest.append(track_id)
+            else:
+                room[pool] -= 1
+                candidates.append(track_id)
+        if found.aside and len(candidates) < free:
+            found.more = True  # what can run besides a full pool's tracks: look again at once
+        claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
+        if until is not None and not in_flight and not claimed and not found.rest and not found.aside \
+                and not self.ready and not self.blocked:
+            store.finish_if_done(conn, until)
+        return events, found, claimed, finished
+
+    def _apply(self, found: _Found, claimed: list[tuple[int, int]], in_flight: dict[int, int]) -> None:
         """After a batch committed: what became ready and was not claimed joins the ready queue
-        (what was taken from it is gone: claimed, or taken by another worker); plans of new
-        pipelines are loaded."""
-        rest, origin, _ = ready
+        (what was taken from it is gone: claimed, or taken by another worker), tracks of full
+        pools wait aside; plans of new pipelines are loaded."""
+        origin = found.origin
         for pipeline_id in set(origin.values()) - set(self.plans):
             try:
                 self._load(pipeline_id)
@@ -370,7 +466,8 @@ class Engine:
                 self._tx(lambda c: [store.hand_back(c, self.name, t, a, why) for t, a in mine])
                 claimed[:] = [(t, a) for t, a in claimed if origin.get(t) != pipeline_id]
                 self._unrunnable.add(pipeline_id)  # not claimed again by this worker
-        self._push(t for t in rest if origin.get(t) not in self._unrunnable)
+        self._push(t for t in found.rest if origin.get(t) not in self._unrunnable and t in self.jobs)
+        self._block(t for t in found.aside if origin.get(t) not in self._unrunnable and t in self.pool_of)
         for track_id, attempt in claimed:
             self.attempts[track_id] = attempt
             in_flight[track_id] = attempt

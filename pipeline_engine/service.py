@@ -9,6 +9,7 @@ on the caller's ``Database``: on any error nothing is written.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,7 @@ from pipeline_engine.errors import (
     NotFoundError,
     ParameterError,
     SealedGraphError,
+    StateError,
 )
 from pipeline_engine.models import Edge, Graph, Vertex
 from pipeline_engine.spec import (
@@ -38,6 +40,7 @@ from pipeline_engine.spec import (
     VertexSpec,
     check_graph_name,
     check_name,
+    check_pool,
     graph_from_dict,
     make_vertex,
 )
@@ -62,6 +65,8 @@ class GraphInfo:
     created_at: datetime
     updated_at: datetime
     sealed_at: datetime | None
+    #: what else the operation changed, for the user to read (an import's pool sizes)
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "status": self.status,
@@ -80,9 +85,10 @@ class GraphDetail:
         out = self.info.to_dict()
         out["vertices"] = [{"name": v.name, "description": v.description, "script": v.script,
                             "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
-                            "priority": v.priority}
+                            "priority": v.priority, "pool": v.pool}
                            for v in self.spec.vertices]
         out["edges"] = [[t, h] for t, h in self.spec.edges]
+        out["pools"] = dict(self.spec.pools)
         return out
 
 
@@ -108,13 +114,17 @@ def _info_counts(graph: Graph, n_vertices: int, n_edges: int) -> GraphInfo:
 
 def _vertex_spec(v: Vertex) -> VertexSpec:
     return VertexSpec(name=v.name, script=v.script, description=v.description, inputs=v.inputs,
-                      timeout=v.timeout, retries=v.retries, priority=v.priority)
+                      timeout=v.timeout, retries=v.retries, priority=v.priority, pool=v.pool)
 
 
 def _spec(s: Session, graph: Graph) -> GraphSpec:
-    return GraphSpec(name=graph.name, description=graph.description,
-                     vertices=tuple(_vertex_spec(v) for v in store.vertices(s, graph.id)),
-                     edges=tuple(store.edge_names(s, graph.id)))
+    """The graph's definition, with the sizes of the pools its vertices name (those that
+    exist), so that its graph file brings them along."""
+    vertices = tuple(_vertex_spec(v) for v in store.vertices(s, graph.id))
+    pools = store.find_pools(s, {v.pool for v in vertices if v.pool is not None})
+    return GraphSpec(name=graph.name, description=graph.description, vertices=vertices,
+                     edges=tuple(store.edge_names(s, graph.id)),
+                     pools=tuple((name, pool.size) for name, pool in pools.items()))
 
 
 # --- transactions ---------------------------------------------------------------------
@@ -199,10 +209,10 @@ def show_graph(db: Database, name: str) -> GraphDetail:
 
 def add_vertex(db: Database, graph: str, name: str, script: str, *, description: str = "",
                inputs: Mapping[str, Any] | None = None, timeout: float | None = None,
-               retries: int = 0, priority: float | None = None) -> VertexSpec:
+               retries: int = 0, priority: float | None = None, pool: str | None = None) -> VertexSpec:
     """Add a vertex to a draft or checked graph (which becomes a draft)."""
     spec = make_vertex(name, script, description=description, inputs=inputs, timeout=timeout, retries=retries,
-                       priority=priority)
+                       priority=priority, pool=pool)
     with _write(db) as s:
         g = _editable(s, graph)
         if store.find_vertex(s, g.id, name) is not None:
@@ -215,9 +225,10 @@ def add_vertex(db: Database, graph: str, name: str, script: str, *, description:
 def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None = None,
                   script: str | None = None, description: str | None = None,
                   inputs: Mapping[str, Any] | None = None, timeout: float | None = _UNSET,
-                  retries: int | None = None, priority: float | None = _UNSET) -> VertexSpec:
+                  retries: int | None = None, priority: float | None = _UNSET,
+                  pool: str | None = _UNSET) -> VertexSpec:
     """Change a vertex's fields; those not given stay. ``timeout=None`` removes the limit,
-    ``priority=None`` the override."""
+    ``priority=None`` the override, ``pool=None`` the pool."""
     with _write(db) as s:
         g = _editable(s, graph)
         row = store.get_vertex(s, g, name)
@@ -228,7 +239,8 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
             inputs=inputs if inputs is not None else row.inputs,
             timeout=row.timeout if timeout is _UNSET else timeout,
             retries=retries if retries is not None else row.retries,
-            priority=row.priority if priority is _UNSET else priority)
+            priority=row.priority if priority is _UNSET else priority,
+            pool=row.pool if pool is _UNSET else pool)
         if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
                                      f" vertex '{spec.name}' already exists")
@@ -290,9 +302,18 @@ def _check(s: Session, graph: Graph) -> CheckResult:
         template = params.compile_script(v.name, v.script, v.schema())
         for word in template.unknown:
             warnings.append(f"vertex '{v.name}': {{{word}}} names no input of the vertex and stays as written")
+    for name in _missing_pools(s, spec):
+        users = ", ".join(f"'{v.name}'" for v in spec.vertices if v.pool == name)
+        warnings.append(f"pool '{name}' (vertex {users}) does not exist: the graph cannot run until it does"
+                        f" (pipeline-engine pool set {name} SIZE)")
     if not spec.vertices:
         warnings.append(f"graph '{graph.name}' has no vertices")
     return CheckResult(graph=graph.name, status=graph.status, order=order, warnings=warnings)
+
+
+def _missing_pools(s: Session, spec: GraphSpec) -> list[str]:
+    named = {v.pool for v in spec.vertices if v.pool is not None}
+    return sorted(named - set(store.find_pools(s, named)))
 
 
 def check_graph(db: Database, name: str) -> CheckResult:
@@ -335,7 +356,8 @@ def copy_graph(db: Database, name: str, new_name: str) -> GraphInfo:
 def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, name: str | None = None,
                  check: bool = False, seal: bool = False) -> GraphInfo:
     """Create a draft from a graph file (a path), its parsed content, or a GraphSpec; with
-    ``check`` and ``seal`` do those steps too, all in one transaction."""
+    ``check`` and ``seal`` do those steps too, all in one transaction. The file's ``pools``
+    are created, or set to the file's sizes (``GraphInfo.notes`` says which changed)."""
     if isinstance(source, GraphSpec):
         spec = source
     elif isinstance(source, Mapping):
@@ -346,12 +368,20 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
     with _write(db) as s:
         graph = _new_graph(s, target, spec.description)
         store.insert_definition(s, graph.id, spec.vertices, spec.edges)
+        notes = []
+        for pool_name, size in spec.pools:
+            _, before = store.set_pool(s, pool_name, size)
+            if before is None:
+                notes.append(f"pool '{pool_name}' created with size {size}")
+            elif before != size:
+                notes.append(f"pool '{pool_name}' size {before} -> {size}")
         if check or seal:
             _check(s, graph)
             store.set_status(s, graph, GraphStatus.CHECKED.value)
         if seal:
             store.set_status(s, graph, GraphStatus.SEALED.value)
-        return _info_counts(graph, len(spec.vertices), len(spec.edges))
+        info = _info_counts(graph, len(spec.vertices), len(spec.edges))
+        return dataclasses.replace(info, notes=tuple(notes))
 
 
 def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:
@@ -359,6 +389,61 @@ def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:
     if fmt not in graphfile.FORMATS:
         raise GraphError(f"unknown format {fmt!r} (use one of: {', '.join(graphfile.FORMATS)})")
     return graphfile.dumps(show_graph(db, name).spec, fmt)
+
+
+# --- concurrency pools ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A pool, with its tracks that run (each holds a slot) and that wait, counted in SQL."""
+
+    name: str
+    size: int
+    description: str
+    running: int
+    pending: int
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "description": self.description, "running": self.running,
+                "pending": self.pending, "updated_at": _iso(self.updated_at)}
+
+
+def _pool_info(pool, usage: dict[str, int]) -> PoolInfo:
+    return PoolInfo(pool.name, pool.size, pool.description, usage.get("running", 0), usage.get("pending", 0),
+                    pool.updated_at)
+
+
+def set_pool(db: Database, name: str, size: int, *, description: str | None = None) -> PoolInfo:
+    """Create a pool, or change its size: at most ``size`` tracks of vertices that name it run
+    at once, across every worker and run. A smaller size lets running tracks finish and starts
+    no more until they fit; a larger one is used at the next claim; 0 holds its tracks pending."""
+    check_pool(name, size)
+    if description is not None and not isinstance(description, str):
+        raise GraphError(f"pool '{name}': description must be a string")
+    with _write(db) as s:
+        pool, _ = store.set_pool(s, name, size, description)
+        return _pool_info(pool, store.pool_usage(s).get(name, {}))
+
+
+def list_pools(db: Database) -> list[PoolInfo]:
+    with db.transaction(write=False) as s:
+        usage = store.pool_usage(s)
+        return [_pool_info(p, usage.get(p.name, {})) for p in store.list_pools(s)]
+
+
+def delete_pool(db: Database, name: str) -> None:
+    """Delete a pool that no vertex names (a run of a graph that names it could not start)."""
+    with _write(db) as s:
+        pool = store.find_pools(s, [name], lock=True).get(name)
+        if pool is None:
+            raise NotFoundError(f"pool '{name}' not found")
+        users = store.pool_users(s, name)
+        if users:
+            raise StateError(f"pool '{name}' is named by vertices of graph {', '.join(repr(g) for g in users)}:"
+                             " a graph that names it could not run without it (set its size to 0 to hold"
+                             " its tracks instead)")
+        store.delete_pool(s, pool)
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -438,6 +523,13 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         g = _runnable(s, graph)
         rows = store.vertices(s, g.id)
         edges = store.edge_names(s, g.id)
+        missing = sorted({v.pool for v in rows if v.pool is not None}
+                         - set(store.find_pools(s, {v.pool for v in rows if v.pool is not None})))
+        if missing:
+            users = {p: [v.name for v in rows if v.pool == p] for p in missing}
+            raise NotFoundError("; ".join(
+                f"graph '{graph}': pool '{p}' (vertex {', '.join(repr(u) for u in users[p])}) does not exist:"
+                f" pipeline-engine pool set {p} SIZE" for p in missing))
         schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
         values = params.resolve(schemas, parameters)
         rendered = {v.name: params.render(params.compile_script(v.name, v.script, schemas[v.name]),
@@ -457,7 +549,8 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
                       for n, spec in schemas[v.name].items()}
             tracks.append({"vertex_id": v.id, "state": "pending" if indegree[v.name] == 0 else "waiting",
                            "attempt": 0, "max_attempts": v.retries + 1, "waiting_on": indegree[v.name],
-                           "priority": priority[v.name], "inputs": inputs, "script": rendered[v.name].shown,
+                           "priority": priority[v.name], "pool": v.pool, "inputs": inputs,
+                           "script": rendered[v.name].shown,
                            "stdout": "", "stderr": ""})
         run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
                                        owner=None if detach else owner, secret_inputs=bool(secret_names))
@@ -482,11 +575,13 @@ class TrackInfo:
     log_path: str | None = None
     #: the worker running it now
     worker: str | None = None
+    #: the concurrency pool it takes a slot of while it runs
+    pool: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error,
-                "worker": self.worker}
+                "worker": self.worker, "pool": self.pool}
 
 
 @dataclass(frozen=True)
@@ -528,7 +623,7 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
         tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                             started_at=t.started_at, finished_at=t.finished_at, error=t.error,
                             stdout=t.stdout if output else "", stderr=t.stderr if output else "",
-                            log_path=t.log_path, worker=t.worker)
+                            log_path=t.log_path, worker=t.worker, pool=t.pool)
                   for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
@@ -544,7 +639,7 @@ def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
             raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
         return TrackInfo(vertex=vertex, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                          started_at=t.started_at, finished_at=t.finished_at, error=t.error, stdout=t.stdout,
-                         stderr=t.stderr, log_path=t.log_path, worker=t.worker)
+                         stderr=t.stderr, log_path=t.log_path, worker=t.worker, pool=t.pool)
 
 
 def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,

@@ -20,9 +20,11 @@ GRAPH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # No dots: ``VERTEX.input=value`` names one vertex's input on the command line.
 VERTEX_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_RETRIES = 100
+#: largest pool size accepted (a guard against typos, far above any machine's process count)
+MAX_POOL_SIZE = 1_000_000
 
-GRAPH_KEYS = ("name", "description", "vertices", "edges")
-VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "priority")
+GRAPH_KEYS = ("name", "description", "vertices", "edges", "pools")
+VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "priority", "pool")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class VertexSpec:
     retries: int = 0
     #: overrides the critical-path priority computed at each run's start (larger runs first)
     priority: float | None = None
+    #: the concurrency pool its tracks take a slot of while they run
+    pool: str | None = None
 
     def schema(self) -> dict[str, params.InputSpec]:
         return params.parse_schema(self.name, self.inputs)
@@ -55,6 +59,8 @@ class VertexSpec:
             out["retries"] = self.retries
         if self.priority is not None:
             out["priority"] = int(self.priority) if float(self.priority).is_integer() else self.priority
+        if self.pool is not None:
+            out["pool"] = self.pool
         return out
 
 
@@ -64,12 +70,16 @@ class GraphSpec:
     description: str = ""
     vertices: tuple[VertexSpec, ...] = ()
     edges: tuple[tuple[str, str], ...] = ()
+    #: pool sizes the graph file sets (name, size), applied when it is imported
+    pools: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The graph-file form (YAML or JSON)."""
         out: dict[str, Any] = {"name": self.name}
         if self.description:
             out["description"] = self.description
+        if self.pools:
+            out["pools"] = dict(self.pools)
         out["vertices"] = [v.to_dict() for v in self.vertices]
         out["edges"] = [[t, h] for t, h in self.edges]
         return out
@@ -93,8 +103,16 @@ def check_graph_name(name: Any) -> str:
     return check_name("graph", name, GRAPH_NAME)
 
 
+def check_pool(name: Any, size: Any) -> tuple[str, int]:
+    """A valid pool name and size, else GraphError naming the pool."""
+    check_name("pool", name, GRAPH_NAME)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_POOL_SIZE:
+        raise GraphError(f"pool '{name}': size must be an integer from 0 to {MAX_POOL_SIZE}, got {size!r}")
+    return name, size
+
+
 def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = None,
-                timeout: Any = None, retries: Any = 0, priority: Any = None) -> VertexSpec:
+                timeout: Any = None, retries: Any = 0, priority: Any = None, pool: Any = None) -> VertexSpec:
     """Validate one vertex's fields; raise GraphError or InputSchemaError naming the vertex."""
     check_name("vertex", name)
     where = f"vertex '{name}'"
@@ -119,13 +137,19 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
             raise GraphError(f"{where}: priority must be a number, got {priority!r}")
         priority = float(priority)
+    if pool is not None:
+        try:
+            check_name("pool", pool, GRAPH_NAME)
+        except GraphError as exc:
+            raise GraphError(f"{where}: {exc}") from None
     if inputs is None:
         inputs = {}
     schema = params.parse_schema(name, inputs)
     # Refuses placeholders where a value could become code (arithmetic), naming the input.
     params.compile_script(name, script, schema)
     return VertexSpec(name=name, script=script, description=description,
-                      inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority)
+                      inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority,
+                      pool=pool)
 
 
 def vertex_from_dict(data: Any, where: str) -> VertexSpec:
@@ -143,7 +167,7 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
             raise GraphFileError(f"{at}: missing key '{key}'")
     return make_vertex(data["name"], data["script"], description=data.get("description", ""),
                        inputs=data.get("inputs"), timeout=data.get("timeout"),
-                       retries=data.get("retries", 0), priority=data.get("priority"))
+                       retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"))
 
 
 def graph_from_dict(data: Any) -> GraphSpec:
@@ -186,6 +210,17 @@ def graph_from_dict(data: Any) -> GraphSpec:
         seen.add(vertex.name)
         vertices.append(vertex)
 
+    pools: list[tuple[str, int]] = []
+    raw_pools = data.get("pools") or {}
+    if not isinstance(raw_pools, Mapping):
+        problems.append("graph: 'pools' must be a mapping of pool name to size")
+        raw_pools = {}
+    for pool, size in raw_pools.items():
+        try:
+            pools.append(check_pool(pool, size))
+        except GraphError as exc:
+            problems.append(str(exc))
+
     raw_edges = data.get("edges", []) or []
     edges: list[tuple[str, str]] = []
     if not isinstance(raw_edges, list):
@@ -212,4 +247,5 @@ def graph_from_dict(data: Any) -> GraphSpec:
         err = GraphFileError("\n".join(problems))
         err.problems = problems
         raise err
-    return GraphSpec(name=name, description=description, vertices=tuple(vertices), edges=tuple(edges))
+    return GraphSpec(name=name, description=description, vertices=tuple(vertices), edges=tuple(edges),
+                     pools=tuple(pools))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Pipeline, Track, Vertex, Worker
+from pipeline_engine.models import Edge, Graph, Pipeline, Pool, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
 
 
@@ -127,7 +127,7 @@ def next_position(s: Session, graph_id: int) -> int:
 def vertex_row(graph_id: int, position: int, v: VertexSpec) -> dict:
     return {"graph_id": graph_id, "position": position, "name": v.name, "script": v.script,
             "description": v.description, "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
-            "priority": v.priority}
+            "priority": v.priority, "pool": v.pool}
 
 
 def insert_definition(s: Session, graph_id: int, specs: Sequence[VertexSpec],
@@ -235,10 +235,11 @@ def find_track(s: Session, pipeline_id: int, vertex: str) -> Track | None:
 
 def plan_rows(s: Session, pipeline_id: int) -> list:
     """What a worker needs to run a pipeline's tracks, one light row per track (no ORM
-    objects, JSON left undecoded): id, state, attempt, max_attempts, priority, vertex, timeout,
+    objects, JSON left undecoded): id, state, attempt, max_attempts, priority, pool, vertex, timeout,
     script, schema (vertex inputs) and values (track inputs) as JSON text."""
     v = Vertex.__table__
     q = (select(_track.c.id, _track.c.state, _track.c.attempt, _track.c.max_attempts, _track.c.priority,
+                _track.c.pool,
                 v.c.name.label("vertex"), v.c.timeout, v.c.script, type_coerce(v.c.inputs, Text()).label("schema"),
                 type_coerce(_track.c.inputs, Text()).label("values"))
          .select_from(_track.join(v, v.c.id == _track.c.vertex_id))
@@ -445,18 +446,113 @@ def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None =
     return list(conn.scalars(q))
 
 
-def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int) -> list[tuple[int, int]]:
-    """Up to ``limit`` pending tracks of these pipelines as (id, pipeline id), highest priority
-    first, skipping rows another worker has locked (``FOR UPDATE SKIP LOCKED`` on MariaDB 10.6+
-    and PostgreSQL; SQLite's write lock serialises writers)."""
+def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int,
+                   pools: Sequence[str] | None = None) -> list[tuple[int, int, str | None, float]]:
+    """Up to ``limit`` pending tracks of these pipelines as (id, pipeline id, pool, priority), highest
+    priority first, skipping rows another worker has locked (``FOR UPDATE SKIP LOCKED`` on
+    MariaDB 10.6+ and PostgreSQL; SQLite's write lock serialises writers). Tracks of a pool
+    with no free slot are left out; with ``pools``, only tracks of those pools are looked for."""
     if not pipeline_ids or limit <= 0:
         return []
-    q = (select(_track.c.id, _track.c.pipeline_id)
+    q = (select(_track.c.id, _track.c.pipeline_id, _track.c.pool, _track.c.priority)
          .where(_track.c.state == "pending", _track.c.pipeline_id.in_(list(pipeline_ids)))
          .order_by(_track.c.priority.desc(), _track.c.id).limit(limit))
+    if pools is None:
+        q = q.where(or_(_track.c.pool.is_(None), _track.c.pool.in_(_OPEN_POOLS)))
+    else:
+        q = q.where(_track.c.pool.in_(list(pools)))
     if conn.dialect.name != "sqlite":
         q = q.with_for_update(skip_locked=True)
-    return [(i, p) for i, p in conn.execute(q)]
+    return [tuple(row) for row in conn.execute(q)]
+
+
+# --- concurrency pools ---------------------------------------------------------------------------
+
+_pool = Pool.__table__
+_in_pool = aliased(_track)
+_RUNNING_IN_POOL = (select(func.count()).select_from(_in_pool)
+                    .where(_in_pool.c.pool == _pool.c.name, _in_pool.c.state == "running").scalar_subquery())
+#: pools with a free slot, as a look in the database sees them (not locked: a claim checks again)
+_OPEN_POOLS = select(_pool.c.name).where(_pool.c.size > _RUNNING_IN_POOL)
+_names = bindparam("names", expanding=True)
+# locked in name order: two workers that lock the same pools never wait on each other in a cycle
+_LOCK_POOLS = select(_pool.c.name, _pool.c.size).where(_pool.c.name.in_(_names)).order_by(_pool.c.name) \
+    .with_for_update()
+_RUNNING_BY_POOL = (select(_track.c.pool, func.count()).where(_track.c.pool.in_(_names), _track.c.state == "running")
+                    .group_by(_track.c.pool))
+
+
+def pool_room(conn: Connection, names: Iterable[str]) -> dict[str, int]:
+    """Free slots of each pool: its size less its running tracks, across every worker and run.
+    Locks the pools' rows until the transaction ends, so that no other claim of their tracks
+    can count the same slots; the caller claims within the same transaction. A pool that does
+    not exist has no room. (On MariaDB the connection must read committed rows: the engine's
+    does, see ``runner``.)"""
+    names = sorted(set(names))
+    if not names:
+        return {}
+    room = {n: 0 for n in names}
+    sizes = dict(conn.execute(_LOCK_POOLS, {"names": names}).all())
+    running = dict(conn.execute(_RUNNING_BY_POOL, {"names": list(sizes)}).all()) if sizes else {}
+    for name, size in sizes.items():
+        room[name] = max(0, size - int(running.get(name, 0)))
+    return room
+
+
+def find_pools(s: Session, names: Iterable[str], *, lock: bool = False) -> dict[str, Pool]:
+    names = sorted(set(names))
+    if not names:
+        return {}
+    q = select(Pool).where(Pool.name.in_(names)).order_by(Pool.name)
+    if lock:
+        q = q.with_for_update()
+    return {p.name: p for p in s.scalars(q)}
+
+
+def list_pools(s: Session) -> list[Pool]:
+    return list(s.scalars(select(Pool).order_by(Pool.name)))
+
+
+def set_pool(s: Session, name: str, size: int, description: str | None = None) -> tuple[Pool, int | None]:
+    """Create the pool or change its size (and description, when given). Returns the pool
+    and its size before (None when it is new)."""
+    stamp = now()
+    pool = find_pools(s, [name], lock=True).get(name)
+    if pool is None:
+        pool = Pool(name=name, size=size, description=description or "", created_at=stamp, updated_at=stamp)
+        s.add(pool)
+        s.flush()
+        return pool, None
+    before = pool.size
+    pool.size = size
+    if description is not None:
+        pool.description = description
+    pool.updated_at = stamp
+    s.flush()
+    return pool, before
+
+
+def pool_usage(s: Session) -> dict[str, dict[str, int]]:
+    """Pool name -> {state: tracks} for the tracks of every pool that are pending or running,
+    counted in SQL."""
+    out: dict[str, dict[str, int]] = {}
+    q = (select(Track.pool, Track.state, func.count()).where(Track.pool.is_not(None),
+                                                             Track.state.in_(["pending", "running"]))
+         .group_by(Track.pool, Track.state))
+    for pool, state, n in s.execute(q):
+        out.setdefault(pool, {})[state] = int(n)
+    return out
+
+
+def pool_users(s: Session, name: str) -> list[str]:
+    """Names of the graphs with a vertex in the pool."""
+    return list(s.scalars(select(Graph.name).distinct().join(Vertex, Vertex.graph_id == Graph.id)
+                          .where(Vertex.pool == name).order_by(Graph.name)))
+
+
+def delete_pool(s: Session, pool: Pool) -> None:
+    s.delete(pool)
+    s.flush()
 
 
 def pipeline_state(conn: Connection, pipeline_id: int) -> str | None:

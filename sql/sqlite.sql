@@ -142,3 +142,25 @@ ALTER TABLE track ADD COLUMN duration DOUBLE;
 CREATE INDEX ix_track_vertex_id_state ON track (vertex_id, state);
 
 UPDATE pipeline_engine_version SET version_num='0003' WHERE pipeline_engine_version.version_num = '0002';
+
+-- Running upgrade 0003 -> 0004
+
+CREATE TABLE pool (
+    id INTEGER NOT NULL,
+    name VARCHAR(200) NOT NULL,
+    size INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    CONSTRAINT pk_pool PRIMARY KEY (id),
+    CONSTRAINT ck_pool_ck_pool_size CHECK (size >= 0),
+    CONSTRAINT uq_pool_name UNIQUE (name)
+);
+
+ALTER TABLE vertex ADD COLUMN pool VARCHAR(200);
+
+ALTER TABLE track ADD COLUMN pool VARCHAR(200);
+
+CREATE INDEX ix_track_pool_state ON track (pool, state);
+
+UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';

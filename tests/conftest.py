@@ -10,6 +10,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -17,7 +21,7 @@ from sqlalchemy import create_engine, text
 from pipeline_engine.db import Database, normalize_url
 from pipeline_engine.executor import process_running
 from pipeline_engine.migrate import VERSION_TABLE
-from pipeline_engine.models import Base
+from pipeline_engine.models import Base, Pipeline
 
 # A developer's shell must not leak into the tests.
 for _var in [v for v in os.environ if v.startswith("PIPELINE_ENGINE_")]:
@@ -231,7 +235,8 @@ def unchanged(db):
     return check
 
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
 
 
 @pytest.fixture
@@ -254,3 +259,43 @@ def log_dir(tmp_path, monkeypatch) -> str:
     path = str(tmp_path / "logs")
     monkeypatch.setenv("PIPELINE_ENGINE_LOGS", path)
     return path
+
+
+# --- worker processes -----------------------------------------------------------------------
+
+def worker(db_url: str, log, *args: str, host: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"PIPELINE_ENGINE_HOST": host} if host else {})}
+    return subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", *args],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def pipeline_state(db, run_id: int) -> str:
+    with db.transaction(write=False) as s:
+        return s.get(Pipeline, run_id).state
+
+
+def finished(db, run_id: int):
+    state = pipeline_state(db, run_id)
+    return state if state != "running" else None
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -17,12 +17,10 @@ import sys
 import time
 
 import pytest
-from conftest import run_tracks
+from conftest import ROOT, finished, pipeline_state, run_tracks, stop, wait_for, worker
 
 from pipeline_engine import executor, service
-from pipeline_engine.models import Pipeline
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRIALS = int(os.environ.get("PE_CRASH_TRIALS", "20"))
 
 
@@ -30,44 +28,6 @@ def ticking(path, ticks: int, pause: float = 0.02) -> str:
     """A script that marks its progress in ``path`` while it runs, then that it is done."""
     return (f'for i in {{1..{ticks}}}; do echo "$PIPELINE_ENGINE_TRACK $EPOCHREALTIME" >> {path}; sleep {pause};'
             f' done; echo "$PIPELINE_ENGINE_TRACK done $EPOCHREALTIME" >> {path}')
-
-
-def worker(db_url: str, log, *args: str, host: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, **({"PIPELINE_ENGINE_HOST": host} if host else {})}
-    return subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", *args],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def pipeline_state(db, run_id: int) -> str:
-    with db.transaction(write=False) as s:
-        return s.get(Pipeline, run_id).state
-
-
-def finished(db, run_id: int):
-    state = pipeline_state(db, run_id)
-    return state if state != "running" else None
-
-
-def stop(*procs: subprocess.Popen) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def attempts_in(path) -> dict[str, dict]:
