@@ -333,15 +333,15 @@ class Engine:
                 free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
                 idle = 0 if self.stopping.is_set() else max(0, self.workers - len(in_flight))
                 taken = self._pop(free, in_flight)
-                events, ready, claimed, finished = self._tx(
+                events, found, claimed, finished = self._tx(
                     lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed))
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
                     self._tx(lambda c: store.hand_back_unheld(c, self.name, held))
-                if look:
-                    next_poll = now if ready.more else now + self.poll
-                self._apply(ready, claimed, in_flight)
+                if look or found.more:  # more to find, or to claim besides a full pool's tracks: at once
+                    next_poll = now if found.more else now + self.poll
+                self._apply(found, claimed, in_flight)
                 self._emit(events)  # before the threads can report the claimed tracks' starts
                 for job in claimed:
                     self._inbox.put((-self.priority.get(job[0], 0.0), next(self._seq), job))
@@ -478,6 +478,7 @@ class Engine:
         tracks that became pending and the pipelines where a track finished."""
         released: Counter[int] = Counter()
         events, ready, touched, lost = [], [], set(), []
+        ends = []
         for track_id, attempt, outcome, started_at, finished_at in ended:
             job = self.jobs[track_id]
             if track_id in self._interrupted:
@@ -491,13 +492,18 @@ class Engine:
                 target = T.PENDING
             else:
                 target = T.FAILED
-            if not store.record_attempt(conn, track_id, attempt, target, started_at=started_at,
-                                        finished_at=finished_at, exit_code=outcome.exit_code, error=outcome.error,
-                                        stdout=outcome.stdout, stderr=outcome.stderr, log_path=outcome.log_path,
-                                        duration=outcome.duration):
+            ends.append({"track_id": track_id, "attempt": attempt, "target": target, "started_at": started_at,
+                         "finished_at": finished_at, "exit_code": outcome.exit_code, "error": outcome.error,
+                         "stdout": outcome.stdout, "stderr": outcome.stderr, "log_path": outcome.log_path,
+                         "duration": outcome.duration})
+        written = store.record_attempts(conn, ends)
+        for end in ends:
+            track_id, attempt, target = end["track_id"], end["attempt"], end["target"]
+            job = self.jobs[track_id]
+            if track_id not in written:
                 lost.append(track_id)  # no longer ours (cancelled, or taken back): its result does not count
                 continue
-            events.append(Event("ended", job.vertex, target, attempt, outcome.duration, outcome.error,
+            events.append(Event("ended", job.vertex, target, attempt, end["duration"], end["error"],
                                 job.pipeline_id))
             if target == T.SUCCEEDED:
                 released.update(job.successors)

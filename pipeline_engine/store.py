@@ -302,17 +302,29 @@ def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
     return [(i, a) for i, a in conn.execute(_CLAIMED, {"ids": ids, "worker": worker})]
 
 
-def record_attempt(conn: Connection, track_id: int, attempt: int, target: str, *, started_at: datetime,
-                   finished_at: datetime,
-                   exit_code: int | None, error: str | None, stdout: str, stderr: str,
-                   log_path: str | None, duration: float | None = None) -> bool:
-    """Write the end of one attempt, only if the track is still running that attempt (a lease
-    taken over or a cancelled run must not be overwritten). Returns whether it was written."""
-    return conn.execute(_RECORD, {
-        "track_id": track_id, "at_attempt": attempt, "target": target, "started_at": started_at,
-        "finished_at": finished_at,
-        "exit_code": exit_code, "error": error, "stdout": stdout, "stderr": stderr,
-        "log_path": log_path, "duration": duration}).rowcount == 1
+def record_attempts(conn: Connection, ends: Sequence[Mapping]) -> set[int]:
+    """Write the ends of attempts, each only if its track is still running that attempt (a
+    lease taken over or a cancelled run must not be overwritten), in one statement (executemany:
+    one round trip where the driver pipelines it). Each end maps track_id, attempt, target,
+    started_at, finished_at, exit_code, error, stdout, stderr, log_path, duration. Returns the
+    ids of the tracks written; when some were not, those that were are told apart by the state
+    and end time this call wrote."""
+    if not ends:
+        return set()
+    rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": e["target"],
+             "started_at": e["started_at"], "finished_at": e["finished_at"], "exit_code": e["exit_code"],
+             "error": e["error"], "stdout": e["stdout"], "stderr": e["stderr"], "log_path": e["log_path"],
+             "duration": e["duration"]} for e in ends]
+    written = conn.execute(_RECORD, rows if len(rows) > 1 else rows[0]).rowcount
+    ids = {r["track_id"] for r in rows}
+    if written == len(rows):
+        return ids
+    if len(rows) == 1:
+        return set()
+    ours = {r["track_id"]: (r["target"], r["finished_at"]) for r in rows}
+    now_rows = conn.execute(select(_track.c.id, _track.c.state, _track.c.finished_at)
+                            .where(_track.c.id.in_(list(ids)))).all()
+    return {i for i, state, finished_at in now_rows if (state, finished_at) == ours[i]}
 
 
 def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:

@@ -122,3 +122,37 @@ def test_events_report_each_start_and_end(db):
         ("started", "a", "running", 1), ("ended", "a", "succeeded", 1), ("ready", "b", "pending", 0),
         ("started", "b", "running", 1), ("ended", "b", "pending", 1),
         ("started", "b", "running", 2), ("ended", "b", "failed", 2), ("skipped", "c", "upstream_failed", 0)]
+
+
+def test_ends_are_recorded_together_and_only_for_the_attempts_still_held(db):
+    """One statement records several ends; a track cancelled or taken back meanwhile is left as
+    it is, and the others are told apart and written."""
+    from pipeline_engine import store
+    from pipeline_engine.models import Track
+
+    service.import_graph(db, {"name": "three", "vertices": [{"name": n, "script": "true"} for n in "abcd"]},
+                         seal=True)
+    run = service.start_run(db, "three")
+    ids = {v: t.id for v, t in run_tracks(db, run.id).items()}
+    with db.connection() as conn:
+        with conn.begin():
+            assert sorted(t for t, _ in store.claim_tracks(conn, list(ids.values()), "w")) == sorted(ids.values())
+    with db.transaction() as s:  # b cancelled, c taken back to pending by another worker's sweep
+        s.get(Track, ids["b"]).state = "cancelled"
+        s.get(Track, ids["c"]).state = "pending"
+    end = store.now()
+
+    def ended(vertex, target):
+        return {"track_id": ids[vertex], "attempt": 1, "target": target, "started_at": end, "finished_at": end,
+                "exit_code": 0, "error": None, "stdout": "out", "stderr": "", "log_path": None, "duration": 0.5}
+
+    with db.connection() as conn:
+        with conn.begin():
+            written = store.record_attempts(conn, [ended("a", "succeeded"), ended("b", "succeeded"),
+                                                   ended("c", "succeeded"), ended("d", "failed")])
+            assert written == {ids["a"], ids["d"]}
+            assert store.record_attempts(conn, [ended("b", "succeeded")]) == set()
+    tracks = run_tracks(db, run.id)
+    assert {v: t.state for v, t in tracks.items()} == {"a": "succeeded", "b": "cancelled", "c": "pending",
+                                                       "d": "failed"}
+    assert tracks["a"].stdout == "out" and tracks["b"].stdout == "" and tracks["a"].duration == 0.5
