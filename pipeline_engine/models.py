@@ -241,7 +241,6 @@ class Track(Base):
         Index(None, "pipeline_id", "state"),
         Index(None, "worker"),
         Index(None, "vertex_id", "state"),
-        Index(None, "pool", "state"),
         _TABLE_OPTIONS,
     )
 

@@ -23,14 +23,14 @@ and every write is a compare-and-set, so none is written twice.
 
 Concurrency pools. A track of a vertex that names a pool is claimed only in a transaction that
 has locked the pool's row and counted its running tracks (``store.pool_room``), so no more than
-its size run at once across every worker and run. Such a track is claimed only for a thread that
-is idle now (never queued behind other work while it holds a slot), and goes to the front of the
-queue. A worker whose pooled track ends looks, in the transaction that records it, for a pending
-track of that pool and claims it: a freed slot is taken at once. Tracks of a pool found full wait
-aside; they are tried again when this worker frees a slot of their pool and at each look
-(``poll``), the way a slot freed by a busy worker of another process reaches them. On MariaDB the
-worker's connection reads committed rows, so the count after the lock sees every claim committed
-before it.
+its size run at once across every worker and run; pool rows are locked first in a transaction,
+in name order, before any track row, so workers never deadlock over them. Such a track is claimed
+only for a thread that is idle now (it never holds a slot while queued behind other work). A
+worker whose pooled track ends looks, in the transaction that records it, for a pending track of
+that pool and claims it: a freed slot is taken at once. Tracks of a pool found full wait aside;
+they are tried again when this worker frees a slot of their pool and at each look (``poll``), the
+way a slot freed by a busy worker of another process reaches them. On MariaDB the worker's
+connection reads committed rows, so the count after the lock sees every claim committed before it.
 """
 from __future__ import annotations
 
@@ -386,6 +386,13 @@ class Engine:
         """One transaction: record ended attempts, release successors, claim what can start.
         Changes nothing in memory (the transaction may be retried); ``_apply`` does that after
         the commit."""
+        # first of all, the pools whose tracks this batch may claim: those it frees a slot of,
+        # those of the tracks it took from the ready queue and of the successors it may release
+        pool_at = self.pool_of.get
+        wanted = {*freed, *filter(None, map(pool_at, taken))}
+        for e in ended:
+            wanted.update(filter(None, map(pool_at, self.jobs[e.track_id].successors)))
+        sizes = store.lock_pools(conn, wanted)
         events, ready, touched = self._record(conn, ended)
         finished = []
         for pipeline_id in touched:
@@ -409,12 +416,12 @@ class Engine:
                 if pool is not None:
                     found.pools[track_id] = pool
 
-        def pool_of(track_id: int) -> str | None:
+        def pool_of(track_id: int) -> str | None:  # also of the tracks a look found
             return self.pool_of.get(track_id) or found.pools.get(track_id)
 
-        if freed and idle:  # a slot this worker freed goes to a track waiting for it, wherever it is
+        if sizes.keys() & freed and idle:  # a slot this worker freed goes to a track waiting for it, anywhere
             pipelines = [p for p in store.claimable_pipelines(conn, self.name, until) if p not in self._unrunnable]
-            learn(store.pending_tracks(conn, pipelines, idle + len(known), pools=sorted(freed)))
+            learn(store.pending_tracks(conn, pipelines, idle + len(known), pools=sorted(sizes.keys() & freed)))
         if look and sum(1 for t in known if pool_of(t) is None) < free:
             if pipelines is None:
                 pipelines = [p for p in store.claimable_pipelines(conn, self.name, until)
@@ -427,7 +434,7 @@ class Engine:
         # highest priority first; a pool's track only within its pool's room, and only for a
         # thread idle now: it must not hold a slot while it waits behind other work, and what
         # ranks below it waits too (the queue drains until a thread is free for it)
-        room = store.pool_room(conn, {p for t in known if (p := pool_of(t)) is not None})
+        room = store.pool_room(conn, sizes)
         candidates: list[int] = []
         held_up = False
         for track_id in known:
@@ -436,8 +443,11 @@ class Engine:
                 found.rest.append(track_id)
             elif pool is None:
                 candidates.append(track_id)
-            elif room[pool] <= 0:
-                found.aside.append(track_id)  # its pool is full
+            elif pool not in wanted:  # found by the look: its pool is locked by the next batch
+                found.rest.append(track_id)
+                found.more = True
+            elif room.get(pool, 0) <= 0:
+                found.aside.append(track_id)  # its pool is full (or gone)
             elif len(candidates) >= idle:
                 held_up = True
                 found.rest.append(track_id)

@@ -171,8 +171,10 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, w
 
 def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = None,
               limit: int | None = None, offset: int = 0) -> list[tuple[Pipeline, str]]:
-    """Pipelines with their graph's name, newest first."""
-    q = select(Pipeline, Graph.name).join(Graph, Graph.id == Pipeline.graph_id).order_by(Pipeline.id.desc())
+    """Pipelines with their graph's name, newest first. The page is read from the pipelines
+    alone (newest first by primary key), the names after: a join lets MariaDB's planner start
+    from the graph and sort every run of it."""
+    q = select(Pipeline).order_by(Pipeline.id.desc())
     if graph_id is not None:
         q = q.where(Pipeline.graph_id == graph_id)
     if state is not None:
@@ -181,7 +183,10 @@ def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = No
         q = q.offset(offset)
     if limit is not None:
         q = q.limit(limit)
-    return [(p, name) for p, name in s.execute(q)]
+    page = list(s.scalars(q))
+    names = dict(s.execute(select(Graph.id, Graph.name).where(Graph.id.in_({p.graph_id for p in page}))).all()) \
+        if page else {}
+    return [(p, names[p.graph_id]) for p in page]
 
 
 def recent_durations(s: Session, graph_id: int, runs: int = 10) -> dict[int, list[float]]:
@@ -494,21 +499,24 @@ _RUNNING_BY_POOL = (select(_track.c.pool, func.count()).where(_track.c.pool.in_(
                     .group_by(_track.c.pool))
 
 
-def pool_room(conn: Connection, names: Iterable[str]) -> dict[str, int]:
-    """Free slots of each pool: its size less its running tracks, across every worker and run.
-    Locks the pools' rows until the transaction ends, so that no other claim of their tracks
-    can count the same slots; the caller claims within the same transaction. A pool that does
-    not exist has no room. (On MariaDB the connection must read committed rows: the engine's
-    does, see ``runner``.)"""
+def lock_pools(conn: Connection, names: Iterable[str]) -> dict[str, int]:
+    """Lock these pools' rows until the transaction ends, in name order, and return their sizes
+    (a pool that does not exist is left out). A worker locks the pools it may claim tracks of
+    first in its transaction, before it touches any track row: every worker takes its locks in
+    the same order, so none waits on another in a cycle; and no other claim of those pools'
+    tracks can count the same free slots."""
     names = sorted(set(names))
-    if not names:
+    return dict(conn.execute(_LOCK_POOLS, {"names": names}).all()) if names else {}
+
+
+def pool_room(conn: Connection, sizes: Mapping[str, int]) -> dict[str, int]:
+    """Free slots of each pool locked by ``lock_pools`` (name -> size): its size less its running
+    tracks, across every worker and run, as this transaction sees them now. (On MariaDB the
+    connection must read committed rows, as the engine's does: see ``Database.open_connection``.)"""
+    if not sizes:
         return {}
-    room = {n: 0 for n in names}
-    sizes = dict(conn.execute(_LOCK_POOLS, {"names": names}).all())
-    running = dict(conn.execute(_RUNNING_BY_POOL, {"names": list(sizes)}).all()) if sizes else {}
-    for name, size in sizes.items():
-        room[name] = max(0, size - int(running.get(name, 0)))
-    return room
+    running = dict(conn.execute(_RUNNING_BY_POOL, {"names": list(sizes)}).all())
+    return {name: max(0, size - int(running.get(name, 0))) for name, size in sizes.items()}
 
 
 def find_pools(s: Session, names: Iterable[str], *, lock: bool = False) -> dict[str, Pool]:

@@ -161,6 +161,4 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE ut
 
 ALTER TABLE track ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 
-CREATE INDEX ix_track_pool_state ON track (pool, state);
-
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';

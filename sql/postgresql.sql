@@ -163,8 +163,6 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200);
 
 ALTER TABLE track ADD COLUMN pool VARCHAR(200);
 
-CREATE INDEX ix_track_pool_state ON track (pool, state);
-
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
 
 COMMIT;

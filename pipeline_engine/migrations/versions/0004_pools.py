@@ -41,13 +41,13 @@ def upgrade() -> None:
         **TABLE,
     )
     op.add_column("vertex", sa.Column("pool", name(), nullable=True))
+    # no index on it: a pool's running tracks are counted among the running ones, which the
+    # index track(state, priority) finds (a few per worker thread); one more index with the
+    # state in it would cost every state change of every track
     op.add_column("track", sa.Column("pool", name(), nullable=True))
-    # a pool's running tracks are counted at every claim of one of its tracks
-    op.create_index("ix_track_pool_state", "track", ["pool", "state"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_track_pool_state", "track")
     with op.batch_alter_table("track") as batch:
         batch.drop_column("pool")
     with op.batch_alter_table("vertex") as batch:
