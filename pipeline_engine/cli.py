@@ -104,9 +104,9 @@ def graph() -> None:
 def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
     """Create a draft graph from a YAML or JSON graph file."""
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
-    click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
-    for note in info.notes:
+    for note in info.notes:  # the pools the file set; the summary stays the last line
         click.echo(note)
+    click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
 
 
 @graph.command("check")

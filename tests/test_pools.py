@@ -18,7 +18,7 @@ from conftest import ROOT, finished, run_tracks, stop, wait_for, worker
 
 from pipeline_engine import service
 from pipeline_engine.cli import main
-from pipeline_engine.errors import GraphFileError, NotFoundError, StateError
+from pipeline_engine.errors import GraphError, GraphFileError, NotFoundError, StateError
 from pipeline_engine.runner import run_pipeline
 
 
@@ -242,3 +242,26 @@ def test_a_pooled_track_on_the_critical_path_is_not_starved_by_queued_work(db, t
     run = service.start_run(db, "rank")
     assert run_pipeline(db, run, workers=1) == "succeeded"
     assert log.read_text().split()[0] == "pooled"
+
+
+def test_the_python_api_sets_and_removes_a_vertex_pool(db, unchanged):
+    service.create_graph(db, "api")
+    assert service.add_vertex(db, "api", "a", "true", pool="gpu").pool == "gpu"
+    assert service.update_vertex(db, "api", "a", retries=1).pool == "gpu"  # kept when not given
+    assert service.update_vertex(db, "api", "a", pool=None).pool is None
+    with unchanged():
+        with pytest.raises(GraphError, match="vertex 'b': pool name 'a b' is not valid"):
+            service.add_vertex(db, "api", "b", "true", pool="a b")
+        with pytest.raises(GraphError, match="pool 'x': size must be an integer from 0 to 1000000, got 2000000"):
+            service.set_pool(db, "x", 2_000_000)
+
+
+def test_graph_import_says_which_pools_it_set(cli, example):
+    code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--seal")
+    assert code == 0 and out.splitlines() == ["pool 'reporting_host' created with size 1",
+                                              "graph 'sales-report' imported: 7 vertices, 7 edges, sealed"]
+    assert cli("pool", "set", "reporting_host", "3")[0] == 0
+    code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--name", "again")
+    assert code == 0 and out.splitlines()[0] == "pool 'reporting_host' size 3 -> 1"
+    code, out, _ = cli("graph", "show", "sales-report")
+    assert "report  (pool reporting_host, after" in out and "pools:       reporting_host (size 1)" in out
