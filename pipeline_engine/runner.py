@@ -25,9 +25,10 @@ Concurrency pools. A track of a vertex that names a pool is claimed only in a tr
 has locked the pool's row and counted its running tracks (``store.pool_room``), so no more than
 its size run at once across every worker and run; pool rows are locked first in a transaction,
 in name order, before any track row, so workers never deadlock over them. Such a track is claimed
-only for a thread that is idle now (it never holds a slot while queued behind other work). A
-worker whose pooled track ends looks, in the transaction that records it, for a pending track of
-that pool and claims it: a freed slot is taken at once. Tracks of a pool found full wait aside;
+only for a thread that is idle now (it never holds a slot while queued behind other work), and
+nothing ranked below a track waiting for a full pool is queued ahead. A worker whose pooled track
+ends (its thread now idle) looks, in the transaction that records it, for a pending track of that
+pool and claims it: a freed slot is taken at once. Tracks of a pool found full wait aside;
 they are tried again when this worker frees a slot of their pool and at each look (``poll``), the
 way a slot freed by a busy worker of another process reaches them. On MariaDB the worker's
 connection reads committed rows, so the count after the lock sees every claim committed before it.
@@ -430,24 +431,37 @@ class Engine:
             rows = store.pending_tracks(conn, pipelines, asked)
             found.more = len(rows) == asked  # as many as it asked for: look again at once
             learn(rows)  # beyond what can start now, remembered: later batches claim from memory
-        known.sort(key=lambda t: (-(self.priority[t] if t in self.priority else found.prios.get(t, 0.0)), t))
+        def rank(t: int) -> float:
+            return self.priority[t] if t in self.priority else found.prios.get(t, 0.0)
+
+        known.sort(key=lambda t: (-rank(t), t))
+        # the best track this worker set aside earlier for a full pool
+        bar = max((-heap[0][0] for heap in self.blocked.values() if heap), default=None)
         # highest priority first; a pool's track only within its pool's room, and only for a
         # thread idle now: it must not hold a slot while it waits behind other work, and what
-        # ranks below it waits too (the queue drains until a thread is free for it)
+        # ranks below it waits too (the queue drains until a thread is free for it). Below a
+        # track of a full pool (now or set aside before) nothing is queued ahead either: the
+        # thread that frees a slot of that pool is then idle, and takes the slot over in the
+        # transaction that records its end.
         room = store.pool_room(conn, sizes)
         candidates: list[int] = []
         held_up = False
+        cap = free
         for track_id in known:
             pool = pool_of(track_id)
-            if held_up or len(candidates) >= free:
+            if bar is not None and rank(track_id) <= bar:
+                cap = min(cap, idle)
+            if held_up or len(candidates) >= cap:
                 found.rest.append(track_id)
             elif pool is None:
                 candidates.append(track_id)
-            elif pool not in wanted:  # found by the look: its pool is locked by the next batch
+            elif pool not in wanted:  # found by the look: its pool is locked first in the next batch,
+                held_up = True        # which comes at once; what ranks below it waits for that one
                 found.rest.append(track_id)
                 found.more = True
             elif room.get(pool, 0) <= 0:
-                found.aside.append(track_id)  # its pool is full (or gone)
+                found.aside.append(track_id)  # its pool is full (or gone); what ranks below it is
+                cap = min(cap, idle)          # not queued ahead: a thread must come free for it
             elif len(candidates) >= idle:
                 held_up = True
                 found.rest.append(track_id)
