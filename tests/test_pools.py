@@ -265,3 +265,19 @@ def test_graph_import_says_which_pools_it_set(cli, example):
     assert code == 0 and out.splitlines()[0] == "pool 'reporting_host' size 3 -> 1"
     code, out, _ = cli("graph", "show", "sales-report")
     assert "report  (pool reporting_host, after" in out and "pools:       reporting_host (size 1)" in out
+
+
+def test_a_slot_is_not_left_waiting_behind_work_queued_ahead(db, tmp_path):
+    """Two threads, a pool of one, pooled tracks that outrank a backlog of unpooled sleeps: the
+    thread that frees the slot must be free to take it over, so nothing below the waiting pooled
+    track is queued ahead (else it waits for the queue: 0.3 s or more per hand-off)."""
+    side = tmp_path / "pooled"
+    vertices = [{"name": f"p{i}", "script": timed(side, f"p{i}", 0.3), "pool": "one", "priority": 10}
+                for i in range(4)]
+    vertices += [{"name": f"f{i}", "script": "sleep 0.3", "priority": 1} for i in range(12)]
+    service.import_graph(db, {"name": "backlog", "pools": {"one": 1}, "vertices": vertices}, seal=True)
+    assert run_pipeline(db, service.start_run(db, "backlog"), workers=2) == "succeeded"
+    spans = intervals(side)
+    assert most_at_once(spans) == 1
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    assert max(gaps) < 0.15, gaps
