@@ -431,6 +431,7 @@ class Engine:
             rows = store.pending_tracks(conn, pipelines, asked)
             found.more = len(rows) == asked  # as many as it asked for: look again at once
             learn(rows)  # beyond what can start now, remembered: later batches claim from memory
+
         def rank(t: int) -> float:
             return self.priority[t] if t in self.priority else found.prios.get(t, 0.0)
 

@@ -302,18 +302,19 @@ def _check(s: Session, graph: Graph) -> CheckResult:
         template = params.compile_script(v.name, v.script, v.schema())
         for word in template.unknown:
             warnings.append(f"vertex '{v.name}': {{{word}}} names no input of the vertex and stays as written")
-    for name in _missing_pools(s, spec):
-        users = ", ".join(f"'{v.name}'" for v in spec.vertices if v.pool == name)
-        warnings.append(f"pool '{name}' (vertex {users}) does not exist: the graph cannot run until it does"
-                        f" (pipeline-engine pool set {name} SIZE)")
+    for pool, users in _missing_pools(s, spec.vertices).items():
+        warnings.append(f"pool '{pool}' (vertex {users}) does not exist: the graph cannot run until it does"
+                        f" (pipeline-engine pool set {pool} SIZE)")
     if not spec.vertices:
         warnings.append(f"graph '{graph.name}' has no vertices")
     return CheckResult(graph=graph.name, status=graph.status, order=order, warnings=warnings)
 
 
-def _missing_pools(s: Session, spec: GraphSpec) -> list[str]:
-    named = {v.pool for v in spec.vertices if v.pool is not None}
-    return sorted(named - set(store.find_pools(s, named)))
+def _missing_pools(s: Session, vertices) -> dict[str, str]:
+    """Pools the vertices name that do not exist, by name, with the vertices naming each."""
+    named = {v.pool for v in vertices if v.pool is not None}
+    missing = sorted(named - set(store.find_pools(s, named)))
+    return {p: ", ".join(f"'{v.name}'" for v in vertices if v.pool == p) for p in missing}
 
 
 def check_graph(db: Database, name: str) -> CheckResult:
@@ -523,13 +524,10 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         g = _runnable(s, graph)
         rows = store.vertices(s, g.id)
         edges = store.edge_names(s, g.id)
-        missing = sorted({v.pool for v in rows if v.pool is not None}
-                         - set(store.find_pools(s, {v.pool for v in rows if v.pool is not None})))
+        missing = _missing_pools(s, rows)
         if missing:
-            users = {p: [v.name for v in rows if v.pool == p] for p in missing}
-            raise NotFoundError("; ".join(
-                f"graph '{graph}': pool '{p}' (vertex {', '.join(repr(u) for u in users[p])}) does not exist:"
-                f" pipeline-engine pool set {p} SIZE" for p in missing))
+            raise NotFoundError("; ".join(f"graph '{graph}': pool '{p}' (vertex {users}) does not exist:"
+                                          f" pipeline-engine pool set {p} SIZE" for p, users in missing.items()))
         schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
         values = params.resolve(schemas, parameters)
         rendered = {v.name: params.render(params.compile_script(v.name, v.script, schemas[v.name]),

@@ -18,6 +18,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
+from pipeline_engine.cli import main as cli_main
 from pipeline_engine.db import Database, normalize_url
 from pipeline_engine.executor import process_running
 from pipeline_engine.migrate import VERSION_TABLE
@@ -237,6 +238,17 @@ def unchanged(db):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
+
+
+@pytest.fixture
+def cli(db_url, capsys):
+    """Run the CLI in this process on the test's database: returns (exit code, stdout, stderr)."""
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            cli_main(["--db", db_url, *args])
+        out, err = capsys.readouterr()
+        return exc.value.code, out, err
+    return run
 
 
 @pytest.fixture

@@ -14,17 +14,6 @@ from pipeline_engine.cli import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def cli(db_url, capsys):
-    """Run the CLI in this process on the test's database: returns (exit code, stdout, stderr)."""
-    def run(*args):
-        with pytest.raises(SystemExit) as exc:
-            main(["--db", db_url, *args])
-        out, err = capsys.readouterr()
-        return exc.value.code, out, err
-    return run
-
-
 def test_import_check_seal_show_list_export_delete(cli, example, tmp_path):
     code, out, err = cli("graph", "import", example("diamond.yaml"))
     assert code == 0 and "graph 'diamond' imported: 4 vertices, 4 edges, draft" in out

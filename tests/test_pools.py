@@ -17,7 +17,6 @@ import pytest
 from conftest import ROOT, finished, run_tracks, stop, wait_for, worker
 
 from pipeline_engine import service
-from pipeline_engine.cli import main
 from pipeline_engine.errors import GraphError, GraphFileError, NotFoundError, StateError
 from pipeline_engine.runner import run_pipeline
 
@@ -44,16 +43,6 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
         now += step
         peak = max(peak, now)
     return peak
-
-
-@pytest.fixture
-def cli(db_url, capsys):
-    def run(*args):
-        with pytest.raises(SystemExit) as exc:
-            main(["--db", db_url, *args])
-        out, err = capsys.readouterr()
-        return exc.value.code, out, err
-    return run
 
 
 # --- definitions ----------------------------------------------------------------------------------
