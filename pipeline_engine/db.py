@@ -6,6 +6,7 @@ one transaction on it.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -129,6 +130,20 @@ class Database:
         self.ensure_schema()
         with self._connect(write) as conn:
             yield conn
+
+    def limit_idle_transactions(self, conn: Connection, seconds: float | None) -> None:
+        """Have the server end ``conn``'s session when it sits inside a transaction, waiting for
+        the client, longer than ``seconds`` (None: no limit). A worker that freezes (SIGSTOP, a
+        suspended VM) in the middle of a transaction would otherwise keep its row locks, and
+        MariaDB's locking reads lock more rows than they return: the other workers could not take
+        its tracks back. The session is ended, its transaction rolled back; the worker, if it
+        wakes, reconnects and retries. SQLite has no server to do this."""
+        if self.is_mysql:
+            conn.exec_driver_sql(f"SET SESSION idle_transaction_timeout = {math.ceil(seconds) if seconds else 0}")
+        elif self.dialect == "postgresql":
+            conn.exec_driver_sql(f"SET idle_in_transaction_session_timeout = {int(seconds * 1000) if seconds else 0}")
+        if self.dialect != "sqlite":
+            conn.commit()
 
     def open_connection(self) -> Connection:
         """A new writer's connection that the caller manages itself (a long-running loop that

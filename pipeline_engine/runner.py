@@ -78,6 +78,8 @@ _COALESCE = 0.002
 #: pending tracks a look in the database remembers beyond those it can claim at once
 _LOOK_AHEAD = 256
 _MAX_BACKOFF = 5.0
+#: a worker's transactions last milliseconds; the server ends one left idle this long at least
+_MIN_IDLE_LIMIT = 5.0
 _WAKE = object()  # put in the outbox to wake the dispatcher (a stop was asked)
 
 
@@ -174,6 +176,9 @@ class Engine:
         self.name = name or worker_name()
         self.lease, self.grace, self.poll = lease, grace, poll
         self.heartbeat_every = min(1.0, lease / 3)
+        #: seconds the database server lets this worker sit inside a transaction before it ends
+        #: the session (a frozen worker's locks must not outlive its lease by much)
+        self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
         self.output_cap, self.log_dir, self.on_event = output_cap, log_dir, on_event
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
@@ -379,6 +384,10 @@ class Engine:
             except DatabaseError:
                 pass
             if self._conn is not None:
+                try:  # the connection goes back to the pool: without this worker's limit
+                    self.db.limit_idle_transactions(self._conn, None)
+                except Exception:  # noqa: BLE001 -- a broken connection is discarded by the pool
+                    self._conn.invalidate()
                 self._conn.close()
                 self._conn = None
 
@@ -712,6 +721,7 @@ class Engine:
             try:
                 if self._conn is None:
                     self._conn = self.db.open_connection()
+                    self.db.limit_idle_transactions(self._conn, self.idle_limit)
                 with self._conn.begin():
                     return fn(self._conn)
             except (sa_exc.DBAPIError, DatabaseError, OSError) as exc:

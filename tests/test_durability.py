@@ -435,3 +435,42 @@ def test_many_small_runs_shared_by_workers_all_finish(db, db_url, tmp_path):
     finally:
         stop(*workers)
     assert {pipeline_state(db, i) for i in ids} == {"succeeded"}
+
+
+@pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
+def test_the_server_ends_a_frozen_workers_transaction_so_its_track_can_be_taken_back(backend, db):
+    """A worker frozen (SIGSTOP, a suspended VM) in the middle of a transaction keeps its row
+    locks: here it froze after renewing its track's heartbeat, before the commit. Its connection
+    tells the server to end a transaction idle that long, so the take-back waits seconds, not
+    until the worker wakes (or, on MariaDB, fails after its 50 s lock wait)."""
+    from sqlalchemy import exc as sa_exc, text
+
+    from pipeline_engine import store
+
+    service.import_graph(db, {"name": "frozen", "vertices": [{"name": "a", "script": "true", "retries": 1}]},
+                         seal=True)
+    run = service.start_run(db, "frozen", detach=True)
+    track_id = run_tracks(db, run.id)["a"].id
+    frozen, other = db.open_connection(), db.open_connection()
+    try:
+        db.limit_idle_transactions(frozen, 2.0)
+        # without the limit the take-back would wait for the lock: fail after 20 s, not hang
+        other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 20" if backend == "mariadb"
+                              else "SET lock_timeout = '20s'")
+        other.commit()
+        with frozen.begin():
+            assert store.claim_tracks(frozen, [track_id], "A") == [(track_id, 1)]
+        frozen.begin()
+        assert store.heartbeat(frozen, "A", [track_id]) == {}  # holds the track's row now; no commit
+        started = time.monotonic()
+        with other.begin():
+            assert store.take_back(other, track_id, "A", 1, "pending", "its worker's lease ran out")
+        waited = time.monotonic() - started
+        assert 1.5 < waited < 15, waited
+        with pytest.raises(sa_exc.DBAPIError):  # the frozen worker, waking, finds its session ended
+            frozen.execute(text("SELECT 1"))
+    finally:
+        frozen.invalidate()
+        frozen.close()
+        other.close()
+    assert run_tracks(db, run.id)["a"].state == "pending"
