@@ -137,13 +137,15 @@ class Database:
         suspended VM) in the middle of a transaction would otherwise keep its row locks, and
         MariaDB's locking reads lock more rows than they return: the other workers could not take
         its tracks back. The session is ended, its transaction rolled back; the worker, if it
-        wakes, reconnects and retries. SQLite has no server to do this."""
-        if self.is_mysql:
+        wakes, reconnects and retries. SQLite has no server to do this, nor has MySQL (only
+        MariaDB): there the limit is not set."""
+        if self.is_mysql and getattr(conn.dialect, "is_mariadb", False):
             conn.exec_driver_sql(f"SET SESSION idle_transaction_timeout = {math.ceil(seconds) if seconds else 0}")
         elif self.dialect == "postgresql":
             conn.exec_driver_sql(f"SET idle_in_transaction_session_timeout = {int(seconds * 1000) if seconds else 0}")
-        if self.dialect != "sqlite":
-            conn.commit()
+        else:
+            return
+        conn.commit()
 
     def open_connection(self) -> Connection:
         """A new writer's connection that the caller manages itself (a long-running loop that
