@@ -6,28 +6,12 @@ Pure: no database, no processes.
   ``InputSpec`` objects; ``InputSpec.coerce`` turns a raw value into a typed one.
 * **Parameters.** ``resolve`` gives every vertex's inputs their values from a run's parameters,
   reporting every problem at once; ``missing`` lists what an interactive prompt should ask.
-* **Rendering.** ``compile_script`` finds the ``{name}`` placeholders of a script and the bash
-  quoting context of each; ``render`` replaces each with a reference to the environment variable
-  ``PE_<name>`` written for that context, so a value reaches bash as data and never runs as code.
-
-The quoting context comes from a small bash lexer (checked against bash 5.2). It approximates:
-
-* ``$((`` always opens arithmetic, and ``((`` at the start of a word opens an arithmetic command
-  (bash falls back to a subshell when the text does not parse as arithmetic).
-* ``)`` ends ``$(`` unless it closes a ``(`` or ends a ``case`` pattern; ``case``/``esac`` count
-  wherever they start a word, not only in command position.
-* In ``${...}`` within double quotes or a here-document, ``'`` is a literal character (as for
-  ``${x:-word}``; bash treats it as a quote for some other operators).
-* Inside backticks a backslash escapes the next character; nested backticks are not tracked.
-* A here-document delimiter is its word after quote removal; ``$'...'`` there is not recognised.
-  Bodies start at the next newline at command level, in the order their operators appeared.
-  Inside a substitution or ``( )``, bash 5.2 may end a body at a line that merely starts with
-  the delimiter: the lexer ends it there, and a value may never produce such a line.
-* Arithmetic is recognised in ``$(( ))``, ``(( ))``, ``$[ ]``, ``${a[...]}`` subscripts and
-  ``${s:offset:length}``, where only ``int`` inputs may stand. Bash also evaluates *data* as
-  arithmetic in ``[[ a -eq b ]]``, ``let``, ``declare -i``, ``test -v`` and ``a[i]=`` assignments:
-  there a value arrives as data that the script hands to bash to evaluate, as with ``eval``;
-  declare such inputs ``int``.
+* **Rendering.** ``compile_script`` finds the ``{name}`` placeholders of a script and, through
+  ``shell.read``, where each stands; ``render`` replaces each with a reference to the environment
+  variable ``PE_<name>`` written for its site, so a value reaches bash as data and never runs as
+  code. It is default-deny: a placeholder is accepted only where the reader positively knows bash
+  takes its value as data (an ``int`` also in arithmetic and name positions), and only in a script
+  the reader follows with certainty.
 """
 from __future__ import annotations
 
@@ -35,9 +19,10 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
+from pipeline_engine import shell
 from pipeline_engine.errors import InputSchemaError, ParameterError
 
 INPUT_TYPES = ("str", "int", "float", "bool", "ip", "choice", "secret")
@@ -363,263 +348,37 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return re.sub("|".join(map(re.escape, found)), MASK, text)
 
 
-# --- the bash lexer -------------------------------------------------------------------------
-
-# Frame kinds. Command level: where words, comments, here-documents and parentheses live.
-_TOP, _CMDSUB, _BACKTICK = "top", "cmdsub", "backtick"
-_CMD = (_TOP, _CMDSUB, _BACKTICK)
-_BRACE, _DQ, _SQ, _ANSI, _ARITH = "brace", "dquote", "squote", "ansi", "arith"
-_HEREDOC, _QHEREDOC, _COMMENT = "heredoc", "quoted-heredoc", "comment"
-
-_METACHARS = " \t\n;&|()<>"  # after these a new word starts
-_CASE = re.compile(r"(case|esac)(?=[ \t\n;&|()<>])")
-_PARAM = re.compile(r"[!#]?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])")
-
-
-@dataclass(eq=False)
-class _Frame:
-    kind: str
-    close: str = ""  # the text that ends an arithmetic frame: "))", "]" or "}"
-    opened: list = field(default_factory=list)  # open "(", "[", "{" or "case" inside this frame
-    quoted: bool = False  # a ${...} within double quotes or a here-document
-    delim: str = ""  # here-documents only
-    strip_tabs: bool = False
-    nested: bool = False  # inside a substitution or ( ): bash 5.2 ends the body more eagerly
-
-
-def _ends_heredoc(line: str, doc: Any) -> bool:
-    """Whether bash may end here-document ``doc`` (a frame or a slot) at ``line``."""
-    if doc.strip_tabs:
-        line = line.lstrip("\t")
-    return line == doc.delim or (doc.nested and line.startswith(doc.delim))
-
-
-class _Lexer:
-    """Follows bash's quoting context through a script's literal text, fed chunk by chunk.
-
-    Chunks are separated by placeholders, which never change the context; ``placeholder`` says
-    how to write one at the current point.
-    """
-
-    def __init__(self) -> None:
-        self.stack = [_Frame(_TOP)]
-        self.pending: list[_Frame] = []  # here-documents whose body starts at the next newline
-        self.word_start = self.line_start = True
-        self.dangling = ""  # why nothing may directly follow the text fed last
-
-    def feed(self, text: str) -> None:
-        self.dangling = ""
-        i = 0
-        while i < len(text):
-            if self.line_start and (j := self._heredoc_end(text, i)) is not None:
-                i = j
-                continue
-            j = self._step(text, i)
-            self.line_start = j == i + 1 and text[i] == "\n"
-            i = j
-
-    def placeholder(self) -> tuple[str, _Frame]:
-        """The form of a reference at this point (see ``_REFERENCE``, plus "literal" and
-        "arith"), and the frame it stands in. Raises ValueError when none would be safe."""
-        if self.dangling:
-            raise ValueError(self.dangling)
-        self.word_start = self.line_start = False  # a reference is part of a word and a line
-        top = self.stack[-1]
-        if top.kind == _QHEREDOC:
-            if any(f.kind == _BACKTICK for f in self.stack):
-                # bash finds the closing backtick before it reads the here-document: a backtick
-                # in the literal value would end the substitution
-                raise ValueError("stands in a quoted here-document inside backticks; use $( )")
-            return "literal", top
-        if top.kind in (_SQ, _ANSI):
-            return top.kind, top
-        if top.kind != _COMMENT:
-            for frame in reversed(self.stack):
-                if frame.kind == _ARITH:
-                    return "arith", frame
-                if frame.kind in _CMD:
-                    break
-        return ("bare" if top.kind in (_DQ, _HEREDOC) else "quoted"), top
-
-    # -- one step: consume the construct at text[i], return the index after it --
-
-    def _step(self, text: str, i: int) -> int:
-        top, c = self.stack[-1], text[i]
-        if top.kind == _QHEREDOC:  # nothing expands: skip to the end of the line
-            end = text.find("\n", i)
-            return len(text) if end == -1 else max(end, i + 1)
-        if top.kind == _SQ or (top.kind == _ANSI and c == "'"):
-            if c == "'":
-                self._pop()
-            return i + 1
-        if top.kind == _COMMENT:
-            if c == "\n":
-                self._pop()
-                return i  # the newline belongs to the command level (here-documents start)
-            return i + 1
-        if c == "\\":
-            if i + 1 == len(text):
-                self.dangling = ("follows a backslash, which would escape the first character"
-                                 " of its reference (write \\\\ for a literal backslash)")
-            return i + 2
-        if top.kind == _ANSI:
-            return i + 1
-        if (top.kind, c) in ((_DQ, '"'), (_BACKTICK, "`")):
-            self._pop()
-            return i + 1
-        j = self._expansion(text, i)
-        if j is not None:
-            return j
-        if top.kind in (_DQ, _HEREDOC):
-            return i + 1
-        if top.kind == _ARITH:
-            return self._arith(text, i, top)
-        return self._word(text, i, top)
-
-    def _push(self, kind: str, close: str = "", **kw: Any) -> None:
-        self.stack.append(_Frame(kind, close, **kw))
-        self.word_start = kind in (_CMDSUB, _BACKTICK)
-
-    def _pop(self) -> None:
-        self.stack.pop()
-        self.word_start = False  # what closed was part of a word
-
-    def _expansion(self, text: str, i: int) -> int | None:
-        """Open $((, $(, $[, ${ or a backtick at text[i]; None if there is none."""
-        for opener, kind, close in (("$((", _ARITH, "))"), ("$(", _CMDSUB, ""),
-                                    ("$[", _ARITH, "]"), ("`", _BACKTICK, "")):
-            if text.startswith(opener, i):
-                self._push(kind, close)
-                return i + len(opener)
-        if not text.startswith("${", i):
-            return None
-        top = self.stack[-1]
-        quoted = top.kind in (_DQ, _HEREDOC) or top.quoted
-        m = _PARAM.match(text, i + 2)
-        after = text[m.end():m.end() + 2] if m else ""
-        if after[:1] == ":" and after[1:] not in ("-", "=", "?", "+"):
-            self._push(_ARITH, "}")  # ${s:offset:length}: both are arithmetic
-            return m.end() + 1
-        self._push(_BRACE, quoted=quoted)
-        if after[:1] == "[":
-            self._push(_ARITH, "]")  # a subscript is arithmetic for indexed arrays
-            return m.end() + 1
-        return i + 2
-
-    def _arith(self, text: str, i: int, top: _Frame) -> int:
-        c = text[i]
-        if c == '"':
-            self._push(_DQ)
-        elif c in "([":
-            top.opened.append(c)
-        elif top.opened and c == {"(": ")", "[": "]"}[top.opened[-1]]:
-            top.opened.pop()
-        elif not top.opened and text.startswith(top.close, i):
-            self._pop()
-            return i + len(top.close)
-        return i + 1
-
-    def _word(self, text: str, i: int, top: _Frame) -> int:
-        """Command-level text and the word parts of ${...}."""
-        c, at_word = text[i], self.word_start
-        self.word_start = c in _METACHARS
-        if c == '"' or (c == "'" and not top.quoted):
-            self._push(_DQ if c == '"' else _SQ)
-        elif c == "$" and not top.quoted and text[i + 1:i + 2] in ("'", '"'):
-            self._push(_ANSI if text[i + 1] == "'" else _DQ)  # $"..." is a translated "..."
-            return i + 2
-        elif top.kind == _BRACE:
-            if c == "{":
-                top.opened.append(c)
-            elif c == "}" and top.opened:
-                top.opened.pop()
-            elif c == "}":
-                self._pop()
-        elif c == "#" and at_word:
-            self._push(_COMMENT)
-        elif c == "\n":
-            self._next_heredoc()
-        elif text.startswith("<<<", i):  # a here-string is an ordinary word
-            return i + 3
-        elif text.startswith("<<", i):
-            return self._heredoc_operator(text, i)
-        elif at_word and text.startswith("((", i):
-            self._push(_ARITH, "))")
-            return i + 2
-        elif c == "(":
-            top.opened.append(c)
-        elif c == ")":
-            if top.opened and top.opened[-1] == "(":
-                top.opened.pop()
-            elif not top.opened and top.kind == _CMDSUB:
-                self._pop()
-            # else: the end of a case pattern (or a stray parenthesis)
-        elif at_word and (m := _CASE.match(text, i)):
-            if m.group(1) == "case":
-                top.opened.append("case")
-            elif top.opened and top.opened[-1] == "case":
-                top.opened.pop()
-            self.word_start = False
-            return m.end()
-        return i + 1
-
-    def _heredoc_operator(self, text: str, i: int) -> int:
-        j, n = i + 2, len(text)
-        strip_tabs = text.startswith("-", j)
-        j += strip_tabs
-        while j < n and text[j] in " \t":
-            j += 1
-        word, quoted = [], False
-        while j < n and text[j] not in _METACHARS:
-            if text[j] in "'\"":
-                end = text.find(text[j], j + 1)
-                if end == -1:
-                    j = n
-                    break
-                word.append(text[j + 1:end])
-                quoted, j = True, end + 1
-            elif text[j] == "\\":
-                word.append(text[j + 1:j + 2])
-                quoted, j = True, j + 2
-            else:
-                word.append(text[j])
-                j += 1
-        if j >= n:
-            self.dangling = "cannot be part of a here-document delimiter"
-        if word or quoted:
-            nested = any(f.kind in (_CMDSUB, _BACKTICK) or "(" in f.opened for f in self.stack)
-            self.pending.append(_Frame(_QHEREDOC if quoted else _HEREDOC, delim="".join(word),
-                                       strip_tabs=strip_tabs, nested=nested))
-        self.word_start = False
-        return min(j, n)
-
-    def _next_heredoc(self) -> None:
-        if self.pending:
-            self.stack.append(self.pending.pop(0))
-
-    def _heredoc_end(self, text: str, i: int) -> int | None:
-        """At a line start: if the line ends the innermost here-document, close it and return
-        the index after the line. A line cut by a placeholder never ends one."""
-        doc = next((f for f in reversed(self.stack) if f.kind in (_HEREDOC, _QHEREDOC)), None)
-        end = text.find("\n", i)
-        if doc is None or end == -1 or not _ends_heredoc(text[i:end], doc):
-            return None
-        while self.stack.pop() is not doc:
-            pass
-        self.word_start = True
-        self._next_heredoc()
-        return end + 1
-
-
 # --- templates ------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: how a reference to variable {var} is written, by quoting context
+#: how a reference to variable {var} is written, by the form of its site
 _REFERENCE = {
-    "quoted": '"${{{var}}}"',  # command level: quoted, so no word splitting or globbing
-    "bare": "${{{var}}}",  # inside double quotes or an unquoted here-document
-    _SQ: "'\"${{{var}}}\"'",  # close the single quotes, insert, reopen
-    _ANSI: "'\"${{{var}}}\"$'",
+    shell.WORD: '"${{{var}}}"',  # command level: quoted, so no word splitting or globbing
+    shell.COMMENT: '"${{{var}}}"',
+    shell.DQ: "${{{var}}}",  # inside double quotes or an unquoted here-document
+    shell.HEREDOC: "${{{var}}}",
+    shell.SQ: "'\"${{{var}}}\"'",  # close the single quotes, insert, reopen
+    shell.ANSI: "'\"${{{var}}}\"$'",
+}
+_ROLES = {  # what a role is, as said in an error; int inputs may stand in these roles
+    shell.ARITH: "stands in arithmetic ('{construct}')",
+    shell.NAME: "stands where bash takes a variable name ('{construct}') and evaluates a subscript in it",
+    shell.OPTION: "stands where '{construct}' reads its options, and a value starting with '-' would be"
+                  " taken as one (put -- before it)",
+    shell.CODE: "is an argument of '{construct}', which runs its arguments as code or as a command",
+    shell.UNKNOWN: "is an argument of a command the script does not name, which bash may take as code or a"
+                   " name (name the command, or pass the value on in a variable: v={placeholder})",
+}
+_REFUSED = {  # where no input of any type may stand
+    shell.COMMAND: "names the command to run: a value may not choose what runs",
+    shell.BACKSLASH: "follows a backslash, which would escape the first character of its reference"
+                     " (write \\\\ for a literal backslash)",
+    shell.DELIMITER: "stands in a here-document delimiter",
+    shell.QHEREDOC: "stands in a quoted here-document ({construct}), where it would be pasted into the script"
+                    " as text: use an unquoted here-document (<<EOF), where the value arrives by reference",
+    shell.BRACE: "stands inside a parameter expansion '${{…}}': assign it to a variable first"
+                 " (v={placeholder}) and expand that",
+    shell.BACKTICK: "stands inside backticks, which bash reads twice: use $( ) instead",
 }
 
 
@@ -627,10 +386,7 @@ class Slot(NamedTuple):
     """A placeholder in a compiled template, with how it is written."""
 
     name: str
-    form: str  #: quoted | bare | squote | ansi | literal (quoted here-document) | arith
-    delim: str = ""  #: literal only: the here-document delimiter the value must not recreate
-    strip_tabs: bool = False
-    nested: bool = False
+    form: str  #: a form of ``shell``: word | dquote | squote | ansi | heredoc | comment | arith
 
 
 @dataclass(frozen=True)
@@ -645,14 +401,15 @@ class Template:
 
 
 def compile_script(vertex: str, script: str, schema: Mapping[str, InputSpec]) -> Template:
-    """Find the placeholders of ``script`` and the bash quoting context of each.
+    """Find the placeholders of ``script`` and where each stands (``shell.read``).
 
     ``{name}`` of a declared input is a placeholder; ``{{`` and ``}}`` are literal braces; any other
-    ``{word}``, or one right after ``$``, stays as written. Raises InputSchemaError when a
-    placeholder stands where no reference is safe: a non-int input in arithmetic, right after a
-    backslash, in a here-document delimiter, or in a quoted here-document inside backticks.
+    ``{word}``, or one right after ``$``, stays as written. Default-deny: raises InputSchemaError,
+    naming the vertex, the placeholder, its line and the construct, unless every placeholder
+    stands where bash takes its value as data (or, for an int input, in arithmetic or as a name),
+    and unless the whole script is one the reader follows with certainty.
     """
-    lexer, parts, literal = _Lexer(), [], []
+    parts, literal, slots = [], [], []
     used: dict[str, None] = {}
     unknown: dict[str, None] = {}
     pos = 0
@@ -668,40 +425,70 @@ def compile_script(vertex: str, script: str, schema: Mapping[str, InputSpec]) ->
             if not after_dollar:
                 unknown.setdefault(name)
             continue
-        text, literal = "".join(literal), []
-        lexer.feed(text)
-        try:
-            form, frame = lexer.placeholder()
-        except ValueError as exc:
-            raise InputSchemaError(f"vertex '{vertex}': input '{name}': {{{name}}} {exc}") from None
-        if form == "arith" and schema[name].type != "int":
-            raise InputSchemaError(
-                f"vertex '{vertex}': input '{name}' ({schema[name].type}) stands in arithmetic,"
-                " where bash evaluates text as code: only int inputs may stand there")
-        if text:
-            parts.append(text)
-        parts.append(Slot(name, form, frame.delim, frame.strip_tabs, frame.nested))
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        parts.append(len(slots))
+        slots.append(name)
         used.setdefault(name)
     tail = "".join(literal) + script[pos:]
     if tail:
         parts.append(tail)
+    if slots:
+        sites = _read(vertex, script, parts, slots, schema)
+        parts = [p if isinstance(p, str) else Slot(slots[p], sites[p].form) for p in parts]
     return Template(vertex, script, tuple(parts), tuple(used), tuple(unknown))
+
+
+def _read(vertex: str, script: str, parts: list, slots: list[str],
+          schema: Mapping[str, InputSpec]) -> dict[int, shell.Site]:
+    """Where each slot stands, checked against its input's type (InputSchemaError if refused)."""
+    if any(ord(c) >= shell.MARK_BASE for c in script) or len(slots) >= shell.MARK_LIMIT - shell.MARK_BASE:
+        raise InputSchemaError(f"vertex '{vertex}': the script holds a character from Unicode's private use"
+                               " area B, which the engine uses to read placeholders")
+    marked = "".join(p if isinstance(p, str) else shell.mark(p) for p in parts)
+    try:
+        sites = shell.read(marked)
+    except shell.Unsure as exc:
+        if exc.site is None:
+            first = "{" + slots[0] + "}"
+            raise InputSchemaError(
+                f"vertex '{vertex}': line {exc.line}: {exc.reason}: the engine cannot read this script with"
+                f" certainty, so it takes no placeholder ({first} and any other); see the README's"
+                " Placeholders section") from None
+        sites = {exc.site[0]: exc.site[1]}
+    for k, name in enumerate(slots):
+        site = sites.get(k)
+        if site is None or site.role == shell.DATA:
+            continue
+        placeholder = "{" + name + "}"
+        where = f"vertex '{vertex}': {placeholder} at line {site.line}"
+        if site.role in _REFUSED:
+            what = _REFUSED[site.role].format(construct=site.construct, placeholder=placeholder)
+            raise InputSchemaError(f"{where} {what}")
+        if schema[name].type != "int":
+            what = _ROLES[site.role].format(construct=site.construct, placeholder=placeholder)
+            raise InputSchemaError(f"{where} {what}: only int inputs may stand there"
+                                   f" ('{name}' is {schema[name].type})")
+    missing = [k for k in range(len(slots)) if k not in sites]
+    if missing:  # every mark is read or the reader is unsure: this is a bug, refuse to guess
+        raise InputSchemaError(f"vertex '{vertex}': {{{slots[missing[0]]}}} could not be placed")
+    return sites
 
 
 @dataclass(frozen=True)
 class Rendered:
     """A script ready for ``bash -e -o pipefail -c script`` with ``env`` added."""
 
-    script: str  #: what runs; holds a secret only where one stands in a quoted here-document
-    shown: str  #: what may be stored or shown: ``script`` with every secret value masked
+    script: str  #: what runs: values stand in it only as digits of int inputs in arithmetic
+    shown: str  #: what may be stored or shown (the same text: no secret is ever in ``script``)
     env: dict[str, str]  #: PE_<name> -> text, for every input of the schema
 
 
 def render(template: Template, values: Mapping[str, Any],
            schema: Mapping[str, InputSpec]) -> Rendered:
     """Fill ``template`` (compiled against ``schema``) with typed ``values``; an absent or None
-    value becomes the empty string. Values are checked again (ParameterError if bad), and a
-    value that would end its quoted here-document early is refused with ParameterError.
+    value becomes the empty string. Values are checked again (ParameterError if bad).
     """
     vertex = template.vertex
     texts = {}
@@ -711,31 +498,17 @@ def render(template: Template, values: Mapping[str, Any],
             texts[name] = spec.to_text(None if raw is None else spec.coerce(raw))
         except ValueError as exc:
             raise ParameterError(f"vertex '{vertex}': input '{name}': {exc}") from None
-    pieces, literals, size = [], [], 0
+    pieces = []
     for part in template.parts:
         if isinstance(part, str):
-            piece = part
+            pieces.append(part)
         elif part.name not in texts:
             raise InputSchemaError(f"vertex '{vertex}': input '{part.name}' is not in the schema")
-        elif part.form in ("literal", "arith"):
-            # arithmetic treats an empty variable as 0: say so in the text too
-            piece = texts[part.name] or ("0" if part.form == "arith" else "")
-            if part.form == "literal":
-                literals.append((size, size + len(piece), part))
+        elif part.form == shell.ARITH:
+            if schema[part.name].type != "int":  # compile_script refuses it; never paste other text
+                raise InputSchemaError(f"vertex '{vertex}': input '{part.name}' is not int")
+            pieces.append(texts[part.name] or "0")  # arithmetic treats an empty variable as 0
         else:
-            piece = _REFERENCE[part.form].format(var=ENV_PREFIX + part.name)
-        pieces.append(piece)
-        size += len(piece)
+            pieces.append(_REFERENCE[part.form].format(var=ENV_PREFIX + part.name))
     script = "".join(pieces)
-    for start, end, slot in literals:
-        # check whole lines: text around the value on its lines counts too
-        first, last = script.rfind("\n", 0, start) + 1, script.find("\n", end)
-        if any(_ends_heredoc(line, slot)
-               for line in script[first:len(script) if last == -1 else last].split("\n")):
-            raise ParameterError(
-                f"vertex '{vertex}': input '{slot.name}': a line of the value equals the"
-                f" here-document delimiter '{slot.delim}' (or, inside a substitution, starts with"
-                " it), which would end the document early and run the rest as code")
-    secrets = [texts[name] for name, spec in schema.items() if spec.secret]
-    return Rendered(script, mask(script, secrets),
-                    {ENV_PREFIX + name: text for name, text in texts.items()})
+    return Rendered(script, script, {ENV_PREFIX + name: text for name, text in texts.items()})

@@ -27,7 +27,8 @@ CASES = [
     ("f() {{ echo $# > out; }}; f {x}", lambda h: "1\n"),
     ("cat <<EOF > out\n{x}\nEOF", lambda h: f"{h}\n"),
     # <<- strips leading tabs from every line of the body: the value's too, as bash does
-    ("cat <<-'END' > out\n\t{x}\nEND", lambda h: "\n".join(x.lstrip("\t") for x in h.split("\n")) + "\n"),
+    # <<- strips leading tabs from the script's lines; a value arrives by reference, untouched
+    ("cat <<-END > out\n\t{x}\nEND", lambda h: f"{h}\n"),
     ("x=$(cat <<EOF\n[{x}]\nEOF\n); printf '%s' \"$x\" > out", lambda h: f"[{h}]".rstrip("\n")),
     ("printf '%s' {x}{x} > out  # and {x} in a comment", lambda h: h + h),
 ]
@@ -51,12 +52,6 @@ def test_hostile_values_arrive_byte_for_byte_and_never_run(tmp_path, script, exp
         got, result, _ = run(script, {"x": value, "n": 1}, cwd)
         assert got == expected(value).encode(), (script, value, result.stderr)
         assert not (cwd / "PWNED").exists(), (script, value)
-
-
-def test_a_quoted_here_document_refuses_a_value_that_would_end_it(tmp_path):
-    template = params.compile_script("v", "cat <<'EOF'\n{x}\nEOF\necho after", SCHEMA)
-    with pytest.raises(ParameterError, match="equals the here-document delimiter 'EOF'"):
-        params.render(template, {"x": "ok\nEOF\ntouch PWNED"}, SCHEMA)
 
 
 def test_an_unquoted_here_document_takes_its_delimiter_as_data(tmp_path):
@@ -92,9 +87,6 @@ def test_secrets_never_appear_in_the_script_or_its_shown_form(tmp_path):
     got, _, rendered = run('printf "%s" "{pw}" > out', {"x": "", "n": 0, "pw": "hunter2"}, tmp_path)
     assert got == b"hunter2"
     assert "hunter2" not in rendered.script and "hunter2" not in rendered.shown
-    template = params.compile_script("v", "cat <<'EOF' > out\n{pw}\nEOF", SCHEMA)
-    rendered = params.render(template, {"pw": "hunter2"}, SCHEMA)
-    assert "hunter2" in rendered.script and "hunter2" not in rendered.shown and params.MASK in rendered.shown
 
 
 def test_every_input_is_in_the_environment():
@@ -120,20 +112,16 @@ def test_arbitrary_text_in_every_quoting_position(tmp_path_factory, value):
 # --- more quoting contexts: each must deliver every hostile value exactly -------------------------
 
 EXTRA_CASES = [
-    ("unset y; printf '%s' ${y-{x}} > out", lambda h: h),
-    ("y=; printf '%s' \"${y:-{x}}\" > out", lambda h: h),
-    # a quoted reference also keeps & literal in a replacement (bash 5.2 patsub_replacement)
-    ("y=ZaZ; printf '%s' \"${y/a/{x}}\" > out", lambda h: f"Z{h}Z"),
-    ("y=; cat <<DATA > out\n${y:-{x}}\nDATA", lambda h: f"{h}\n"),
-    ("cat - /dev/fd/3 <<A 3<<'B' > out\n1{x}\nA\n2{x}\nB", lambda h: f"1{h}\n2{h}\n"),
+    ("cat - /dev/fd/3 <<A 3<<B > out\n1{x}\nA\n2{x}\nB", lambda h: f"1{h}\n2{h}\n"),
     ("cat <<'DATA' > out\nH\nDATA\nprintf \"'%s'\" '{x}' >> out", lambda h: f"H\n'{h}'"),
-    ("v=\"$(cat <<'DATA'\n<{x}>\nDATA\n)\"; printf '%s' \"$v\" > out", lambda h: f"<{h}>"),
+    ("v=\"$(cat <<DATA\n<{x}>\nDATA\n)\"; printf '%s' \"$v\" > out", lambda h: f"<{h}>"),
     ("v=\"$(case a in a) printf '%s' {x};; esac)\"; printf '%s|%s' \"$v\" '{x}' > out",
      lambda h: h.rstrip("\n") + "|" + h),
+    ("case {x} in (*) printf '%s' {x} > out;; esac", lambda h: h),
+    ("case a in a|{x}) printf '%s' {x} > out;; esac", lambda h: h),
     ("# it's a comment with {x}\nprintf '%s' '{x}' > out", lambda h: h),
     ("printf '%s' a#b'{x}' > out", lambda h: f"a#b{h}"),
     ("printf '%s' $'\\'{x}' > out", lambda h: f"'{h}"),
-    ("v=`printf '%s' {x}`; printf '%s' \"$v\" > out", lambda h: h.rstrip("\n")),
     ("cat <<< {x} > out", lambda h: f"{h}\n"),
     ("cat <(printf '%s' {x}) > out", lambda h: h),
     ("printf '%s' \"$(printf '%s' \"$(printf '%s' '{x}')\")\" > out", lambda h: h.rstrip("\n")),
@@ -145,11 +133,35 @@ EXTRA_CASES = [
     ("s=abcdef; printf '%s' ${s:{n}:2}{x} > out", lambda h: f"de{h}"),
     ("printf '%s' $[ {n} + 1 ]'{x}' > out", lambda h: f"4{h}"),
     ("for (( i=0; i<{n}; i++ )); do printf '%s' $i; done > out; printf '%s' {x} >> out", lambda h: f"012{h}"),
+    ("for((i=0;i<{n};i++)); do printf '%s' $i; done > out; printf '%s' {x} >> out", lambda h: f"012{h}"),
     ("printf '%s' \"\\\\\\\"{x}\" > out", lambda h: f'\\"{h}'),
     ("printf '%s' \"$'{x}'\" > out", lambda h: f"$'{h}'"),
     ("cat <<-DATA > out\n\t{x}\n\tDATA", lambda h: f"{h}\n"),
     ("printf '%s' $\"{x}\" > out", lambda h: h),
     ("printf '%s' ${#}{x} esac{x} > out", lambda h: f"0{h}esac{h}"),
+    # assignments, declarations and arrays take a value as data
+    ("A={x}; printf '%s' \"$A\" > out", lambda h: h),
+    ("export A={x}; printf '%s' \"$A\" > out", lambda h: h),
+    ("f() {{ local B=\"{x}\"; printf '%s' \"$B\" > out; }}; f", lambda h: h),
+    ("a=({x} b); printf '%s' \"${a[0]}\" > out", lambda h: h),
+    ("declare -a a=(z {x}); printf '%s' \"${a[1]}\" > out", lambda h: h),
+    ("A={x} bash -c 'printf %s \"$A\"' > out", lambda h: h),
+    ("printf -v got '%s' {x}; printf '%s' \"$got\" > out", lambda h: h),
+    ("printf -- {x} > /dev/null; printf '%s' {x} > out", lambda h: h),
+    ("set -- {x}; printf '%s' \"$1\" > out", lambda h: h),
+    # tests and conditions: data wherever no operator makes it a name or arithmetic
+    ("[[ {x} == \"$(printf '%s' {x})\" || -n {x} ]]; printf '%s' {x} > out", lambda h: h),
+    ("[[ a =~ ^(a|b)$ ]] && printf '%s' {x} > out", lambda h: h),
+    ("[ -n {x} ] || [ -z {x} ]; test {x} = {x} && printf '%s' {x} > out", lambda h: h),
+    ("[[ {n} -eq 3 ]] && printf '%s' {x} > out", lambda h: h),
+    ("for v in a {x}; do printf '%s' \"$v\" > out; done", lambda h: h),
+    ("if true; then printf '%s' {x} > out; fi", lambda h: h),
+    ("while ! true; do :; done; until true; do :; done; printf '%s' {x} > out", lambda h: h),
+    ("f() {{ printf '%s' \"$1\" > out; }}\nf {x}", lambda h: h),
+    ("function g {{ printf '%s' \"$1\" > out; }}; g {x}", lambda h: h),
+    ("/usr/bin/printf '%s' {x} > out", lambda h: h),
+    ("exec 3> out; printf '%s' {x} >&3", lambda h: h),
+    ("echo start \\\n  | cat > /dev/null; printf '%s' {x} > out", lambda h: h),
 ]
 
 
@@ -163,79 +175,173 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
         assert not (cwd / "PWNED").exists(), (script, value)
 
 
-# --- places where no reference is safe are refused --------------------------------------------------
+# --- default-deny: where a value would not be data, the placeholder is refused at save ---------------
 
 @pytest.mark.parametrize("script, reason", [
-    ("echo \\{x}", "backslash"),  # \"${PE_x}" would leave a stray " open
-    ('echo "\\{x}"', "backslash"),
-    ("echo $'\\{x}'", "backslash"),
-    ("cat <<E\n\\{x}\nE", "backslash"),
+    ("echo \\{x}", "follows a backslash"),  # \\"${PE_x}" would leave a stray " open
+    ('echo "\\{x}"', "follows a backslash"),
+    ("echo $'\\{x}'", "follows a backslash"),
+    ("cat <<E\n\\{x}\nE", "follows a backslash"),
     ("cat <<{x}\nhi\n", "here-document delimiter"),
     ("cat << {x}\nhi\n", "here-document delimiter"),
     ("cat <<'E'{x}\nhi\n", "here-document delimiter"),
-    ("v=`cat <<'E'\n{x}\nE\n`", "backticks"),  # bash finds the closing backtick first
-    ('a=(1 2); echo "${a[{x}]}"', "arithmetic"),  # indexed subscripts are arithmetic
+    ("cat <<'EOF'\n{x}\nEOF", r"at line 2 stands in a quoted here-document \(<<'EOF'\).*use an unquoted"),
+    ('cat <<"EOF"\n{x}\nEOF', "quoted here-document"),
+    ("cat <<\\EOF\n{x}\nEOF", "quoted here-document"),
+    ("v=$(cat <<'E'\n{x}\nE\n)", "quoted here-document"),
+    ("v=`printf '%s' {x}`", "inside backticks"),
+    ("v=`cat <<'E'\n{x}\nE\n`", "inside backticks"),
+    ("unset y; printf '%s' ${y-{x}}", "parameter expansion"),
+    ('y=; printf "%s" "${y:-{x}}"', "parameter expansion"),
+    ('y=ZaZ; printf "%s" "${y/a/{x}}"', "parameter expansion"),
+    ("y=; cat <<D\n${y:-{x}}\nD", "parameter expansion"),
+    # arithmetic, in every form the issue names
+    ('a=(1 2); echo "${a[{x}]}"', r"stands in arithmetic \('an array subscript"),
     ("s=abc; echo ${s:{x}}", "arithmetic"),
+    ('arr=(abcdef); echo "${arr[0]:{x}}"', "arithmetic"),
     ("echo $[ {x} ]", "arithmetic"),
-    ("for (( i=0; i<{x}; i++ )); do :; done", "arithmetic"),
+    ("for (( i=0; i<{x}; i++ )); do :; done", r"at line 1 stands in arithmetic \('for \(\(…\)\)'\)"),
+    ("for((i=0;i<{x};i++)); do echo $i; done", r"arithmetic \('for \(\(…\)\)'\)"),
+    ("if true; then((i<{x})); fi", r"arithmetic \('\(\( \)\)'\)"),
+    ("for i in 1; do(({x})); done", "arithmetic"),
+    ("while(({x})); do :; done", "arithmetic"),
+    ("if false; then :; else(({x})); fi", "arithmetic"),
+    ("time(({x}))", "arithmetic"),
     ('echo "$(( $(( {x} )) ))"', "arithmetic"),
+    ("a=([{x}]=v)", "arithmetic"),
+    ("a+=([{x}]=v)", "arithmetic"),
+    ("declare -a a=([{x}]=v)", "arithmetic"),
+    ("a[{x}]=v", "arithmetic"),
+    ("let {x}", r"arithmetic \('let'\)"),
+    ("let 'y = {x}'", "arithmetic"),
+    ("declare -i n; n={x}", "arithmetic"),
+    ("n={x}; declare -i n", "arithmetic"),
+    ("f() {{ local -i n={x}; }}", "arithmetic"),
+    ("[[ {x} -eq 1 ]]", r"arithmetic \('\[\[ -eq \]\]'\)"),
+    ("[[ 1 -lt {x} ]]", "arithmetic"),
+    # names
+    ("read {x}", "variable name"),
+    ("read -r -- {x}", "variable name"),
+    ("read -a {x}", "variable name"),
+    ("mapfile -t {x} < /dev/null", "variable name"),
+    ("printf -v {x} hi", r"variable name \('printf -v'\)"),
+    ("declare {x}", "variable name"),
+    ("local {x}=1", "variable name"),
+    ("export {x}", "variable name"),
+    ("readonly {x}", "variable name"),
+    ("unset {x}", "variable name"),
+    ("[[ -v {x} ]]", r"variable name \('\[\[ -v \]\]'\)"),
+    ("test -v {x}", "variable name"),
+    ("[ -v {x} ]", "variable name"),
+    ("[ {x} {x} ]", "variable name"),  # the first value could be -v
+    ("declare -n ref={x}", "arithmetic"),
+    ("for {x} in a; do :; done", "variable name"),
+    ("getopts ab {x}", "variable name"),
+    # options, code, commands
+    ("printf {x}", "reads its options"),
+    ("set {x}", "reads its options"),
+    ("eval {x}", r"is an argument of 'eval'"),
+    ("eval \"echo {x}\"", "'eval'"),
+    ("source {x}", "'source'"),
+    (". {x}", "'.'"),
+    ("bash -c {x}", "'bash'"),
+    ("sh -c \"echo {x}\"", "'sh'"),
+    ("trap {x} EXIT", "'trap'"),
+    ("exec {x}", "'exec'"),
+    ("command {x}", "'command'"),
+    ("env {x}", "'env'"),
+    ("/usr/bin/env {x}", "'/usr/bin/env'"),
+    ("xargs {x} < /dev/null", "'xargs'"),
+    ("ssh host {x}", "'ssh'"),
+    ("shopt -s {x}", "'shopt'"),
+    ("{x} --version", "names the command to run"),
+    ("\"{x}\" --version", "names the command to run"),
+    ("A=1 {x}", "names the command to run"),
+    ("{x}() {{ :; }}", "names the command to run"),
+    ("function {x} {{ :; }}", "names the command to run"),
+    ("$cmd {x}", "a command the script does not name"),
+    ("\"$(echo echo)\" {x}", "a command the script does not name"),
 ])
-def test_placeholders_where_no_reference_is_safe_are_refused(script, reason):
+def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason):
     with pytest.raises(InputSchemaError, match=reason) as exc:
         params.compile_script("v", script, SCHEMA)
-    assert str(exc.value).startswith("vertex 'v': input 'x'")
+    assert str(exc.value).startswith("vertex 'v': {x} at line ")
+
+
+@pytest.mark.parametrize("script", [
+    "cat <<$'EOF'\nheader\nEOF\necho {x}",
+    "cat <<E$'OF'\nheader\nEOF\necho {x}",
+    "cat <<$\"EOF\"\nheader\nEOF\necho {x}",
+    "cat <<E'OF'\nheader\nEOF\necho {x}",
+    "cat <<E-F\nx\nE-F\necho {x}",
+    "cat <<$d\nx\n$d\necho {x}",
+    "echo $((echo a);(echo b)) {x}",  # bash: a command substitution of two subshells
+    "echo $(( $(echo 1) + 1 )) {x}",
+    "echo $(( 1 + \"2\" )) {x}",
+    "coproc cat; echo {x}",
+    "shopt -s extglob\necho @(a|b) {x}",
+    "echo {x}; echo 'unclosed",
+    "echo {x}; echo \"unclosed",
+    "echo {x}; echo $(unclosed",
+    "echo {x}; cat <<EOF\nnever ended",
+    "v=$(cat <<E\nEnd of a line that starts with E\nE\n)\necho {x}",
+    "echo \"${y:-'a'}\" {x}",
+    "echo {x} >#comment",
+    "echo {x} ) ",
+    "echo {x} ;; ",
+])
+def test_a_script_the_reader_cannot_follow_takes_no_placeholder(script):
+    with pytest.raises(InputSchemaError, match="cannot read this script with certainty") as exc:
+        params.compile_script("v", script, SCHEMA)
+    assert str(exc.value).startswith("vertex 'v': line ")
+    # without a placeholder the same script is the script's own business
+    no_placeholder = script.replace("{x}", "x")
+    assert params.compile_script("v", no_placeholder, SCHEMA).placeholders == ()
+
+
+@pytest.mark.parametrize("script", [
+    "echo $(( {n} + 1 ))", "(( {n} > 0 ))", "for ((i=0;i<{n};i++)); do :; done", "a[{n}]=1",
+    "read {n} < /dev/null", "let {n}", "declare -i m={n}", "[[ {n} -eq 1 ]]", "printf -v v{n} x",
+    "timeout {n} true", "[[ -v {n} ]]",
+])
+def test_an_int_may_stand_in_arithmetic_and_name_positions(script):
+    schema = params.parse_schema("v", {"n": "int"})
+    assert params.compile_script("v", script, schema).placeholders == ("n",)
 
 
 def test_a_secret_or_float_is_refused_in_arithmetic_but_int_is_not():
     schema = params.parse_schema("v", {"pw": "secret", "f": "float", "n": "int"})
-    for name in ("pw", "f"):
-        with pytest.raises(InputSchemaError, match=rf"input '{name}' \(\w+\) stands in arithmetic"):
+    for name, kind in (("pw", "secret"), ("f", "float")):
+        with pytest.raises(InputSchemaError, match=rf"{{{name}}} at line 1 stands in arithmetic .*'{name}' is {kind}"):
             params.compile_script("v", f"echo $(( {{{name}}} ))", schema)
     assert params.compile_script("v", "echo $(( {n} ))", schema).placeholders == ("n",)
+
+
+def test_the_error_names_the_line_and_the_construct():
+    schema = params.parse_schema("a", {"n": "str"})
+    with pytest.raises(InputSchemaError) as exc:
+        params.compile_script("a", "echo start\nfor((i=0;i<{n};i++)); do echo $i; done", schema)
+    assert str(exc.value) == ("vertex 'a': {n} at line 2 stands in arithmetic ('for ((…))'): only int inputs"
+                              " may stand there ('n' is str)")
 
 
 def test_a_backslash_is_literal_where_bash_does_not_escape(tmp_path):
     got, _, _ = run("printf '%s' '\\{x}' > out", {"x": "; touch PWNED"}, tmp_path)
     assert got == b"\\; touch PWNED" and not (tmp_path / "PWNED").exists()
-    got, _, _ = run("cat <<'E' > out\n\\{x}\nE", {"x": "$(touch PWNED)"}, tmp_path)
-    assert got == b"\\$(touch PWNED)\n" and not (tmp_path / "PWNED").exists()
 
 
-def test_a_substitution_ends_a_quoted_here_document_early_so_such_values_are_refused(tmp_path):
-    # bash 5.2 ends a here-document inside $( ) at a line that starts with its delimiter and
-    # holds a ')': the rest of the value would run as code
-    template = params.compile_script("v", "v=$(cat <<'E'\n{x}\nE\n)\nprintf '%s' \"$v\" > out", SCHEMA)
-    for value in ("E) ; touch PWNED", "E )", "Ever"):
-        with pytest.raises(ParameterError, match="here-document delimiter 'E'"):
-            params.render(template, {"x": value}, SCHEMA)
-    got, _, _ = run(template.source, {"x": "x E) ; touch PWNED"}, tmp_path)
-    assert got == b"x E) ; touch PWNED" and not (tmp_path / "PWNED").exists()
-
-
-def test_a_quoted_here_document_value_is_checked_with_the_text_around_it(tmp_path):
-    template = params.compile_script("v", "cat <<'EOF' > out\nE{x}\nEOF\n", SCHEMA)
-    with pytest.raises(ParameterError, match="here-document delimiter 'EOF'"):
-        params.render(template, {"x": "OF\ntouch PWNED"}, SCHEMA)
-    with pytest.raises(ParameterError, match="here-document delimiter 'EOF'"):
-        params.render(template, {"x": "x\nEOF"}, SCHEMA)
-    # at the top level only a whole line ends it: a longer line is data
-    got, _, _ = run(template.source, {"x": "OFx\nEOF2"}, tmp_path)
-    assert got == b"EOFx\nEOF2\n"
-
-
-def test_a_tab_stripping_here_document_compares_lines_without_their_tabs():
-    template = params.compile_script("v", "cat <<-'EOF'\n\t{x}\nEOF", SCHEMA)
-    with pytest.raises(ParameterError):
-        params.render(template, {"x": "ok\n\t\tEOF"}, SCHEMA)
-    template = params.compile_script("v", "cat <<'EOF'\n{x}\nEOF", SCHEMA)
-    assert "\tEOF" in params.render(template, {"x": "\tEOF"}, SCHEMA).script
+def test_a_here_document_inside_a_substitution_ends_only_at_its_delimiter(tmp_path):
+    script = "v=$(cat <<E\n{x}\nE\n)\nprintf '%s' \"$v\" > out"
+    for value in ("E) ; touch PWNED", "E )", "Ever", "E\ntouch PWNED"):
+        got, result, _ = run(script, {"x": value}, tmp_path)
+        assert got == value.encode() and not (tmp_path / "PWNED").exists(), result.stderr
 
 
 def test_placeholders_and_unknown_words_are_listed_once_in_order():
     template = params.compile_script("v", "echo {n} {b} {x} {a} {n} {b} ${a} $((1)) {{c}}", SCHEMA)
     assert template.placeholders == ("n", "x")
     assert template.unknown == ("b", "a")
-    assert params.compile_script("v", "{x}", SCHEMA).parts[0].form == "quoted"
+    assert params.compile_script("v", "echo {x}", SCHEMA).parts[1].form == "word"
 
 
 def test_render_checks_values_again():
@@ -258,11 +364,14 @@ def test_an_empty_int_in_arithmetic_counts_as_zero(tmp_path):
     assert result.stdout == "1\n" and rendered.env == {"PE_n": ""}
 
 
-def test_a_secret_in_a_quoted_here_document_is_masked_wherever_it_is_shown():
-    template = params.compile_script("v", "cat <<'EOF'\nkey={pw} and {pw}\nEOF\necho \"{pw}\"", SCHEMA)
-    rendered = params.render(template, {"pw": "hunter2"}, SCHEMA)
-    assert rendered.script.count("hunter2") == 2
-    assert rendered.shown == f"cat <<'EOF'\nkey={params.MASK} and {params.MASK}\nEOF\necho \"${{PE_pw}}\""
+def test_no_value_is_ever_pasted_into_the_script_but_an_int_in_arithmetic():
+    schema = params.parse_schema("v", {"x": "str", "pw": "secret", "n": "int"})
+    script = ("printf '%s' {x} \"{pw}\" '{x}' $'{pw}' $(( {n} + 1 ))\ncat <<E\n{pw} {x}\nE\n"
+              "# {pw}\nA={pw}; [[ {x} == {pw} ]]; case {x} in {pw}) :;; esac")
+    rendered = params.render(params.compile_script("v", script, schema),
+                             {"x": "VALUE-X", "pw": "hunter2", "n": 41}, schema)
+    assert "VALUE-X" not in rendered.script and "hunter2" not in rendered.script
+    assert "41" in rendered.script and rendered.shown == rendered.script
 
 
 # --- hypothesis: arbitrary values in more contexts, and arbitrary scripts around them ---------------
@@ -271,28 +380,25 @@ def test_a_secret_in_a_quoted_here_document_is_masked_wherever_it_is_shown():
 @given(HOSTILE_TEXT)
 def test_arbitrary_text_in_more_contexts(tmp_path_factory, value):
     cwd = tmp_path_factory.mktemp("h")
-    script = ("printf '%s|' $'{x}' \"$(printf '%s' {x})\" \"`printf '%s' {x}`\" > out\n"
-              "cat <<E >> out\n{x}\nE\ncat <<'Q' >> out\n{x}\nQ")
-    try:
-        got, result, rendered = run(script, {"x": value}, cwd)
-    except ParameterError:
-        # only a value with a line that would end the quoted here-document is refused
-        assert "Q" in value.split("\n")
-        return
+    script = ("printf '%s|' $'{x}' \"$(printf '%s' {x})\" \"$(printf '%s' \"{x}\")\" > out\n"
+              "cat <<E >> out\n{x}\nE\ncat <<'Q' >> out\nquoted\nQ")
+    got, result, rendered = run(script, {"x": value}, cwd)
     chomped = value.rstrip("\n")
-    assert got == f"{value}|{chomped}|{chomped}|{value}\n{value}\n".encode(), result.stderr
+    assert got == f"{value}|{chomped}|{chomped}|{value}\nquoted\n".encode(), result.stderr
     assert not (cwd / "PWNED").exists()
 
 
 FRAGMENTS = ["'", '"', "$(", ")", "`", "${", "}", "{x}", "{x}", "{x}", "$'", "\\", "\\\\", "#", " ", "\n",
              ";", "(", "((", "))", "<<EOF", "<<'EOF'", "<<-E", "EOF", "E", "\t", "$((", "$[", "]", "[",
              "case ", "esac ", "a", "$", "{{", "}}", "<<<", "|", ":", "=", "$#", "<(", "\"$(",
-             "cat <<'Q'\n{x}\nQ\n"]
+             "cat <<'Q'\n{x}\nQ\n", "read ", "a=", "[[ ", " ]]", "-v ", "for ", " in ", "do ", "done",
+             "eval ", "printf ", "declare ", "-i ", "let ", "echo ", "${a[", "<<E$'OF'", "EOF\n"]
 ATTACKS = ["$(touch PWNED)", "`touch PWNED`", "'; touch PWNED; '", "\"; touch PWNED; \"", "\ntouch PWNED\n",
-           "EOF\ntouch PWNED", "Q\ntouch PWNED", "a[$(touch PWNED)]", "EOF) ; touch PWNED", "Q) ; touch PWNED"]
+           "EOF\ntouch PWNED", "Q\ntouch PWNED", "a[$(touch PWNED)]", "EOF) ; touch PWNED", "Q) ; touch PWNED",
+           "-v", "x[$(touch PWNED)]", "touch PWNED"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS), min_size=3, max_size=14).map("".join))
 def test_no_script_lets_a_value_run_as_code(tmp_path_factory, script):
     """Whatever the script around them (mostly nonsense to bash), values never run."""
