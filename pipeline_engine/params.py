@@ -366,6 +366,10 @@ _ROLES = {  # what a role is, as said in an error; int inputs may stand in these
     shell.OPTION: "stands where '{construct}' reads its options, and a value starting with '-' would be"
                   " taken as one (put -- before it)",
     shell.CODE: "is an argument of '{construct}', which runs its arguments as code or as a command",
+    shell.SPECIAL: "is assigned to '{construct}', a variable that changes what bash runs or how it reads the"
+                   " script",
+    shell.INTEGERS: "is data in a script that gives a variable the integer attribute ({construct}), and bash"
+                    " evaluates whatever reaches such a variable as arithmetic",
     shell.UNKNOWN: "is an argument of a command the script does not name, which bash may take as code or a"
                    " name (name the command, or pass the value on in a variable: v={placeholder})",
 }

@@ -45,6 +45,11 @@ WORD, DQ, SQ, ANSI, HEREDOC, COMMENT, ARITH = "word", "dquote", "squote", "ansi"
 # take it as an option. CODE: runs it, or runs a command it names. COMMAND: runs it as the
 # command. UNKNOWN: an argument of a command the reader cannot name.
 DATA, NAME, OPTION, CODE, COMMAND, UNKNOWN = "data", "name", "option", "code", "command", "unknown"
+# SPECIAL: assigned to a variable that changes what bash runs or how it reads the script (PATH,
+# PS4, BASH_ENV, LC_ALL…). INTEGERS: data, in a script that gives some variable the integer
+# attribute, where whatever reaches that variable (by assignment, read, printf -v, for) is
+# evaluated as arithmetic.
+SPECIAL, INTEGERS = "special", "integers"
 # Sites where no reference is safe whatever the value.
 BACKSLASH, DELIMITER, QHEREDOC, BRACE, BACKTICK = "backslash", "delimiter", "qheredoc", "brace", "backtick"
 REFUSALS = frozenset({COMMAND, BACKSLASH, DELIMITER, QHEREDOC, BRACE, BACKTICK})
@@ -81,6 +86,9 @@ _RESERVED_KEEP = frozenset({"if", "then", "else", "elif", "do", "while", "until"
 _RESERVED_END = frozenset({"fi", "done", "}", "esac"})
 _COND_ARITH = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _COND_NAME = frozenset({"-v", "-R"})
+_SPECIAL_VARIABLES = re.compile(r"PATH|ENV|BASH\w*|PS[0-9]|PROMPT_COMMAND|SHELLOPTS|POSIXLY_CORRECT|TEXTDOMAIN"
+                                r"|TEXTDOMAINDIR|LANG|LC_\w+|LD_\w+|GLOBIGNORE|EXECIGNORE|FUNCNEST|INPUTRC"
+                                r"|HISTFILE|MAILPATH|MAIL|CDPATH")
 
 # Builtins and programs by what they do with their arguments (default: data, for programs).
 _DATA_BUILTINS = frozenset({
@@ -140,8 +148,9 @@ class _Reader:
         self.in_brace = False  # directly inside ${ … }
         self.in_quotes = False  # inside "…" or a here-document's text
         self.assigned: list[tuple[int, str, str, int]] = []  # (mark, form, variable, line)
-        self.integers: set[str] = set()  # names given -i or -n anywhere
-        self.any_integer = False  # a -i or -n given to a name the reader cannot see
+        self.references: set[str] = set()  # names given -n anywhere (an assignment names a variable)
+        self.any_reference = False  # -n given to a name the reader cannot see
+        self.integer_line = 0  # the first line that gives a variable the integer attribute
 
     # -- helpers --
 
@@ -171,12 +180,20 @@ class _Reader:
     # -- command level --
 
     def read(self) -> dict[int, Site]:
+        if (j := self.s.find("expand_aliases")) != -1:
+            raise self.unsure("the script may turn on alias expansion, which changes what a word means", j)
         self.commands(frozenset({"eof"}))
         for k, form, variable, line in self.assigned:
-            if variable in self.integers or self.any_integer:
-                self.sites[k] = Site(form, ARITH, line, f"{variable}=, with declare -i or -n")
+            if variable in self.references or self.any_reference:
+                self.sites[k] = Site(form, NAME, line, f"{variable}=, a reference (declare -n)")
+            elif _SPECIAL_VARIABLES.fullmatch(variable):
+                self.sites[k] = Site(form, SPECIAL, line, f"{variable}=")
             else:
                 self.sites[k] = Site(form, DATA, line)
+        if self.integer_line:
+            for k, site in self.sites.items():
+                if site.role == DATA and site.form != COMMENT:
+                    self.sites[k] = site._replace(role=INTEGERS, construct=f"declare -i at line {self.integer_line}")
         return self.sites
 
     def commands(self, closers: frozenset) -> str:
@@ -393,7 +410,7 @@ class _Reader:
             positional += 1
 
     def declaration(self, name: str, args: list[_Word]) -> None:
-        options, attribute = True, False
+        options, reference = True, False
         for w in args:
             if options and w.lit == "--":
                 options = False
@@ -402,25 +419,24 @@ class _Reader:
                 self.roles(w, NAME, name)
                 continue
             if options and w.lit is not None and w.lit.startswith(("-", "+")) and len(w.lit) > 1:
-                if name in _ATTRIBUTES and ("i" in w.lit or "n" in w.lit):
-                    attribute = True
+                if name in _ATTRIBUTES and "i" in w.lit[1:] and w.lit[0] == "-":
+                    self.integer_line = self.integer_line or self.line(w.start)
+                if name in _ATTRIBUTES and "n" in w.lit[1:] and w.lit[0] == "-":
+                    reference = True
                 continue
             options = False
             if w.assign is not None:
-                if attribute:
-                    self.integers.add(w.assign)
-                    for k, form in w.assign_marks:
-                        self.site(k, form, ARITH, f"{name} -i/-n", w.start)
-                else:
-                    self.assignment(w)
+                if reference:
+                    self.references.add(w.assign)
+                self.assignment(w)
                 for k, form in w.marks:
                     self.site(k, form, NAME, name, w.start)
             else:
-                if attribute:
+                if reference:
                     if w.lit is None:
-                        self.any_integer = True
+                        self.any_reference = True
                     else:
-                        self.integers.add(w.lit)
+                        self.references.add(w.lit)
                 self.roles(w, NAME, name)
 
     # -- words --
@@ -866,7 +882,11 @@ class _Reader:
                 raise self.unsure(f"a here-document (<<{delim}) that is not ended", start)
             end = s.find("\n", j)
             end = self.n if end == -1 else end
-            line = s[j:end]
+            if not quoted:  # bash joins a line that ends in an odd number of backslashes first
+                while end < self.n and (len(s[j:end]) - len(s[j:end].rstrip("\\"))) % 2:
+                    nxt = s.find("\n", end + 1)
+                    end = self.n if nxt == -1 else nxt
+            line = s[j:end].replace("\\\n", "") if not quoted else s[j:end]
             if strip:
                 line = line.lstrip("\t")
             if line == delim:

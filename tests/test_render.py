@@ -214,9 +214,18 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("a[{x}]=v", "arithmetic"),
     ("let {x}", r"arithmetic \('let'\)"),
     ("let 'y = {x}'", "arithmetic"),
-    ("declare -i n; n={x}", "arithmetic"),
-    ("n={x}; declare -i n", "arithmetic"),
-    ("f() {{ local -i n={x}; }}", "arithmetic"),
+    ("declare -i n; n={x}", r"integer attribute \(declare -i at line 1\)"),
+    ("n={x}; declare -i n", "integer attribute"),
+    ("f() {{ local -i n={x}; }}", "integer attribute"),
+    ("declare -i n\nread n <<< {x}", "integer attribute"),  # read evaluates what it assigns to n
+    ("typeset -ai n=(1)\nfor n in {x}; do :; done", "integer attribute"),
+    # variables that change what bash runs or how it reads the rest
+    ("PATH={x}; ls", r"assigned to 'PATH='"),
+    ("export PATH={x}:$PATH", "'PATH='"),
+    ("PS4={x}; set -x; true", "'PS4='"),
+    ("BASH_ENV={x} bash -c true", "'BASH_ENV='"),
+    ("LC_ALL={x}; echo", "'LC_ALL='"),
+    ("LD_PRELOAD={x} ls", "'LD_PRELOAD='"),
     ("[[ {x} -eq 1 ]]", r"arithmetic \('\[\[ -eq \]\]'\)"),
     ("[[ 1 -lt {x} ]]", "arithmetic"),
     # names
@@ -234,7 +243,8 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("test -v {x}", "variable name"),
     ("[ -v {x} ]", "variable name"),
     ("[ {x} {x} ]", "variable name"),  # the first value could be -v
-    ("declare -n ref={x}", "arithmetic"),
+    ("declare -n ref={x}", "variable name"),
+    ("declare -n ref; ref={x}", r"variable name \('ref=, a reference"),
     ("for {x} in a; do :; done", "variable name"),
     ("getopts ab {x}", "variable name"),
     # options, code, commands
@@ -289,6 +299,9 @@ def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason
     "echo {x} >#comment",
     "echo {x} ) ",
     "echo {x} ;; ",
+    "shopt -s expand_aliases\nalias say=eval\nsay {x}",
+    # bash joins a body line ending in a backslash with the next before it looks for the delimiter
+    'cat <<E\nfoo\\\nE\n"\nE\n{x}\n"',
 ])
 def test_a_script_the_reader_cannot_follow_takes_no_placeholder(script):
     with pytest.raises(InputSchemaError, match="cannot read this script with certainty") as exc:
@@ -323,6 +336,18 @@ def test_the_error_names_the_line_and_the_construct():
         params.compile_script("a", "echo start\nfor((i=0;i<{n};i++)); do echo $i; done", schema)
     assert str(exc.value) == ("vertex 'a': {n} at line 2 stands in arithmetic ('for ((…))'): only int inputs"
                               " may stand there ('n' is str)")
+
+
+def test_a_here_document_line_ending_in_a_backslash_continues_on_the_next(tmp_path):
+    # bash reads "foo\\\nE" as one line "fooE": the document ends at the second E, and {x}
+    # after it stands at command level, not in the document (an odd number of backslashes only)
+    script = "cat <<E > out\nfoo\\\nE\nbar\nE\nprintf '%s' {x} >> out"
+    got, result, rendered = run(script, {"x": "touch PWNED"}, tmp_path)
+    assert got == b"fooE\nbar\ntouch PWNED" and not (tmp_path / "PWNED").exists(), result.stderr
+    assert rendered.script.endswith('printf \'%s\' "${PE_x}" >> out')
+    script = "cat <<E > out\nfoo\\\\\nE\nprintf '%s' {x} >> out"
+    got, result, _ = run(script, {"x": "v"}, tmp_path)
+    assert got == b"foo\\\nv", result.stderr
 
 
 def test_a_backslash_is_literal_where_bash_does_not_escape(tmp_path):
