@@ -124,6 +124,7 @@ class _Word:
     start: int
     lit: str | None = ""  #: the word after quote removal when it has no expansion; else None
     quoted: bool = False
+    special: bool = False  #: holds an unquoted character bash may expand: { * ? [ ~
     end: int = 0
     marks: list = field(default_factory=list)  #: (mark, form) directly in the word
     assign: str | None = None  #: the variable an assignment word assigns to
@@ -139,6 +140,15 @@ class _Word:
         return None if self.quoted else self.lit
 
 
+@dataclass
+class _Cmd:
+    """The simple command being read: its words, and where its standard input comes from."""
+
+    words: list = field(default_factory=list)
+    stdin: list = field(default_factory=list)  #: (start, end) spans of input redirections and bodies
+    prefixed: bool = False  #: after an assignment no reserved word is recognised
+
+
 class _Reader:
     def __init__(self, text: str):
         self.s, self.i, self.n = text, 0, len(text)
@@ -151,6 +161,11 @@ class _Reader:
         self.references: set[str] = set()  # names given -n anywhere (an assignment names a variable)
         self.any_reference = False  # -n given to a name the reader cannot see
         self.integer_line = 0  # the first line that gives a variable the integer attribute
+        # (spans, role, construct): every mark in the spans takes the role unless it has a
+        # stricter one; resolved at the end, when here-document bodies have been read
+        self.deferred: list[tuple[list, str, str]] = []
+        self.feeds_code: list[str] = []  # per level: why its output may run as code ("" if not)
+        self.last_why = ""  # feeds_code of the level read last
 
     # -- helpers --
 
@@ -164,6 +179,13 @@ class _Reader:
         if k in self.sites and self.sites[k].role in REFUSALS:
             return  # a refusal found while reading stays: what the command does cannot undo it
         self.sites[k] = Site(form, role, self.line(i), construct)
+
+    def marks_in(self, start: int, end: int) -> list[int]:
+        return [k for c in self.s[start:end] if (k := _mark_of(c)) is not None]
+
+    def defer(self, spans: list, role: str, construct: str) -> None:
+        if role != DATA:
+            self.deferred.append((spans, role, construct))
 
     def peek(self, k: int = 1) -> str:
         return self.s[self.i:self.i + k]
@@ -190,21 +212,41 @@ class _Reader:
                 self.sites[k] = Site(form, SPECIAL, line, f"{variable}=")
             else:
                 self.sites[k] = Site(form, DATA, line)
+        for spans, role, construct in self.deferred:
+            for start, end in spans:
+                for k in self.marks_in(start, end):
+                    site = self.sites.get(k)
+                    if site is not None and site.role == DATA:
+                        self.sites[k] = site._replace(role=role, construct=construct)
         if self.integer_line:
             for k, site in self.sites.items():
                 if site.role == DATA and site.form != COMMENT:
                     self.sites[k] = site._replace(role=INTEGERS, construct=f"declare -i at line {self.integer_line}")
         return self.sites
 
-    def commands(self, closers: frozenset) -> str:
+    def commands(self, closers: frozenset, piped: bool = False) -> str:
         """Read commands up to one of ``closers`` ("eof", ")", ";;", ";&", ";;&", "esac");
-        return the closer met (consumed)."""
-        words: list[_Word] = []
-        at_command = True
+        return the closer met (consumed). ``piped``: the level reads a pipe (``… | ( … )``)."""
+        start = self.i
+        self.feeds_code.append("")
+        closer = self._commands(closers, piped)
+        why = self.last_why = self.feeds_code.pop()
+        if why:  # what this level writes may be read as code: nothing in it is data
+            self.defer([(start, self.i)], CODE, why)
+        return closer
+
+    def _commands(self, closers: frozenset, piped: bool) -> str:
+        cmd, at_command = _Cmd(), True
+        stages = 0  # commands before this one in its pipeline
+        compounds: list[bool] = []  # open if/while/until/for/case/{ : whether each reads a pipe
+
+        def upstream() -> bool:
+            return piped or stages > 0 or any(compounds)
+
         while True:
             self.blanks()
             if self.i >= self.n:
-                self.finish(words)
+                self.finish(cmd, upstream())
                 if "eof" not in closers:
                     raise self.unsure("the script ends inside a construct that is not closed")
                 if any(self.levels):
@@ -215,47 +257,52 @@ class _Reader:
                 self.comment()
                 continue
             if c == "\n":
-                self.finish(words)
-                words, at_command = [], True
+                self.finish(cmd, upstream())
+                cmd, at_command, stages = _Cmd(), True, 0
                 self.newline()
                 continue
-            if at_command and not words and self.s.startswith("((", self.i):
+            if at_command and not cmd.prefixed and self.s.startswith("((", self.i):
                 self.i += 2
                 self.arith("))", "(( ))")
                 at_command = False
-                words = []
                 continue
             op = next((o for o in _OPERATORS if self.s.startswith(o, self.i)), None)
-            if op is not None and not self.s.startswith(("<(", ">("), self.i):
+            if op is not None:
                 self.i += len(op)
                 if op in closers:
-                    self.finish(words)
+                    self.finish(cmd, upstream())
                     return op
                 if op == "(":
-                    if at_command and not words:
-                        self.commands(frozenset({")"}))  # a subshell: the same parser
+                    if at_command and not cmd.words and not cmd.prefixed:
+                        self.commands(frozenset({")"}), upstream())  # a subshell: the same parser
+                        if upstream() and self.last_why:  # … | (cat; bash): the pipe runs
+                            self.feeds_code[-1] = self.last_why
                         at_command = False
                         continue
-                    if len(words) == 1 and self.function_parens():
-                        for k, form in words[0].marks:
-                            self.site(k, form, COMMAND, "a function name", words[0].start)
-                        words, at_command = [], True
+                    if len(cmd.words) == 1 and self.function_parens():
+                        for k, form in cmd.words[0].marks:
+                            self.site(k, form, COMMAND, "a function name", cmd.words[0].start)
+                        cmd, at_command = _Cmd(), True
                         continue
                     raise self.unsure("a '(' that is neither a subshell nor a function", self.i - 1)
                 if op == ")":
                     raise self.unsure("a ')' that closes nothing", self.i - 1)
                 if op in (";;", ";&", ";;&"):
                     raise self.unsure(f"'{op}' outside a case", self.i - 1)
-                self.finish(words)
-                words, at_command = [], True
+                self.finish(cmd, upstream())
+                stages = stages + 1 if op in ("|", "|&") else 0
+                cmd, at_command = _Cmd(), True
                 continue
             redirect = self.redirect_operator()
             if redirect is not None:
-                self.redirect(redirect)
+                self.redirect(redirect, cmd)
                 continue
-            word = self.word(assign_ok=at_command or self.declares(words))
-            if at_command:
+            word = self.word(assign_ok=at_command or self.declares(cmd.words))
+            if at_command and not cmd.prefixed:
                 reserved = word.plain
+                if reserved in ("if", "while", "until", "{"):
+                    compounds.append(upstream())
+                    continue
                 if reserved in _RESERVED_KEEP or reserved == "time":
                     if reserved == "time":
                         self.blanks()
@@ -265,13 +312,16 @@ class _Reader:
                 if reserved in _RESERVED_END:
                     if reserved == "esac" and "esac" in closers:
                         return "esac"
+                    if compounds:
+                        compounds.pop()
                     at_command = False
                     continue
                 if reserved in ("for", "select"):
+                    compounds.append(upstream())
                     self.for_loop(reserved)
                     continue
                 if reserved == "case":
-                    self.case()
+                    self.case(upstream())
                     at_command = False
                     continue
                 if reserved == "[[":
@@ -283,11 +333,12 @@ class _Reader:
                     continue
                 if reserved == "coproc":
                     raise self.unsure(f"'{reserved}' is not read here", word.start)
-                if word.assign is not None:
-                    self.assignment(word)
-                    continue
-                at_command = False
-            words.append(word)
+            if at_command and word.assign is not None:
+                self.assignment(word)
+                cmd.prefixed = True
+                continue
+            at_command = False
+            cmd.words.append(word)
 
     def comment(self) -> None:
         end = self.s.find("\n", self.i)
@@ -317,6 +368,7 @@ class _Reader:
 
     def function_keyword(self) -> None:
         self.blanks()
+        self.no_comment()
         word = self.word(assign_ok=False)
         for k, form in word.marks:
             self.site(k, form, COMMAND, "function name", word.start)
@@ -327,29 +379,42 @@ class _Reader:
                 raise self.unsure("a function definition without ')'")
 
     def declares(self, words: list[_Word]) -> bool:
-        return bool(words) and words[0].lit in _DECLARE
+        return bool(words) and words[0].lit in _DECLARE and not words[0].special
 
     def assignment(self, word: _Word) -> None:
         for k, form in word.assign_marks:
             self.assigned.append((k, form, word.assign, self.line(word.start)))
+        if _SPECIAL_VARIABLES.fullmatch(word.assign):
+            self.defer([(word.start, word.end)], SPECIAL, f"{word.assign}=")
+        elif word.assign in self.references:
+            self.defer([(word.start, word.end)], NAME, f"{word.assign}=, a reference (declare -n)")
 
     # -- a simple command's words get their roles --
 
-    def finish(self, words: list[_Word]) -> None:
-        if not words:
+    def finish(self, cmd: _Cmd, upstream: bool) -> None:
+        """Give the marks of a simple command their roles."""
+        if not cmd.words:
             return
-        head, args = words[0], words[1:]
-        for k, form in head.marks:
-            self.site(k, form, COMMAND, "", head.start)
-        name = head.lit
+        head, args = cmd.words[0], cmd.words[1:]
+        self.roles(head, COMMAND, "")
+        name = head.lit if not head.special or head.lit in ("[", "[[") else None
+        if name is None and "/" in self.s[head.start:head.end] and not head.marks:
+            name = "/"  # a path: never a builtin
+        program = None if name is None else name.rpartition("/")[2]
         if name is None:
-            if "/" in self.s[head.start:head.end] and not head.marks:
-                name = "/"  # a path: never a builtin
-            else:
-                for w in args:
-                    self.roles(w, UNKNOWN, "a command the script does not name")
-                return
-        if name in _DECLARE:
+            for w in args:
+                self.roles(w, UNKNOWN, "a command the script does not name")
+            self.defer(cmd.stdin, UNKNOWN, "a command the script does not name")
+            if upstream:
+                self.feeds_code[-1] = "a pipe into a command the script does not name"
+            return
+        if program in _CODE_COMMANDS:
+            for w in args:
+                self.roles(w, CODE, name)
+            self.defer(cmd.stdin, CODE, name)  # bash <<EOF, sh < file, xargs <<< …
+            if upstream:
+                self.feeds_code[-1] = f"… | {name}"
+        elif name in _DECLARE:
             self.declaration(name, args)
         elif name in _GETOPT:
             self.getopt(name, args)
@@ -364,9 +429,6 @@ class _Reader:
         elif name == "getopts":
             for j, w in enumerate(args):
                 self.roles(w, NAME if j == 1 else DATA, "getopts")
-        elif name in _CODE_COMMANDS or name.rpartition("/")[2] in _CODE_COMMANDS:
-            for w in args:
-                self.roles(w, CODE, name)
         else:
             for w in args:
                 self.roles(w, DATA, name)
@@ -376,8 +438,11 @@ class _Reader:
                     self.site(k, form, DATA, name, w.start)
 
     def roles(self, word: _Word, role: str, construct: str) -> None:
+        """Give a word's marks ``role``; marks inside its substitutions take it too, as what
+        they print becomes part of the word."""
         for k, form in word.marks + word.assign_marks:
             self.site(k, form, role, construct, word.start)
+        self.defer([(word.start, word.end)], role, construct)
 
     def getopt(self, name: str, args: list[_Word]) -> None:
         with_arg, flags, rest = _GETOPT[name]
@@ -469,7 +534,9 @@ class _Reader:
                 if c in "<>" and s.startswith("(", self.i + 1) and self.i == w.start:
                     self.i += 2
                     w.lit = None
-                    self.substitution()
+                    self.substitution(piped=c == ">")
+                    if c == ">" and self.last_why:  # >(bash): what the command writes runs
+                        self.feeds_code[-1] = f">( {self.last_why} )"
                     continue
                 break
             target = w.assign_marks if w.assign is not None else w.marks
@@ -513,6 +580,8 @@ class _Reader:
                 self.backtick()
                 w.lit = None
             else:
+                if c in "{*?[~":
+                    w.special = True
                 w.literal(c)
                 self.i += 1
         w.end = self.i
@@ -661,13 +730,14 @@ class _Reader:
             return False
         return True
 
-    def substitution(self) -> None:
-        """After '$(' or '<(' / '>(': a new command level up to ')'."""
+    def substitution(self, piped: bool = False) -> None:
+        """After '$(' or '<(' / '>(': a new command level up to ')'; ``piped``: it reads what
+        the outer command writes (``>( )``)."""
         saved = self.in_brace, self.in_quotes
         self.in_brace = self.in_quotes = False
         self.levels.append([])
         self.nested += 1
-        self.commands(frozenset({")"}))
+        self.commands(frozenset({")"}), piped)
         if self.levels.pop():
             raise self.unsure("a here-document without a body before its substitution closes")
         self.nested -= 1
@@ -844,19 +914,23 @@ class _Reader:
                 return op
         return None
 
-    def redirect(self, op: str) -> None:
+    def redirect(self, op: str, cmd: _Cmd) -> None:
         self.blanks()
         if op in ("<<", "<<-"):
-            self.heredoc_operator(op == "<<-")
+            self.heredoc_operator(op == "<<-", cmd)
             return
         if (self.i >= self.n or self.s[self.i] == "#"
                 or self.s[self.i] in _METACHARS and not self.s.startswith(("<(", ">("), self.i)):
             raise self.unsure(f"'{op}' without a word after it")
         target = self.word(assign_ok=False)
         self.roles(target, DATA, op)
+        if op in ("<", "<<<", "<&", "<>"):
+            cmd.stdin.append((target.start, target.end))
 
-    def heredoc_operator(self, strip: bool) -> None:
+    def heredoc_operator(self, strip: bool, cmd: _Cmd) -> None:
         s, start = self.s, self.i
+        if s.startswith("#", self.i):
+            raise self.unsure("'<<' followed by a comment")
         word = self.word(assign_ok=False)
         for k, form in word.marks:
             raise Unsure(self.line(start), "a placeholder in a here-document delimiter",
@@ -871,9 +945,9 @@ class _Reader:
         else:
             raise self.unsure(f"a here-document delimiter {raw!r} (only a word of letters, digits and '_',"
                               " unquoted or wholly quoted, is read)", start)
-        self.levels[-1].append((delim, strip, quoted, start))
+        self.levels[-1].append((delim, strip, quoted, start, cmd.stdin))
 
-    def heredoc_body(self, delim: str, strip: bool, quoted: bool, start: int) -> None:
+    def heredoc_body(self, delim: str, strip: bool, quoted: bool, start: int, stdin: list) -> None:
         """At the start of a here-document's body: find its end, then read its text."""
         s = self.s
         j = self.i
@@ -896,6 +970,7 @@ class _Reader:
                 raise self.unsure(f"a line that starts with the delimiter {delim!r} inside a substitution", j)
             j = end + 1
         body_end, after = j, min(end + 1, self.n)
+        stdin.append((self.i, body_end))
         if quoted:
             for p in range(self.i, body_end):
                 k = _mark_of(s[p])
@@ -919,9 +994,9 @@ class _Reader:
             self.i += 2
             self.arith("))", "for ((…))", semicolons=True)
             return
+        self.no_comment()
         name = self.word(assign_ok=False)
-        for k, form in name.marks:
-            self.site(k, form, NAME, keyword, name.start)
+        self.roles(name, NAME, keyword)
         self.skip_newlines()
         if self.s.startswith("in", self.i) and self.s[self.i + 2:self.i + 3] in ("", " ", "\t", "\n", ";"):
             self.i += 2
@@ -929,10 +1004,17 @@ class _Reader:
                 self.blanks()
                 if self.i >= self.n or self.s[self.i] in ";\n":
                     return
+                if self.s[self.i] == "#":
+                    self.comment()
+                    return
                 if self.s[self.i] in _METACHARS:
                     raise self.unsure(f"'{self.s[self.i]}' in the words of '{keyword}'")
                 word = self.word(assign_ok=False)
                 self.roles(word, DATA, keyword)
+
+    def no_comment(self) -> None:
+        if self.s.startswith("#", self.i):
+            raise self.unsure("a comment where a word was expected")
 
     def skip_newlines(self) -> None:
         while True:
@@ -944,8 +1026,9 @@ class _Reader:
             else:
                 return
 
-    def case(self) -> None:
+    def case(self, piped: bool) -> None:
         self.blanks()
+        self.no_comment()
         subject = self.word(assign_ok=False)
         self.roles(subject, DATA, "case")
         self.skip_newlines()
@@ -975,8 +1058,9 @@ class _Reader:
                     continue
                 if not c or c in _METACHARS:
                     raise self.unsure("a case pattern that is not closed by ')'", start)
+                self.no_comment()
                 self.roles(self.word(assign_ok=False), DATA, "a case pattern")
-            if self.commands(frozenset({";;", ";&", ";;&", "esac"})) == "esac":
+            if self.commands(frozenset({";;", ";&", ";;&", "esac"}), piped) == "esac":
                 return
 
     def cond(self) -> None:
@@ -996,6 +1080,7 @@ class _Reader:
                 continue
             if self.s[self.i] in _METACHARS:
                 raise self.unsure(f"'{self.s[self.i]}' inside '[[ ]]'")
+            self.no_comment()
             if items and isinstance(items[-1], _Word) and items[-1].plain == "=~":
                 items.append(self.regex())
                 continue

@@ -161,6 +161,11 @@ EXTRA_CASES = [
     ("function g {{ printf '%s' \"$1\" > out; }}; g {x}", lambda h: h),
     ("/usr/bin/printf '%s' {x} > out", lambda h: h),
     ("exec 3> out; printf '%s' {x} >&3", lambda h: h),
+    ("v=$(printf '%s' {x}); printf '%s' \"$v\" > out", lambda h: h.rstrip("\n")),
+    ("printf '%s' {x} | cat > out", lambda h: h),
+    ("cat <<E | cat > out\n{x}\nE", lambda h: f"{h}\n"),
+    ("A=1 [[ -v {x} ]] 2> /dev/null || printf '%s' {x} > out", lambda h: h),  # [[ is a command there
+    ("for v in a # it's \"a comment\ndo printf '%s' {x} > out; done", lambda h: h),
     ("echo start \\\n  | cat > /dev/null; printf '%s' {x} > out", lambda h: h),
 ]
 
@@ -270,6 +275,26 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("{x}() {{ :; }}", "names the command to run"),
     ("function {x} {{ :; }}", "names the command to run"),
     ("$cmd {x}", "a command the script does not name"),
+    ("{{eval,true}} {x}", "a command the script does not name"),  # brace expansion gives eval
+    ("ev*l {x}", "a command the script does not name"),  # a glob may match a file named eval
+    ("$(printf %s {x}) arg", "names the command to run"),
+    # a value inside a substitution becomes part of the word it stands in
+    ("[[ $(printf %s {x}) -eq 1 ]]", "arithmetic"),
+    ("read \"$(printf %s {x})\"", "variable name"),
+    ("eval \"$(printf '%s' {x})\"", "'eval'"),
+    ("source <(printf '%s' {x})", "'source'"),
+    ("PATH=$(printf %s {x}):$PATH", "'PATH='"),
+    # what a shell reads on its standard input is code
+    ("bash <<EOF\necho {x}\nEOF", "'bash'"),
+    ("bash <<< {x}", "'bash'"),
+    ("sh < <(printf '%s' {x})", "'sh'"),
+    ("printf '%s' {x} | bash", r"'… \| bash'"),
+    ("printf '%s' {x} | (cat; bash)", "bash"),
+    ("printf '%s' {x} | {{ cat; bash; }}", "bash"),
+    ("printf '%s' {x} | while read -r l; do sh; done", "sh"),
+    ("printf '%s' {x} | $runner", "a command the script does not name"),
+    ("printf '%s' {x} > >(bash)", "bash"),
+    ("exec > >(bash)\nprintf '%s' {x}", "bash"),
     ("\"$(echo echo)\" {x}", "a command the script does not name"),
 ])
 def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason):
