@@ -450,7 +450,7 @@ class _Reader:
         positional = 0
         for w in args:
             if expect is not None:
-                self.roles(w, expect, f"{name} -{letter}")
+                self.roles(w, *expect)
                 expect = None
                 continue
             if options:
@@ -464,7 +464,7 @@ class _Reader:
                     for j, letter in enumerate(w.lit[1:], 1):
                         if letter in with_arg:
                             if j == len(w.lit) - 1:  # else its argument is the rest of the word
-                                expect = with_arg[letter]
+                                expect = with_arg[letter], f"{name} -{letter}"
                             break
                     continue
                 options = False
@@ -619,7 +619,6 @@ class _Reader:
     def text(self, w: _Word | None, target: list, form: str, close: str | None) -> bool:
         """Read double-quoted or here-document text up to ``close`` (None: the end of the
         text). Return whether ``close`` was found."""
-        s = self.s
         escapable = "$`\\\n" + ('"' if form == DQ else "")
         saved, self.in_quotes = self.in_quotes, True
         try:
