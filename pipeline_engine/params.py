@@ -370,6 +370,8 @@ _ROLES = {  # what a role is, as said in an error; int inputs may stand in these
                    " script",
     shell.INTEGERS: "is data in a script that gives a variable the integer attribute ({construct}), and bash"
                     " evaluates whatever reaches such a variable as arithmetic",
+    shell.DUPLICATE: "is the target of '>&', which bash expands a second time, as code, when it is not a file"
+                     " descriptor number (write '> FILE 2>&1' or '&> FILE')",
     shell.UNKNOWN: "is an argument of a command the script does not name, which bash may take as code or a"
                    " name (name the command, or pass the value on in a variable: v={placeholder})",
 }

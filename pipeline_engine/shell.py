@@ -50,6 +50,9 @@ DATA, NAME, OPTION, CODE, COMMAND, UNKNOWN = "data", "name", "option", "code", "
 # attribute, where whatever reaches that variable (by assignment, read, printf -v, for) is
 # evaluated as arithmetic.
 SPECIAL, INTEGERS = "special", "integers"
+# DUPLICATE: the target of '>&' (or '1>&'): bash 5.2 expands it a second time, as code, when it
+# is not a file descriptor number.
+DUPLICATE = "duplicate"
 # Sites where no reference is safe whatever the value.
 BACKSLASH, DELIMITER, QHEREDOC, BRACE, BACKTICK = "backslash", "delimiter", "qheredoc", "brace", "backtick"
 REFUSALS = frozenset({COMMAND, BACKSLASH, DELIMITER, QHEREDOC, BRACE, BACKTICK})
@@ -910,7 +913,7 @@ class _Reader:
         for op in _REDIRECTS:
             if s.startswith(op, j) and not s.startswith(("<(", ">("), j):
                 self.i = j + len(op)
-                return op
+                return ">&1" if op == ">&" and s[i:j] in ("", "1") else op
         return None
 
     def redirect(self, op: str, cmd: _Cmd) -> None:
@@ -922,7 +925,7 @@ class _Reader:
                 or self.s[self.i] in _METACHARS and not self.s.startswith(("<(", ">("), self.i)):
             raise self.unsure(f"'{op}' without a word after it")
         target = self.word(assign_ok=False)
-        self.roles(target, DATA, op)
+        self.roles(target, DUPLICATE if op == ">&1" else DATA, ">&")
         if op in ("<", "<<<", "<&", "<>"):
             cmd.stdin.append((target.start, target.end))
 

@@ -161,6 +161,7 @@ EXTRA_CASES = [
     ("function g {{ printf '%s' \"$1\" > out; }}; g {x}", lambda h: h),
     ("/usr/bin/printf '%s' {x} > out", lambda h: h),
     ("exec 3> out; printf '%s' {x} >&3", lambda h: h),
+    ("printf '%s' {x} > out 2>&1; printf '' 2>&{n} 3>&{n}", lambda h: h),
     ("v=$(printf '%s' {x}); printf '%s' \"$v\" > out", lambda h: h.rstrip("\n")),
     ("printf '%s' {x} | cat > out", lambda h: h),
     ("cat <<E | cat > out\n{x}\nE", lambda h: f"{h}\n"),
@@ -295,6 +296,10 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("printf '%s' {x} | $runner", "a command the script does not name"),
     ("printf '%s' {x} > >(bash)", "bash"),
     ("exec > >(bash)\nprintf '%s' {x}", "bash"),
+    # bash 5.2 expands the target of >& again when it is not a number: found by the fuzzer
+    ("printf a >&{x}", r"target of '>&'"),
+    ("printf a 1>&\"{x}\"", "target of '>&'"),
+    ("printf a >& \"$(printf %s {x})\"", "target of '>&'"),
     ("\"$(echo echo)\" {x}", "a command the script does not name"),
 ])
 def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason):
