@@ -89,6 +89,7 @@ _RESERVED_KEEP = frozenset({"if", "then", "else", "elif", "do", "while", "until"
 _RESERVED_END = frozenset({"fi", "done", "}", "esac"})
 _COND_ARITH = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _COND_NAME = frozenset({"-v", "-R"})
+_COMPAT = re.compile(r"BASH_COMPAT|POSIXLY_CORRECT|compat[0-9][0-9]|(?:^|[\s;&|(])set\s+-o\s+posix")
 _SPECIAL_VARIABLES = re.compile(r"PATH|ENV|BASH\w*|PS[0-9]|PROMPT_COMMAND|SHELLOPTS|POSIXLY_CORRECT|TEXTDOMAIN"
                                 r"|TEXTDOMAINDIR|LANG|LC_\w+|LD_\w+|GLOBIGNORE|EXECIGNORE|FUNCNEST|INPUTRC"
                                 r"|HISTFILE|MAILPATH|MAIL|CDPATH")
@@ -207,6 +208,8 @@ class _Reader:
     def read(self) -> dict[int, Site]:
         if (j := self.s.find("expand_aliases")) != -1:
             raise self.unsure("the script may turn on alias expansion, which changes what a word means", j)
+        if m := _COMPAT.search(self.s):
+            raise self.unsure(f"'{m.group(0).strip()}' changes how bash reads the script", m.start())
         self.commands(frozenset({"eof"}))
         for k, form, variable, line in self.assigned:
             if variable in self.references or self.any_reference:

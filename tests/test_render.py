@@ -330,6 +330,8 @@ def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason
     "echo {x} ) ",
     "echo {x} ;; ",
     "shopt -s expand_aliases\nalias say=eval\nsay {x}",
+    "shopt -s compat41\necho {x}",
+    "set -o posix; echo {x}",
     # bash joins a body line ending in a backslash with the next before it looks for the delimiter
     'cat <<E\nfoo\\\nE\n"\nE\n{x}\n"',
 ])
