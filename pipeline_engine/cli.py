@@ -588,8 +588,24 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _not_utf8(args: list[str]) -> str | None:
+    """The problem with the first argument that is not UTF-8 (Python decodes such bytes to lone
+    surrogates, which no database, file or process takes), named without its value (a secret?)."""
+    for i, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            key, sep, _ = arg.partition("=")
+            shown = f" ('{key}=...')" if sep and key.isascii() and key.isprintable() else ""
+            return f"command-line argument {i}{shown} is not valid UTF-8 text: names, paths and values must be UTF-8"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Errors a user can cause print one line per problem, never a traceback."""
+    problem = _not_utf8(sys.argv[1:] if argv is None else list(argv))
+    if problem:
+        _fail(problem, 2)
     try:
         code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.UsageError as exc:

@@ -2,54 +2,200 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import simplejson
 import yaml
 
+from pipeline_engine import params
 from pipeline_engine.errors import GraphFileError
 from pipeline_engine.spec import GraphSpec, graph_from_dict
 
 FORMATS = ("yaml", "json")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+#: largest graph file accepted, in bytes; a bigger one is refused before it is parsed
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: deepest nesting of lists and mappings accepted (a graph file needs 6 levels)
+MAX_DEPTH = 32
+#: longest number accepted, in characters (Python converts at most 4300 digits)
+MAX_NUMBER_CHARS = 100
+
+_TAG = "tag:yaml.org,2002:"
+#: YAML 1.2 core schema, except that a number with a leading zero (0755) is text: YAML 1.1
+#: read it as octal, 1.2 as decimal, and a graph file should not depend on which one is meant.
+_CORE = (
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("int", r"[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    ("float", r"[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+.0123456789")),
+)
+#: input types whose default and choices are text
+_TEXT_TYPES = ("str", "secret", "choice")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with the YAML 1.2 core schema (``on``, ``no``, ``12:30:00`` and dates are text),
+    no anchors or aliases (an alias bomb expands exponentially), nesting at most MAX_DEPTH deep,
+    and no key given twice in one mapping (PyYAML keeps the last)."""
+
+    yaml_implicit_resolvers: dict = {}
+    yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise GraphFileError(f"line {line}: anchors and aliases (&name, *name) are not allowed in graph files")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise GraphFileError(f"line {line}: nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_scalar_node(self, anchor):
+        plain = self.peek_event().implicit[0]  # untagged and unquoted
+        node = super().compose_scalar_node(anchor)
+        node.plain = plain
+        return node
+
+    def construct_document(self, node):
+        _keep_text(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise GraphFileError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
             try:
+                if key in seen:
+                    raise GraphFileError(f"line {key_node.start_mark.line + 1}: key {params.shown(key)} is given twice")
                 seen.add(key)
             except TypeError:
                 raise GraphFileError(f"line {key_node.start_mark.line + 1}: a key must be a plain value")
         return super().construct_mapping(node, deep=deep)
+
+    def construct_core_int(self, node):
+        text = self._number_text(node)
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits.startswith(("0o", "0x")):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        return sign * int(digits)
+
+    def construct_core_float(self, node):
+        text = self._number_text(node).lower()
+        return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+    def construct_core_bool(self, node):
+        return self.construct_scalar(node).lower() == "true"
+
+    def _number_text(self, node) -> str:
+        text = self.construct_scalar(node)
+        if len(text) > MAX_NUMBER_CHARS:
+            raise GraphFileError(f"line {node.start_mark.line + 1}: a number of more than"
+                                 f" {MAX_NUMBER_CHARS} characters")
+        return text
+
+
+for _kind, _pattern, _first in _CORE:
+    _Loader.add_implicit_resolver(_TAG + _kind, re.compile(f"^(?:{_pattern})$"), _first)
+_Loader.add_constructor(_TAG + "int", _Loader.construct_core_int)
+_Loader.add_constructor(_TAG + "float", _Loader.construct_core_float)
+_Loader.add_constructor(_TAG + "bool", _Loader.construct_core_bool)
+
+
+def _as_text(node) -> None:
+    """A plain scalar that resolved to a number or bool becomes the text that was written."""
+    if isinstance(node, yaml.ScalarNode) and getattr(node, "plain", False) \
+            and node.tag in (_TAG + "int", _TAG + "float", _TAG + "bool"):
+        node.tag = _TAG + "str"
+
+
+def _items(node, kind):
+    return node.value if isinstance(node, kind) else []
+
+
+def _keep_text(root) -> None:
+    """Mark the plain scalars given as the default or the choices of a text input as text,
+    before construction: ``default: 0x1F`` of a str input stays "0x1F", ``true`` stays "true"."""
+    def value_of(mapping, key):
+        return next((v for k, v in _items(mapping, yaml.MappingNode)
+                     if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+
+    for vertex in _items(value_of(root, "vertices"), yaml.SequenceNode):
+        for _, spec in _items(value_of(vertex, "inputs"), yaml.MappingNode):
+            kind = value_of(spec, "type")
+            if kind is None or isinstance(kind, yaml.ScalarNode) and kind.value in _TEXT_TYPES:
+                _as_text(value_of(spec, "default"))
+                for choice in _items(value_of(spec, "choices"), yaml.SequenceNode):
+                    _as_text(choice)
 
 
 def _no_duplicates(pairs):
     out = {}
     for key, value in pairs:
         if key in out:
-            raise GraphFileError(f"key {key!r} is given twice")
+            raise GraphFileError(f"key {params.shown(key)} is given twice")
         out[key] = value
     return out
 
 
+def _json_number(text: str) -> str:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise GraphFileError(f"not valid JSON: a number of more than {MAX_NUMBER_CHARS} characters")
+    return text
+
+
+def _depth(data: Any) -> int:
+    """How deep lists and mappings nest in ``data`` (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise GraphFileError(f"{what} is {size} bytes, over the limit of {MAX_FILE_BYTES} bytes"
+                             f" ({MAX_FILE_BYTES // 1024 // 1024} MiB) for a graph file")
+
+
 def parse(text: str, fmt: str | None = None) -> Any:
-    """Parse a graph file's text (``fmt`` 'yaml' or 'json'; guessed from the text if None)."""
+    """Parse a graph file's text (``fmt`` 'yaml' or 'json'; guessed from the text if None).
+    Text over MAX_FILE_BYTES, nesting deeper than MAX_DEPTH, anchors and aliases are refused."""
+    if len(text) > MAX_FILE_BYTES // 4:
+        _check_size(len(text.encode("utf-8", "surrogateescape")), "the graph file")
     if fmt is None:
         fmt = "json" if text.lstrip().startswith("{") else "yaml"
     try:
         if fmt == "json":
-            return simplejson.loads(text, object_pairs_hook=_no_duplicates)
-        return yaml.load(text, Loader=_StrictLoader)
+            data = simplejson.loads(text, object_pairs_hook=_no_duplicates,
+                                    parse_int=lambda t: int(_json_number(t)),
+                                    parse_float=lambda t: float(_json_number(t)))
+            if _depth(data) > MAX_DEPTH:
+                raise GraphFileError(f"not valid JSON: nested more than {MAX_DEPTH} levels deep")
+            return data
+        return yaml.load(text, Loader=_Loader)
     except simplejson.JSONDecodeError as exc:
         raise GraphFileError(f"not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
-        raise GraphFileError(f"not valid YAML: {' '.join(str(exc).split())}") from None
+        message = " ".join(str(exc).split())
+        raise GraphFileError(f"not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}") from None
+    except RecursionError:  # simplejson recurses per level: deeper than Python allows
+        raise GraphFileError(f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
 
 
 def loads(text: str, fmt: str | None = None) -> GraphSpec:
@@ -62,8 +208,11 @@ def load(path: str) -> GraphSpec:
     ext = os.path.splitext(path)[1].lower()
     fmt = "json" if ext == ".json" else "yaml" if ext in (".yaml", ".yml") else None
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # never more: a huge file (or /dev/zero) is refused unread
+        if len(data) > MAX_FILE_BYTES:
+            _check_size(max(len(data), os.path.getsize(path)), f"graph file {path}")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise GraphFileError(f"cannot read graph file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -77,7 +226,11 @@ def load(path: str) -> GraphSpec:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    """Quotes a string that YAML 1.1 or the core schema would read as something else."""
+
+
+for _kind, _pattern, _first in _CORE:
+    _Dumper.add_implicit_resolver(_TAG + _kind, re.compile(f"^(?:{_pattern})$"), _first)
 
 
 def _str(dumper, value: str):

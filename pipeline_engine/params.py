@@ -18,6 +18,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import reprlib
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
@@ -36,6 +38,10 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
                "false": False, "no": False, "off": False, "0": False}
+#: a zone id (``fe80::1%eth0``) is an interface name or number, nothing a shell could read as code
+_ZONE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
+#: longest int accepted (Python converts at most 4300 digits to and from text)
+INT_DIGITS = 4000
 _SPEC_KEYS = ("type", "required", "default", "description", "min", "max", "pattern", "choices")
 
 
@@ -45,11 +51,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _show(raw: Any, hide: bool) -> str:
-    if hide:
-        return "<secret>"
-    text = repr(raw)
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 2
+
+
+def shown(raw: Any) -> str:
+    """A short repr of ``raw`` for an error message: never more than about 60 characters,
+    however big or deep the value (the whole repr is never built)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 128:
+        return f"an integer of about {int(raw.bit_length() * 0.30103) + 1} digits"  # repr() may refuse it
+    text = _SHORT.repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _show(raw: Any, hide: bool) -> str:
+    return "<secret>" if hide else shown(raw)
 
 
 @dataclass(frozen=True)
@@ -87,12 +104,16 @@ class InputSpec:
         bad = ValueError(f"expected {self.type}, got {_show(raw, hide)}")
         text = raw.strip() if isinstance(raw, str) else None
         if self.type == "int":
-            if text is not None and _INT.fullmatch(text):
-                value = int(text)
-            elif _is_number(raw) and isinstance(raw, int):
+            if _is_number(raw) and isinstance(raw, int):
                 value = raw
-            else:
+            elif text is None or not _INT.fullmatch(text):
                 raise bad
+            elif len(text) > INT_DIGITS:  # int() would refuse it with Python's own words
+                raise ValueError(f"expected int of at most {INT_DIGITS} digits, got {_show(raw, hide)}")
+            else:
+                value = int(text)
+            if value.bit_length() > INT_DIGITS * 3.33:
+                raise ValueError(f"expected int of at most {INT_DIGITS} digits, got {_show(raw, hide)}")
         elif self.type == "float":
             try:
                 if text is not None and _FLOAT.fullmatch(text):
@@ -114,9 +135,14 @@ class InputSpec:
                 raise bad
         elif self.type == "ip":
             try:
-                value = str(ipaddress.ip_address(text))
+                address = ipaddress.ip_address(text)
             except ValueError:
                 raise bad from None
+            zone = getattr(address, "scope_id", None)
+            if zone is not None and (not _ZONE.fullmatch(zone) or zone in (".", "..")):
+                raise ValueError(f"expected ip, got {_show(raw, hide)}: a zone id (after %) is an interface"
+                                 " name of up to 15 letters, digits, '_', '.', '-'")
+            value = str(address)
         else:  # str, secret, choice: text
             if _is_number(raw):
                 raw = str(raw)  # a YAML number given for a text input: take it as written
@@ -124,6 +150,10 @@ class InputSpec:
                 raise bad
             if "\x00" in raw:  # values travel in environment variables, which cannot hold NUL
                 raise ValueError("must not contain a NUL character")
+            try:
+                raw.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 (a command line decodes them to surrogates)
+                raise ValueError("is not valid UTF-8 text") from None
             value = raw
         if self.min is not None and value < self.min:
             raise ValueError(f"must be >= {self.min}")
@@ -176,7 +206,7 @@ def parse_schema(vertex: str, inputs: Mapping | None) -> dict[str, InputSpec]:
 
 def _parse_spec(vertex: str, name: Any, raw: Any) -> InputSpec:
     if not isinstance(name, str) or not _IDENT.fullmatch(name):
-        raise InputSchemaError(f"vertex '{vertex}': input name {name!r} is not valid"
+        raise InputSchemaError(f"vertex '{vertex}': input name {shown(name)} is not valid"
                                " (letters, digits and '_', not starting with a digit)")
 
     def fail(reason: str) -> InputSchemaError:
@@ -189,13 +219,13 @@ def _parse_spec(vertex: str, name: Any, raw: Any) -> InputSpec:
     unknown = [str(key) for key in raw if key not in _SPEC_KEYS]
     if unknown:
         raise fail(f"unknown key{'s' if len(unknown) > 1 else ''} "
-                   f"{', '.join(repr(k) for k in unknown)} (expected: {', '.join(_SPEC_KEYS)})")
+                   f"{', '.join(shown(k) for k in unknown)} (expected: {', '.join(_SPEC_KEYS)})")
     kind = raw.get("type", "str")
     if not isinstance(kind, str) or kind not in INPUT_TYPES:
-        raise fail(f"unknown type {kind!r} (expected one of: {', '.join(INPUT_TYPES)})")
+        raise fail(f"unknown type {shown(kind)} (expected one of: {', '.join(INPUT_TYPES)})")
     required = raw.get("required", True)
     if not isinstance(required, bool):
-        raise fail(f"required must be true or false, got {required!r}")
+        raise fail(f"required must be true or false, got {shown(required)}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail(f"description must be a string, got {type(description).__name__}")
@@ -203,8 +233,8 @@ def _parse_spec(vertex: str, name: Any, raw: Any) -> InputSpec:
     for key, bound in (("min", low), ("max", high)):
         if bound is not None and kind not in ("int", "float"):
             raise fail(f"{key} applies to int and float inputs, not {kind}")
-        if bound is not None and not (_is_number(bound) and math.isfinite(bound)):
-            raise fail(f"{key} must be a number, got {bound!r}")
+        if bound is not None and not (_is_number(bound) and -sys.float_info.max <= bound <= sys.float_info.max):
+            raise fail(f"{key} must be a number, got {shown(bound)}")
     if low is not None and high is not None and low > high:
         raise fail(f"min {low} is greater than max {high}")
     pattern = raw.get("pattern")
@@ -212,11 +242,13 @@ def _parse_spec(vertex: str, name: Any, raw: Any) -> InputSpec:
         if kind not in ("str", "secret"):
             raise fail(f"pattern applies to str and secret inputs, not {kind}")
         if not isinstance(pattern, str):
-            raise fail(f"pattern must be a string, got {pattern!r}")
+            raise fail(f"pattern must be a string, got {shown(pattern)}")
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise fail(f"pattern '{pattern}' is not a valid regular expression ({exc})") from None
+            raise fail(f"pattern {shown(pattern)} is not a valid regular expression ({exc})") from None
+        except (RecursionError, OverflowError, MemoryError):
+            raise fail(f"pattern {shown(pattern)} is nested too deeply to compile") from None
     choices = raw.get("choices")
     if kind == "choice":
         if (not isinstance(choices, (list, tuple)) or not choices

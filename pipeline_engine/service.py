@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, graphfile, params, recovery, store
+from pipeline_engine import dag, graphfile, limits, params, recovery, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import (
     AlreadyExistsError,
@@ -43,6 +43,7 @@ from pipeline_engine.spec import (
     check_pool,
     graph_from_dict,
     make_vertex,
+    secret_clashes,
 )
 from pipeline_engine.states import GraphStatus, PipelineState
 
@@ -217,7 +218,9 @@ def add_vertex(db: Database, graph: str, name: str, script: str, *, description:
         g = _editable(s, graph)
         if store.find_vertex(s, g.id, name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': vertex '{name}' already exists")
-        s.add(Vertex(**store.vertex_row(g.id, store.next_position(s, g.id), spec)))
+        row = store.vertex_row(g.id, store.next_position(s, g.id), spec)
+        _fit(s, {f"graph '{graph}': vertex '{name}'": row})
+        s.add(Vertex(**row))
         store.bump(s, g)
         return spec
 
@@ -244,7 +247,9 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
         if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
                                      f" vertex '{spec.name}' already exists")
-        for key, value in store.vertex_row(g.id, row.position, spec).items():
+        values = store.vertex_row(g.id, row.position, spec)
+        _fit(s, {f"graph '{graph}': vertex '{spec.name}'": values})
+        for key, value in values.items():
             setattr(row, key, value)
         store.bump(s, g)
         return spec
@@ -297,6 +302,7 @@ def _check(s: Session, graph: Graph) -> CheckResult:
     order, cycle = dag.topological_order([v.name for v in spec.vertices], spec.edges)
     if cycle:
         raise CycleError(graph.name, cycle)
+    _refuse_clashes(graph.name, {v.name: v.schema() for v in spec.vertices})
     warnings = []
     for v in spec.vertices:
         template = params.compile_script(v.name, v.script, v.schema())
@@ -308,6 +314,26 @@ def _check(s: Session, graph: Graph) -> CheckResult:
     if not spec.vertices:
         warnings.append(f"graph '{graph.name}' has no vertices")
     return CheckResult(graph=graph.name, status=graph.status, order=order, warnings=warnings)
+
+
+def _refuse_clashes(graph: str, schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> None:
+    """Refuse a graph where a name is secret in some vertices only (see ``spec.secret_clashes``)."""
+    clashes = secret_clashes(schemas)
+    if clashes:
+        raise GraphError("\n".join(f"graph '{graph}': {c}" for c in clashes))
+
+
+def _fit(s: Session, rows: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse rows (by what they are, e.g. "vertex 'a'") that the server would not take in one
+    statement, naming its limit, before anything is written."""
+    limit = store.statement_limit(s)
+    if limit is None:
+        return
+    problems = [f"{what} takes about {size} bytes in one statement, over the server's max_allowed_packet of"
+                f" {limit} bytes: make its script, description or inputs shorter (or raise max_allowed_packet)"
+                for what, size in ((w, store.row_bytes(r)) for w, r in rows.items()) if size > limit]
+    if problems:
+        raise GraphError("\n".join(problems))
 
 
 def _missing_pools(s: Session, vertices) -> dict[str, str]:
@@ -368,6 +394,7 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
     target = name or spec.name
     with _write(db) as s:
         graph = _new_graph(s, target, spec.description)
+        _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
         store.insert_definition(s, graph.id, spec.vertices, spec.edges)
         notes = []
         for pool_name, size in spec.pools:
@@ -504,6 +531,13 @@ def priorities(vertices: list[Vertex], edges: list[tuple[str, str]], history: di
     return {v.name: v.priority if v.priority is not None else path[v.name] for v in vertices}
 
 
+def _refuse_oversized(rendered: Mapping[str, params.Rendered]) -> None:
+    """Refuse values that would keep bash from starting (see ``limits``): sizes, never values."""
+    problems = [p for vertex, r in rendered.items() for p in limits.check(vertex, r.script, r.env)]
+    if problems:
+        raise ParameterError("\n".join(problems))
+
+
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
               name: str | None = None, workers: int | None = None, owner: str | None = None,
               detach: bool = False) -> RunStart:
@@ -529,9 +563,11 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
             raise NotFoundError("; ".join(f"graph '{graph}': pool '{p}' (vertex {users}) does not exist:"
                                           f" pipeline-engine pool set {p} SIZE" for p, users in missing.items()))
         schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
+        _refuse_clashes(graph, schemas)
         values = params.resolve(schemas, parameters)
         rendered = {v.name: params.render(params.compile_script(v.name, v.script, schemas[v.name]),
                                           values[v.name], schemas[v.name]) for v in rows}
+        _refuse_oversized(rendered)
         indegree = {v.name: 0 for v in rows}
         for _, head in edges:
             indegree[head] += 1
@@ -550,6 +586,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
                            "priority": priority[v.name], "pool": v.pool, "inputs": inputs,
                            "script": rendered[v.name].shown,
                            "stdout": "", "stderr": ""})
+        _fit(s, {f"run of graph '{graph}': the track of vertex '{v.name}'": t for v, t in zip(rows, tracks)})
         run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
                                        owner=None if detach else owner, secret_inputs=bool(secret_names))
         return RunStart(id=run_id, graph=graph, name=name,
@@ -696,6 +733,7 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
         values = {**(t.inputs or {}), **secret_values[v.name]}
         rendered[v.name] = params.render(params.compile_script(v.name, v.script, schemas[v.name]), values,
                                          schemas[v.name])
+    _refuse_oversized(rendered)
     secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
     return RunStart(id=run_id, graph=graph, name=pipeline.name,
                     pending=[v.name for t, v in rows if t.state == "pending"],

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_engine import dag, params
+from pipeline_engine import dag, limits, params
 from pipeline_engine.errors import GraphError, GraphFileError, PipelineEngineError
 
 NAME_MAX = 200
@@ -20,6 +20,10 @@ GRAPH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # No dots: ``VERTEX.input=value`` names one vertex's input on the command line.
 VERTEX_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_RETRIES = 100
+#: longest timeout accepted, in seconds (a year; leave it out for no limit)
+MAX_TIMEOUT = 366 * 86400
+#: largest priority override accepted, either sign (integers are exact up to 2**53)
+MAX_PRIORITY = 1e15
 #: largest pool size accepted (a guard against typos, far above any machine's process count)
 MAX_POOL_SIZE = 1_000_000
 
@@ -91,10 +95,10 @@ class GraphSpec:
 def check_name(kind: str, name: Any, pattern: re.Pattern = VERTEX_NAME) -> str:
     """Return ``name`` if it is a valid graph or vertex name, else raise GraphError."""
     if not isinstance(name, str) or not name:
-        raise GraphError(f"{kind} name must be a non-empty string, got {name!r}")
+        raise GraphError(f"{kind} name must be a non-empty string, got {params.shown(name)}")
     if len(name) > NAME_MAX or not pattern.fullmatch(name):
         allowed = "letters, digits, '_', '-'" + (", '.'" if pattern is GRAPH_NAME else "")
-        raise GraphError(f"{kind} name {name!r} is not valid: use up to {NAME_MAX} of {allowed},"
+        raise GraphError(f"{kind} name {params.shown(name)} is not valid: use up to {NAME_MAX} of {allowed},"
                          " not starting with '-' or '.'")
     return name
 
@@ -107,8 +111,48 @@ def check_pool(name: Any, size: Any) -> tuple[str, int]:
     """A valid pool name and size, else GraphError naming the pool."""
     check_name("pool", name, GRAPH_NAME)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_POOL_SIZE:
-        raise GraphError(f"pool '{name}': size must be an integer from 0 to {MAX_POOL_SIZE}, got {size!r}")
+        raise GraphError(f"pool '{name}': size must be an integer from 0 to {MAX_POOL_SIZE}, got {params.shown(size)}")
     return name, size
+
+
+def _number(value: Any) -> bool:
+    """A real number (not a bool, not NaN or infinite); a huge int is one, and compares."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _argument_problems(vertex: str, template: params.Template, schema: Mapping[str, params.InputSpec]) -> list[str]:
+    """What would keep bash from starting this vertex with its defaults, or with any of its
+    choices (see ``limits``); a run's own values are checked again when it starts."""
+    try:
+        rendered = params.render(template, {n: s.default for n, s in schema.items()}, schema)
+    except PipelineEngineError:
+        return []  # a default the run replaces; start_run checks what really runs
+    problems = limits.check(vertex, rendered.script, rendered.env, what="default")
+    for n, s in schema.items():
+        if s.choices:
+            longest = max(s.choices, key=lambda c: len(c.encode("utf-8", "surrogateescape")))
+            problems += limits.check(vertex, "", {params.ENV_PREFIX + n: longest}, what="longest choice")
+    return list(dict.fromkeys(problems))
+
+
+def secret_clashes(schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> list[str]:
+    """A problem per input name that some vertices declare ``secret`` and others not: a plain
+    ``name=value`` parameter would reach those others in clear (stored, shown, logged)."""
+    kinds: dict[str, dict[str, list[str]]] = {}
+    for vertex, schema in schemas.items():
+        for name, spec in schema.items():
+            kinds.setdefault(name, {}).setdefault(spec.type, []).append(vertex)
+    problems = []
+    for name, by_type in kinds.items():
+        if "secret" in by_type and len(by_type) > 1:
+            where = "; ".join(f"{kind} in vertex {', '.join(repr(v) for v in vertices)}"
+                              for kind, vertices in by_type.items())
+            problems.append(f"input '{name}' is secret in some vertices and not in others ({where}): its value"
+                            f" would be stored and shown in clear for the others; declare '{name}' secret in every"
+                            " vertex, or give the other input another name")
+    return problems
 
 
 def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = None,
@@ -125,17 +169,18 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
     if not isinstance(description, str):
         raise GraphError(f"{where}: description must be a string")
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-                or not math.isfinite(timeout) or timeout <= 0:
-            raise GraphError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+        if not _number(timeout) or not 0 < timeout <= MAX_TIMEOUT:
+            raise GraphError(f"{where}: timeout must be a positive number of seconds up to {MAX_TIMEOUT}"
+                             f" (a year), got {params.shown(timeout)}")
         timeout = float(timeout)
     if retries is None:
         retries = 0
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-        raise GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES}, got {retries!r}")
+        raise GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES}, got {params.shown(retries)}")
     if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
-            raise GraphError(f"{where}: priority must be a number, got {priority!r}")
+        if not _number(priority) or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+            raise GraphError(f"{where}: priority must be a number from {-MAX_PRIORITY:g} to {MAX_PRIORITY:g},"
+                             f" got {params.shown(priority)}")
         priority = float(priority)
     if pool is not None:
         try:
@@ -146,10 +191,21 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
         inputs = {}
     schema = params.parse_schema(name, inputs)
     # Refuses placeholders where a value could become code (arithmetic), naming the input.
-    params.compile_script(name, script, schema)
+    template = params.compile_script(name, script, schema)
+    problems = _argument_problems(name, template, schema)
+    if problems:
+        raise GraphError("\n".join(problems))
     return VertexSpec(name=name, script=script, description=description,
                       inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority,
                       pool=pool)
+
+
+def _at(data: Mapping, where: str) -> str:
+    """How a vertex not yet validated is named in an error: by its name, or its place in the file."""
+    name = data.get("name")
+    if not isinstance(name, str):
+        return where
+    return f"vertex '{name}'" if len(name) <= NAME_MAX else f"vertex {params.shown(name)}"
 
 
 def vertex_from_dict(data: Any, where: str) -> VertexSpec:
@@ -157,14 +213,11 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
         raise GraphFileError(f"{where}: must be a mapping with keys {', '.join(VERTEX_KEYS)}")
     unknown = [k for k in data if k not in VERTEX_KEYS]
     if unknown:
-        name = data.get("name")
-        at = f"vertex '{name}'" if isinstance(name, str) else where
-        raise GraphFileError(f"{at}: unknown key {', '.join(repr(k) for k in unknown)}"
+        raise GraphFileError(f"{_at(data, where)}: unknown key {', '.join(params.shown(k) for k in unknown)}"
                              f" (allowed: {', '.join(VERTEX_KEYS)})")
     for key in ("name", "script"):
         if key not in data:
-            at = f"vertex '{data['name']}'" if isinstance(data.get("name"), str) else where
-            raise GraphFileError(f"{at}: missing key '{key}'")
+            raise GraphFileError(f"{_at(data, where)}: missing key '{key}'")
     return make_vertex(data["name"], data["script"], description=data.get("description", ""),
                        inputs=data.get("inputs"), timeout=data.get("timeout"),
                        retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"))
@@ -179,7 +232,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
     problems: list[str] = []
     unknown = [k for k in data if k not in GRAPH_KEYS]
     if unknown:
-        problems.append(f"graph: unknown key {', '.join(repr(k) for k in unknown)}"
+        problems.append(f"graph: unknown key {', '.join(params.shown(k) for k in unknown)}"
                         f" (allowed: {', '.join(GRAPH_KEYS)})")
     name = data.get("name")
     try:
@@ -228,7 +281,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
         raw_edges = []
     pairs: set[tuple[str, str]] = set()
     for i, raw in enumerate(raw_edges):
-        where = f"edge {i} {raw!r}"
+        where = f"edge {i} {params.shown(raw)}"
         if not (isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
             problems.append(f"{where}: must be a [tail, head] pair of vertex names")
             continue

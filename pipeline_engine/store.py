@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, delete, false, func, insert, or_, select, type_coerce, update
+import simplejson
+from sqlalchemy import Text, and_, bindparam, case, delete, false, func, insert, or_, select, text, type_coerce, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, defer
 
@@ -138,6 +140,36 @@ def insert_definition(s: Session, graph_id: int, specs: Sequence[VertexSpec],
     if edges:
         ids = dict(s.execute(select(Vertex.name, Vertex.id).where(Vertex.graph_id == graph_id)).all())
         s.execute(insert(Edge), [{"graph_id": graph_id, "tail_id": ids[t], "head_id": ids[h]} for t, h in edges])
+
+
+#: what a statement adds around one row's values: the statement, column names, the protocol
+_STATEMENT_OVERHEAD = 4096
+#: characters the driver sends escaped, two bytes each
+_ESCAPED = "\\'\"\0\n\r\x1a"
+
+
+def statement_limit(s: Session) -> int | None:
+    """The largest statement the server takes, in bytes: MySQL/MariaDB's ``max_allowed_packet``
+    (a bigger one fails with "server has gone away"). None on SQLite and PostgreSQL, whose
+    limits (1 GB for one value) are far beyond what a graph file or a run holds. Bulk inserts
+    need no more than their biggest row: PyMySQL sends them in statements of about 1 MB."""
+    if s.get_bind().dialect.name not in ("mysql", "mariadb"):
+        return None
+    return int(s.execute(text("SELECT @@max_allowed_packet")).scalar_one())
+
+
+def row_bytes(row: Mapping[str, Any]) -> int:
+    """At most how many bytes ``row`` (column -> value, as for ``insert``) takes in a statement:
+    its text in UTF-8, escaped characters twice, JSON columns as they are stored."""
+    size = _STATEMENT_OVERHEAD
+    for value in row.values():
+        if isinstance(value, (dict, list)):
+            value = simplejson.dumps(value)
+        if isinstance(value, str):
+            size += len(value.encode("utf-8", "surrogateescape")) + sum(map(value.count, _ESCAPED))
+        else:
+            size += 32
+    return size
 
 
 def set_status(s: Session, graph: Graph, status: str) -> None:

@@ -138,3 +138,102 @@ def test_schema_errors_raised_directly_are_input_schema_errors():
 
     with pytest.raises(InputSchemaError):
         make_vertex("a", "echo {n}", inputs={"n": {"type": "nope"}})
+
+
+# --- YAML 1.2 core schema and hostile files (issue 10, item 6) -----------------------------------
+
+def test_yaml_follows_the_core_schema():
+    data = graphfile.parse("""
+        words: [on, off, yes, no, On, OFF, Yes, NO, y, n]
+        text: [0755, 12:30:00, 2024-01-01, 1_000, 0b11, 00, +0755]
+        numbers: [0o755, 0x1F, -42, 0, 1e3, 1.5, -.5, .inf, -.Inf]
+        bools: [true, True, TRUE, false, False, FALSE]
+        nulls: [null, Null, NULL, ~]
+        empty:
+        quoted: ['true', "0x1F"]
+    """)
+    assert data["words"] == ["on", "off", "yes", "no", "On", "OFF", "Yes", "NO", "y", "n"]
+    assert data["text"] == ["0755", "12:30:00", "2024-01-01", "1_000", "0b11", "00", "+0755"]
+    assert data["numbers"] == [0o755, 31, -42, 0, 1000.0, 1.5, -0.5, float("inf"), float("-inf")]
+    assert data["bools"] == [True, True, True, False, False, False]
+    assert data["nulls"] == [None] * 4 and data["empty"] is None and data["quoted"] == ["true", "0x1F"]
+
+
+def test_a_text_input_keeps_the_default_as_written():
+    spec = graphfile.loads("""
+        name: g
+        vertices:
+          - name: a
+            script: echo {m} {t} {h} {f} {b} {n} {c} {i}
+            inputs:
+              m: {type: str, default: 0755}
+              t: {default: 12:30:00}
+              h: {type: str, default: 0x1F}
+              f: {type: str, default: 1.50}
+              b: {type: str, default: TRUE}
+              n: {type: str, default: on}
+              c: {type: choice, choices: [010, 1e3, yes], default: 1e3}
+              i: {type: int, default: 0x1F}
+    """)
+    defaults = {name: s["default"] for name, s in spec.vertices[0].inputs.items()}
+    assert defaults == {"m": "0755", "t": "12:30:00", "h": "0x1F", "f": "1.50", "b": "TRUE", "n": "on",
+                        "c": "1e3", "i": 31}
+    assert spec.vertices[0].inputs["c"]["choices"] == ["010", "1e3", "yes"]
+    # and an export reads back the same, quoted where either YAML version would misread it
+    assert graphfile.loads(graphfile.dumps(spec)) == spec
+
+
+def test_export_quotes_text_the_core_schema_reads_as_numbers():
+    spec = graphfile.loads("name: '1e3'\nvertices:\n  - {name: '0o7', script: echo, description: '0x1F'}\n")
+    assert graphfile.loads(graphfile.dumps(spec)) == spec
+
+
+BOMB = "name: bomb\nvertices:\n  - name: a\n    script: echo\n    timeout:\n" \
+       "      - &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" \
+       + "".join(f"      - &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("text, message", [
+    (BOMB, "line 6: anchors and aliases (&name, *name) are not allowed"),
+    ("name: g\nbase: &b {script: echo}\nvertices:\n  - {name: a, <<: *b}\n", "line 2: anchors and aliases"),
+    ("name: g\nvertices: " + "[" * 100000, "nested more than 32 levels deep"),
+    ('{"name": "g", "vertices": ' + "[" * 100000, "not valid JSON: nested more than 32 levels deep"),
+    ('{"name": "g", "vertices": ' + "[" * 40 + "]" * 40 + "}", "not valid JSON: nested more than 32 levels deep"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, retries: 1" + "0" * 5000 + "}\n",
+     "line 3: a number of more than 100 characters"),
+    ('{"name": "g", "vertices": [{"name": "a", "script": "echo", "retries": 1' + "0" * 5000 + "}]}",
+     "a number of more than 100 characters"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, timeout: 1e400}\n", "timeout must be a positive number"),
+    ('{"name": "g", "vertices": [{"name": "a", "script": "echo", "timeout": 1e400}]}',
+     "timeout must be a positive number"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, timeout: 1e30}\n", "up to 31622400 (a year), got 1e+30"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, retries: 1" + "0" * 30 + "}\n",
+     "retries must be an integer from 0 to 100, got 1000000000000000000000000000000"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, priority: 1" + "0" * 99 + "}\n",
+     "priority must be a number from -1e+15 to 1e+15, got an integer of about 100 digits"),
+    ("name: g\nvertices:\n  - {name: a, script: echo, priority: -1e300}\n", "priority must be a number from"),
+    ("name: g\nvertices:\n  - {name: a, script: 'echo {n}', inputs: {n: {type: int, min: -1e400}}}\n",
+     "input 'n': min must be a number"),
+])
+def test_hostile_files_are_short_errors(text, message):
+    found = problems(text)
+    assert message in found and len(found) < 400 and "\n" not in found
+
+
+def test_error_messages_never_print_a_whole_value():
+    big = "[" + ", ".join(["x" * 100] * 10000) + "]"
+    for text in (f"name: g\nvertices:\n  - {{name: a, script: echo, timeout: {big}}}\n",
+                 f"name: g\nvertices:\n  - {{name: a, script: echo, {'k' * 100000}: 1}}\n",
+                 f"name: g\nvertices: []\nedges: [{big}]\n",
+                 f"name: {'n' * 100000}\nvertices:\n  - {{name: {'v' * 100000}, script: echo, retries: -1}}\n"):
+        assert len(problems(text)) < 600
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.yaml"
+    # not even valid YAML: the size is checked first
+    path.write_bytes(b"name: g\nvertices: [" + b"x" * graphfile.MAX_FILE_BYTES)
+    with pytest.raises(GraphFileError, match=r"is \d+ bytes, over the limit of 16777216 bytes \(16 MiB\)"):
+        graphfile.load(str(path))
+    with pytest.raises(GraphFileError, match="over the limit of 16777216 bytes"):
+        graphfile.loads("é" * (graphfile.MAX_FILE_BYTES // 2 + 1))

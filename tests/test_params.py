@@ -297,3 +297,47 @@ def test_mask_is_one_pass_and_ignores_empty_secrets():
     assert params.mask("aaaa", ["aa"]) == "********" * 2
     assert params.mask("nothing here", ["", "zzz"]) == "nothing here"
     assert params.mask("x-abcd-abc", ["abc", "abcd"]) == "x-********-********"
+
+
+# --- hostile values (issue 10, items 5 and 6) --------------------------------------------------
+
+def test_ip_zone_id_is_an_interface_name_only():
+    ip = spec(type="ip")
+    assert ip.coerce("fe80::1%eth0") == "fe80::1%eth0"
+    assert ip.coerce("fe80::1%br-lan.100") == "fe80::1%br-lan.100"
+    assert ip.coerce("fe80::1%3") == "fe80::1%3"
+    for raw in ("fe80::1%;touch x", "fe80::1%$(touch x)", "fe80::1%a b", "fe80::1%`id`", "fe80::1%-i",
+                "fe80::1%..", "fe80::1%" + "e" * 16, "fe80::1%a\nb"):
+        with pytest.raises(ValueError, match="expected ip"):
+            ip.coerce(raw)
+
+
+def test_text_that_is_not_utf8_is_refused_without_showing_a_secret():
+    # a command line decodes bytes that are not UTF-8 to lone surrogates
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        spec(type="str").coerce("x=\udcff")
+    with pytest.raises(ParameterError) as exc:
+        params.resolve({"a": {"x": spec(type="secret")}}, ["x=hunter2\udcffxyz"])
+    assert "not valid UTF-8" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+def test_huge_numbers_are_short_errors():
+    integer = spec(type="int")
+    for raw in ("1" * 5000, 10 ** 5000):
+        with pytest.raises(ValueError, match="at most 4000 digits") as exc:
+            integer.coerce(raw)
+        assert len(str(exc.value)) < 120
+    assert integer.coerce("9" * 4000) == int("9" * 4000)
+    for bound in (10 ** 400, -10 ** 400, float("inf")):
+        with pytest.raises(InputSchemaError, match="min must be a number"):
+            params.parse_schema("a", {"n": {"type": "int", "min": bound}})
+    with pytest.raises(InputSchemaError, match="nested too deeply"):
+        params.parse_schema("a", {"s": {"type": "str", "pattern": "(" * 100000}})
+
+
+def test_shown_is_short_whatever_the_value():
+    nested = []
+    for _ in range(10000):
+        nested = [nested]
+    for value in (10 ** 5000, "x" * 10 ** 6, list(range(10 ** 5)), nested, {"k" * 1000: "v" * 1000}):
+        assert len(params.shown(value)) <= 60
