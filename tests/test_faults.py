@@ -120,7 +120,8 @@ def _read_only_sessions(backend: str, db_url: str, on: bool) -> None:
     try:
         with admin.connect() as conn:
             if backend == "postgresql":
-                conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {"on" if on else "off"}'))
+                value = "on" if on else "off"
+                conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}'))
                 conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                                   " WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
             else:
