@@ -17,9 +17,9 @@ import simplejson
 
 from pipeline_engine import __version__, prompt, service
 from pipeline_engine.db import Database, connect
-from pipeline_engine.errors import PipelineEngineError
+from pipeline_engine.errors import DatabaseError, PipelineEngineError
 from pipeline_engine.graphfile import FORMATS
-from pipeline_engine.settings import Settings
+from pipeline_engine.settings import Settings, default_db_url
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 
 PROG = "pipeline-engine"
@@ -36,7 +36,9 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = connect(self.url)
+            # a SQLite path the user gave is not created behind their back (a typo would make a new,
+            # empty database): only the embedded default is, and `db upgrade` creates any
+            self._db = connect(self.url, create=self.url == default_db_url())
         return self._db
 
 
@@ -329,7 +331,14 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
         state = engine.run(run.id)
     finally:
         progress.stop()
-    failed = service.show_run(ctx.db, run.id, state="failed", limit=20, output=False)
+    try:
+        failed = service.show_run(ctx.db, run.id, state="failed", limit=20, output=False)
+    except DatabaseError as exc:
+        if state != "running":
+            raise
+        # stopped by a signal while the database failed: no summary to read, the hint still holds
+        click.echo(f"run {run.id} stopped before its end ({exc}): `{PROG} resume {run.id}` continues it", err=True)
+        sys.exit(130)
     for track in failed.tracks:
         why = track.error or f"exit code {track.exit_code}"
         click.echo(f"  {track.vertex}: failed after {track.attempt} attempt(s): {why}"

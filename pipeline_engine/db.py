@@ -11,13 +11,14 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from pipeline_engine.errors import DatabaseError, SchemaVersionError
+from pipeline_engine.errors import DatabaseError, DatabaseMissingError, DatabaseUnusableError, SchemaVersionError
 
 # The driver each bare scheme means here: PyMySQL for MySQL/MariaDB, psycopg 3 for PostgreSQL.
 _DRIVERS = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
@@ -56,24 +57,38 @@ def _sqlite_begin(conn: Connection):
 
 
 class Database:
-    """A handle to one pipeline_engine database. Thread-safe; share one per process."""
+    """A handle to one pipeline_engine database. Thread-safe; share one per process.
 
-    def __init__(self, url: str | URL, *, auto_migrate: bool | None = None, echo: bool = False):
+    A SQLite file that does not exist is created only with ``create`` (the CLI passes it for
+    the embedded default and ``db upgrade``); else DatabaseMissingError. Once open, connections
+    never create the file again: one deleted while in use is an error, not a new empty database."""
+
+    def __init__(self, url: str | URL, *, auto_migrate: bool | None = None, echo: bool = False,
+                 create: bool = True):
         self.url = normalize_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect not in ("sqlite", "mysql", "mariadb", "postgresql"):
             raise DatabaseError(f"unsupported database {self.dialect!r}: use SQLite, MySQL/MariaDB or PostgreSQL")
         kwargs: dict = {"echo": echo}
+        #: the SQLite file, and its (device, inode) when opened: a file deleted or replaced while
+        #: in use is noticed (writes to an unlinked file succeed, into nothing)
+        self.path: str | None = None
+        self._identity: tuple[int, int] | None = None
+        engine_url = self.url
         if self.dialect == "sqlite":
             database = self.url.database or ""
             if database in ("", ":memory:"):
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
-                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+                self.path = os.path.abspath(database)
+                self._open_file(create)
+                # mode=rw: a connection never creates the file (a deleted one stays an error)
+                engine_url = self.url.set(database="file:" + quote(self.path)).update_query_dict(
+                    {"uri": "true", "mode": "rw"})
         else:
             kwargs.update(pool_pre_ping=True, pool_recycle=3600)
         try:
-            self.engine: Engine = create_engine(self.url, **kwargs)
+            self.engine: Engine = create_engine(engine_url, **kwargs)
         except ModuleNotFoundError as exc:
             raise DatabaseError(f"the driver for {self.safe_url} is not installed ({exc.name});"
                                 " pip install 'pipeline-engine[postgres]' for PostgreSQL") from None
@@ -84,6 +99,48 @@ class Database:
         self.auto_migrate = self.dialect == "sqlite" if auto_migrate is None else auto_migrate
         self._schema_ok = False
         self._schema_lock = threading.Lock()
+
+    def _open_file(self, create: bool) -> None:
+        if not os.path.exists(self.path):
+            if not create:
+                raise DatabaseMissingError(f"database {self.safe_url} does not exist: create it with"
+                                           f" `pipeline-engine --db {self.safe_url} db upgrade`")
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise DatabaseError(f"database {self.safe_url}: cannot create it: {exc.strerror}") from None
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def check_file(self) -> None:
+        """Raise DatabaseUnusableError when the SQLite file was deleted or replaced since it was
+        opened (a no-op for the servers)."""
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise DatabaseUnusableError(f"database {self.safe_url}: its file was deleted while in use") from None
+        except OSError:
+            return  # cannot tell; the next statement will say what is wrong
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise DatabaseUnusableError(f"database {self.safe_url}: its file was replaced by another while in use")
+
+    def unusable(self, exc: BaseException | None) -> DatabaseUnusableError | None:
+        """The error to stop with when ``exc`` (a driver error, wrapped or not) is one that
+        retrying cannot fix: disk full, a read-only database, its file or database gone. None
+        for anything else (a lost connection, a deadlock, a lock wait: worth retrying)."""
+        try:
+            self.check_file()
+        except DatabaseUnusableError as gone:
+            return gone
+        orig = getattr(exc, "orig", None) or exc
+        why = _unfixable(orig)
+        if why is not None and self.path is not None and not all(
+                os.access(p, os.W_OK) for p in (self.path, os.path.dirname(self.path))):
+            why = "it is read-only: its file or its directory cannot be written"  # SQLite says "cannot open"
+        return None if why is None else DatabaseUnusableError(f"database {self.safe_url}: {why} ({_first_line(orig)})")
 
     @property
     def safe_url(self) -> str:
@@ -169,7 +226,8 @@ class Database:
         except sa_exc.IntegrityError:
             raise  # the service turns these into messages about the graph or vertex
         except sa_exc.DBAPIError as exc:
-            raise DatabaseError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from exc
+            raise self.unusable(exc) or DatabaseError(
+                f"database error on {self.safe_url}: {_first_line(exc.orig)}") from exc
 
     # --- schema -----------------------------------------------------------------
 
@@ -208,13 +266,44 @@ class Database:
         return before, after
 
 
+# SQLite primary result codes that retrying cannot fix
+_SQLITE_UNFIXABLE = {13: "the disk is full", 8: "it is read-only", 14: "its file cannot be opened",
+                     10: "a disk I/O error", 11: "it is corrupt", 26: "it is not a database"}
+_SQLITE_READONLY_DBMOVED = 1032
+# PostgreSQL SQLSTATEs and MySQL/MariaDB error numbers of the same kinds
+_PG_UNFIXABLE = {"53100": "the disk is full", "25006": "it is read-only", "3D000": "the database does not exist",
+                 "57P04": "the database was dropped"}
+_MYSQL_UNFIXABLE = {1021: "the disk is full", 1114: "the disk is full (a table is full)",
+                    1290: "it is read-only", 1792: "it is read-only", 1836: "it is read-only",
+                    1049: "the database does not exist"}
+
+
+def _unfixable(orig: BaseException) -> str | None:
+    """What is wrong, for a driver error that waiting will not cure; else None."""
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        if code == _SQLITE_READONLY_DBMOVED:
+            return "its file was moved or deleted"
+        return _SQLITE_UNFIXABLE.get(code & 0xFF)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        return _PG_UNFIXABLE.get(sqlstate)
+    args = getattr(orig, "args", ())
+    if type(orig).__module__.startswith("pymysql") and args and isinstance(args[0], int):
+        if args[0] == 1030 and "28" in str(args[1:]):  # "Got error 28 from storage engine": ENOSPC
+            return "the disk is full"
+        return _MYSQL_UNFIXABLE.get(args[0])
+    return None
+
+
 def _first_line(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def connect(url: str | URL | None = None, **kwargs) -> Database:
-    """Open a handle on ``url`` (default: ``PIPELINE_ENGINE_DB``, else the embedded SQLite file)."""
+    """Open a handle on ``url`` (default: ``PIPELINE_ENGINE_DB``, else the embedded SQLite file).
+    A SQLite file that does not exist is created unless ``create=False``."""
     if url is None:
         from pipeline_engine.settings import Settings
 

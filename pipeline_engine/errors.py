@@ -93,3 +93,14 @@ class DatabaseError(PipelineEngineError):
 
 class SchemaVersionError(DatabaseError):
     """The database schema is not up to date: run `pipeline-engine db upgrade`."""
+
+
+class DatabaseMissingError(DatabaseError):
+    """The database does not exist: create it with `pipeline-engine --db URL db upgrade`."""
+
+    exit_code = 2
+
+
+class DatabaseUnusableError(DatabaseError):
+    """The database cannot be written, and waiting will not change that (disk full, read-only,
+    its file deleted): someone must fix it."""

@@ -57,7 +57,7 @@ from sqlalchemy.engine import Connection
 
 from pipeline_engine import dag, executor, params, recovery, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import DatabaseError, PipelineEngineError
+from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError
 from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
@@ -155,6 +155,15 @@ def _render(job: _Job) -> params.Rendered:
 def worker_name() -> str:
     """This process's identity in the database: host, pid and a random suffix (pids repeat)."""
     return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _GaveUp(DatabaseError):
+    """Stopping, the grace is over, and the database still fails: stop without it."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -374,6 +383,16 @@ class Engine:
                         return state
                 wake = next_beat if in_flight and not self.blocked else min(next_beat, next_poll)
                 ended = self._collect(in_flight, until=wake)
+        except _GaveUp as exc:  # stopped by a signal while the database was failing
+            self._abandon()
+            log.warning("%s: stopped while the database fails (%s): %d track(s) left running for their lease"
+                        " to take back", self.name, exc, len(in_flight))
+            return "running" if until is not None else "stopped"
+        except DatabaseUnusableError as exc:
+            self._abandon()
+            hint = f"`pipeline-engine resume {until}` continues the run" if until is not None else \
+                "its tracks go back to pending when its lease runs out"
+            raise DatabaseUnusableError(f"{exc}; stopped: {hint} once that is fixed") from exc
         finally:
             for _ in threads:
                 self._inbox.put((math.inf, next(self._seq), None))  # after any work left
@@ -584,6 +603,7 @@ class Engine:
     # --- leases ----------------------------------------------------------------------------------
 
     def _heartbeat(self, in_flight: dict[int, int]) -> None:
+        self.db.check_file()  # writes to a deleted SQLite file succeed, into nothing: stop instead
         lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)))
         if lost:
             cancelled = [t for t, state in lost.items() if state == T.CANCELLED]
@@ -714,7 +734,9 @@ class Engine:
     def _tx(self, fn, attempts: int | None = None):
         """Run ``fn(connection)`` in one transaction. A connection lost, a deadlock or a
         serialization failure is retried with backoff on a new connection (forever unless
-        ``attempts``); processes keep running meanwhile."""
+        ``attempts``); processes keep running meanwhile. A fault retrying cannot fix (disk full,
+        read-only, the file deleted) raises DatabaseUnusableError at once; once this worker is
+        stopping and its grace is over, a fault raises _GaveUp instead of being retried."""
         delay, tried = 0.05, 0
         while True:
             tried += 1
@@ -725,13 +747,19 @@ class Engine:
                 with self._conn.begin():
                     return fn(self._conn)
             except (sa_exc.DBAPIError, DatabaseError, OSError) as exc:
+                if isinstance(exc, DatabaseUnusableError):
+                    raise
                 cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
+                unusable = self.db.unusable(cause)
+                if unusable is not None:
+                    raise unusable from exc
                 if not _retryable(cause) or (attempts is not None and tried >= attempts):
                     if isinstance(exc, DatabaseError):
                         raise
                     raise DatabaseError(f"database error on {self.db.safe_url}: {exc}") from exc
-                log.warning("%s: database error (%s); retrying in %.2f s", self.name,
-                            str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__, delay)
+                if self._grace_over():
+                    raise _GaveUp(f"database error on {self.db.safe_url}: {_first_line(cause)}") from exc
+                log.warning("%s: database error (%s); retrying in %.2f s", self.name, _first_line(cause), delay)
                 try:
                     if self._conn is not None:
                         self._conn.invalidate()
@@ -740,8 +768,30 @@ class Engine:
                     pass
                 self._conn = None
                 self._faulted = True
-                time.sleep(delay)
+                self._pause(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
+
+    def _grace_over(self) -> bool:
+        return self.stopping.is_set() and self._stop_deadline is not None \
+            and time.monotonic() >= self._stop_deadline
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between retries, cut short when a stop's grace ends (a signal during a long
+        backoff is not left waiting)."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0 and not self._grace_over():
+            time.sleep(min(left, 0.05))
+
+    def _abandon(self) -> None:
+        """The database cannot take this worker's results: start nothing more and end every
+        running process (SIGTERM, SIGKILL 2 s later). Their tracks stay ``running`` in the
+        database, for the lease (or ``resume``) to take back."""
+        self.stopping.set()
+        with self._lock:
+            self._revoked.update(self.jobs)
+            groups = list(self._procs.values())
+        for pgid in groups:
+            threading.Thread(target=executor.kill_group, args=(pgid, 2.0), daemon=True).start()
 
     def _pipeline_state(self, pipeline_id: int) -> str:
         return self._tx(lambda c: store.pipeline_state(c, pipeline_id))

@@ -693,10 +693,10 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
 
 # --- runs after their start: workers, cancel, retry, resume -------------------------------------
 
-def _pipeline(s: Session, run_id: int):
+def _pipeline(s: Session, run_id: int, lock: bool = False):
     from pipeline_engine.models import Pipeline
 
-    pipeline = s.get(Pipeline, run_id)
+    pipeline = s.get(Pipeline, run_id, with_for_update=lock)
     if pipeline is None:
         raise NotFoundError(f"run {run_id} not found")
     return pipeline
@@ -771,7 +771,7 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
     a new attempt and its retries anew); succeeded tracks are kept. Returns the vertex names
     that will run again."""
     with _write(db) as s:
-        pipeline = _pipeline(s, run_id)
+        pipeline = _pipeline(s, run_id, lock=True)  # before its tracks, as prune locks them
         if pipeline.state not in (PipelineState.FAILED, PipelineState.CANCELLED):
             raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a failed or cancelled run can be retried")
         if store.track_holders(s, run_id):
@@ -846,10 +846,10 @@ def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
     while True:
         with _write(db) as s:
             conn = s.connection()
-            ids = store.old_finished_runs(conn, before, batch)
-            tracks += store.delete_runs(conn, ids)
-        runs += len(ids)
+            candidates = store.old_finished_runs(conn, before, batch)
+            ids, n = store.delete_runs(conn, candidates, before)  # a run retried meanwhile is kept
+        runs, tracks = runs + len(ids), tracks + n
         if ids and on_batch is not None:
             on_batch(ids)
-        if len(ids) < batch:
+        if len(candidates) < batch:
             return runs, tracks

@@ -406,6 +406,7 @@ _UNFINISHED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipe
                                          _track.c.state.in_(UNFINISHED)).limit(1))
 _NOT_SUCCEEDED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id"),
                                             _track.c.state.in_(NOT_SUCCEEDED)).limit(1))
+_ANY_TRACK = select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id")).limit(1)
 _FINISH = (update(_pipeline).where(_pipeline.c.id == bindparam("pipeline_id"), _pipeline.c.state == "running")
            .values(state=bindparam("state"), finished_at=bindparam("stamp")))
 
@@ -465,10 +466,13 @@ def hand_back_unheld(conn: Connection, worker: str, held: Iterable[int]) -> int:
 
 def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
     """Finish the pipeline when none of its tracks is unfinished: ``succeeded`` if all
-    succeeded, else ``failed``. Returns the state it was given, or None."""
+    succeeded, else ``failed``; a pipeline with no track at all (its tracks deleted: every graph
+    has a vertex) is ``failed``, never ``succeeded``. Returns the state it was given, or None."""
     if conn.execute(_UNFINISHED, {"pipeline_id": pipeline_id}).first() is not None:
         return None
-    state = "failed" if conn.execute(_NOT_SUCCEEDED, {"pipeline_id": pipeline_id}).first() else "succeeded"
+    key = {"pipeline_id": pipeline_id}
+    state = "failed" if conn.execute(_NOT_SUCCEEDED, key).first() or conn.execute(_ANY_TRACK, key).first() is None \
+        else "succeeded"
     if conn.execute(_FINISH, {"pipeline_id": pipeline_id, "state": state, "stamp": now()}).rowcount:
         return state
     return None
@@ -751,21 +755,34 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
 
 # --- history ----------------------------------------------------------------------------------
 
+_FINISHED = ("succeeded", "failed", "cancelled")
+
+
 def old_finished_runs(conn: Connection, before: datetime, limit: int) -> list[int]:
-    """Up to ``limit`` finished runs that finished before ``before``, oldest first."""
-    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state.in_(["succeeded", "failed", "cancelled"]),
+    """Up to ``limit`` runs that finished before ``before``, oldest first: candidates for
+    ``delete_runs``, which checks again."""
+    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state.in_(_FINISHED),
                                                           _pipeline.c.finished_at < before)
                              .order_by(_pipeline.c.id).limit(limit)))
 
 
-def delete_runs(conn: Connection, pipeline_ids: Sequence[int]) -> int:
-    """Delete finished runs and their tracks (tracks first: no reliance on cascades). Returns
-    the number of tracks deleted. Only rows of these runs are touched: running work is not
-    locked."""
+def delete_runs(conn: Connection, pipeline_ids: Sequence[int],
+                before: datetime | None = None) -> tuple[list[int], int]:
+    """Delete those of these runs that are finished (and, with ``before``, finished before it)
+    at the moment of deletion, with their tracks; returns (the runs deleted, their tracks). The
+    runs are locked with that condition first, so one retried since it was selected (running
+    again, or finished anew) is left whole. Only rows of finished runs are locked: running work
+    never waits on a prune (``retry`` locks its run before its tracks, so the two queue up)."""
     if not pipeline_ids:
-        return 0
-    ids = list(pipeline_ids)
-    tracks = conn.execute(delete(_track).where(_track.c.pipeline_id.in_(ids))).rowcount
-    conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids),
-                                         _pipeline.c.state.in_(["succeeded", "failed", "cancelled"])))
-    return tracks
+        return [], 0
+    q = select(_pipeline.c.id).where(_pipeline.c.id.in_(list(pipeline_ids)), _pipeline.c.state.in_(_FINISHED))
+    if before is not None:
+        q = q.where(_pipeline.c.finished_at < before)
+    if conn.dialect.name != "sqlite":  # SQLite: the writer's lock, taken at BEGIN, covers it
+        q = q.with_for_update()
+    ids = list(conn.scalars(q.order_by(_pipeline.c.id)))
+    if not ids:
+        return [], 0
+    tracks = conn.execute(delete(_track).where(_track.c.pipeline_id.in_(ids))).rowcount  # first: no cascades
+    conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids)))
+    return ids, tracks

@@ -135,10 +135,38 @@ def test_the_sqlite_default_is_created_and_migrated_on_first_use(tmp_path):
 
 def test_the_environment_variable_names_the_database(tmp_path):
     url = f"sqlite:///{tmp_path}/env.db"
+    assert _run(["db", "upgrade"], env={"PIPELINE_ENGINE_DB": url}).returncode == 0
     result = _run(["graph", "import", "examples/multi-root.yaml"], env={"PIPELINE_ENGINE_DB": url})
     assert result.returncode == 0, result.stderr
     result = _run(["graph", "list", "--json"], env={"PIPELINE_ENGINE_DB": url})
     assert [g["name"] for g in json.loads(result.stdout)] == ["multi-root"]
+
+
+@pytest.mark.parametrize("via", ["--db", "PIPELINE_ENGINE_DB"])
+def test_a_sqlite_path_that_does_not_exist_is_created_only_by_db_upgrade(tmp_path, via):
+    # Given a path with a typo (its directory does not exist either)
+    path = tmp_path / "typo" / "jobs.db"
+    url = f"sqlite:///{path}"
+
+    def run(*args):
+        if via == "--db":
+            return _run(["--db", url, *args])
+        return _run(list(args), env={"PIPELINE_ENGINE_DB": url})
+
+    # When any command but `db upgrade` opens it: one line naming it and saying how to create
+    # it, exit 2, and no file (nor directory) is made
+    for args in (["runs", "list"], ["graph", "import", "examples/diamond.yaml"], ["worker"], ["recover"]):
+        result = run(*args)
+        assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
+        assert result.stderr == (f"pipeline-engine: error: database {url} does not exist: create it with"
+                                 f" `pipeline-engine --db {url} db upgrade`\n")
+        assert not (tmp_path / "typo").exists()
+    # `db upgrade` creates it (readable by its owner only), and then it works
+    result = run("db", "upgrade")
+    assert result.returncode == 0 and f"upgraded from empty to {migrate.head_revision()}" in result.stdout
+    assert path.stat().st_mode & 0o777 == 0o600
+    result = run("runs", "list", "--json")
+    assert (result.returncode, json.loads(result.stdout)) == (0, [])
 
 
 @pytest.mark.parametrize("server", ["mariadb", "postgresql"])
