@@ -17,7 +17,7 @@ from bashgrammar import from_template
 KNOWN_EXECUTIONS = [
     "eval {x}",
     "bash -c {x}",
-    'for((;i<({n}?1:0)&&i<3;));do eval "{s}"$(());done',
+    'eval "echo$(printf {x})"',
     'x1="$(source <(printf {x}))"',
     "trap {x} EXIT",
     'declare -n nr={x}&&"${{nr-}}"',
@@ -89,7 +89,7 @@ def test_the_oracle_catches_a_renderer_that_pastes_values_as_text():
     executed = {f.marker for f in out.failures if f.kind == "execution"}
     assert {"PWNED_x0", "PWNED_x1", "PWNED_s1"} <= executed  # $(…) and `…` in both
     assert any(f.kind == "mismatch" for f in out.failures)
-    figures = fuzz_oracle.fuzz(range(30), engine=fuzz_oracle.PastingEngine())
+    figures = fuzz_oracle.fuzz(range(10), engine=fuzz_oracle.PastingEngine(), core=True)
     assert figures.executions > 0 and figures.failed
 
 
