@@ -133,6 +133,8 @@ class Outcome:
     syntax_errors: int = 0  #: runs where bash reported a syntax error
     timeouts: int = 0
     secret_in_script: int = 0  #: runs whose script text holds the secret (pasted, in argv)
+    repairs: int = 0  #: refused lines removed before the script was judged
+    script: object = None  #: the script judged (after repairs)
     failures: list = field(default_factory=list)
 
 
@@ -168,9 +170,9 @@ def _run_one(script, compiled, values: dict, engine: Engine, cwd: str, out: Outc
     out.timeouts += timed_out
     out.syntax_errors += b"syntax error" in err
     secret = values["s"]
-    if len(secret) >= 4 and secret in rendered.script:
+    if len(secret) >= 4 and secret in rendered.script and _pasted(compiled, values, engine, rendered.script):
         out.secret_in_script += 1
-    if len(secret) >= 4 and secret in rendered.shown:
+    if len(secret) >= 4 and secret in rendered.shown and _pasted(compiled, values, engine, rendered.shown):
         out.failures.append(Failure("secret-shown", script, values, "the secret is in the shown script"))
     names = os.listdir(cwd)
     for marker in sorted(n for n in names if n.startswith("PWNED")):
@@ -190,15 +192,39 @@ def _run_one(script, compiled, values: dict, engine: Engine, cwd: str, out: Outc
                                         probe=probe))
 
 
-def check(script, engine: Engine | None = None, core: bool = False) -> Outcome:
-    """Judge one generated script (see the module docstring)."""
+def _pasted(compiled, values: dict, engine: Engine, text: str) -> bool:
+    """Whether the secret is in ``text`` because it was pasted: the same render with another
+    secret no longer holds it (a secret like "${PE_x}" is also the text of a reference)."""
+    other = engine.render(compiled, {**values, "s": "\x01sentinel\x01"})
+    return values["s"] not in (other.shown if text is not other.script else other.script)
+
+
+_REFUSED_LINE = re.compile(r"(?:at line |: line )(\d+)")
+
+
+def check(script, engine: Engine | None = None, core: bool = False, repairs: int = 8) -> Outcome:
+    """Judge one generated script (see the module docstring). A default-deny engine refuses most
+    scripts for one statement: up to ``repairs`` times, the line the refusal names is removed
+    (with every probe it touches) and the rest is judged, so that the other constructs of the
+    script are still run."""
     engine = engine or Engine()
     out = Outcome()
-    try:
-        compiled = engine.compile(script.template)
-    except Refused as exc:
-        out.refused, out.reason = True, str(exc)
-        return out
+    while True:
+        try:
+            compiled = engine.compile(script.template)
+            break
+        except Refused as exc:
+            m = _REFUSED_LINE.search(str(exc))
+            lines = _lines(script)
+            if not m or out.repairs >= repairs or not 1 <= int(m.group(1)) <= len(lines) or len(lines) < 2:
+                out.refused, out.reason = True, str(exc)
+                return out
+            drop = set(lines[int(m.group(1)) - 1])
+            groups = {script.tokens[j].group for j in drop} - {-1}
+            drop |= {j for j, t in enumerate(script.tokens) if t.group in groups}
+            script = script.without(drop)
+            out.repairs += 1
+    out.script = script
     base = tempfile.mkdtemp(prefix="fuzz-")
     try:
         for j, values in enumerate(value_sets(script, core)):
@@ -309,6 +335,7 @@ class Figures:
     syntax_errors: int = 0
     timeouts: int = 0
     secret_in_script: int = 0
+    repaired: int = 0  #: scripts run after removing the lines the engine refused
     seconds: float = 0.0
     failures: list = field(default_factory=list)  #: the first failure of each failing script
 
@@ -316,6 +343,7 @@ class Figures:
         self.tried += 1
         self.refused += out.refused
         self.run += not out.refused
+        self.repaired += bool(out.repairs) and not out.refused
         self.bash_runs += out.runs
         self.skipped_values += out.skipped
         self.executions += len({id(f.values) for f in out.failures if f.kind == "execution"})
