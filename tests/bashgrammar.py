@@ -226,7 +226,7 @@ _STATEMENTS = [  # (weight, template)
     (1, "diff <(echo «W») <(echo «W») >_o || :"),
     (2, "# comment «W» «W»«NL»"), (2, "«C» # comment «W»«NL»"), (1, "echo a#«W» >_o"),
     (2, "echo «W» \\\n «W» >_o"), (1, "ec\\\nho «W» >_o"), (1, "echo \"a\\\n«D»\" >_o"),
-    (1, "set -- «W» «W»; shift; printf '%s' \"$1\" >_o"), (1, "«P» «W» 2>_e || :"),
+    (1, "( set -- «W» «W»; shift; printf '%s' \"$1\" >_o )"), (1, "«P» «W» 2>_e || :"),
     (1, "echo {a,b}«W» '{print $1}' >_o"), (1, "«V»=$'«DA»'"), (1, "«V»=\"«D»\""),
     (1, "«V»='«Q»'"), (1, "«V»=$\"«D»\""),
     (5, "cat «H» >_o"), (2, "cat «H» «H» >_o"), (2, "cat «H»; cat «H» >_o"),

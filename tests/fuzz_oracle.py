@@ -134,6 +134,7 @@ class Outcome:
     timeouts: int = 0
     secret_in_script: int = 0  #: runs whose script text holds the secret (pasted, in argv)
     repairs: int = 0  #: refused lines removed before the script was judged
+    probes_void: bool = False  #: the repairs broke a probe: its values are not compared
     script: object = None  #: the script judged (after repairs)
     failures: list = field(default_factory=list)
 
@@ -158,7 +159,7 @@ def run_bash(script: str, env: dict, cwd: str, timeout: float = TIMEOUT) -> tupl
 
 
 def _run_one(script, compiled, values: dict, engine: Engine, cwd: str, out: Outcome,
-             timeout: float = TIMEOUT) -> None:
+             timeout: float = TIMEOUT, probes: bool = True) -> None:
     try:
         rendered = engine.render(compiled, values)
     except Refused:
@@ -178,7 +179,7 @@ def _run_one(script, compiled, values: dict, engine: Engine, cwd: str, out: Outc
     for marker in sorted(n for n in names if n.startswith("PWNED")):
         out.failures.append(Failure("execution", script, values, f"{marker} was created", marker=marker))
     texts = _texts(values)
-    for probe in sorted(script.probes):
+    for probe in sorted(script.probes if probes else ()):
         path = os.path.join(cwd, f"probe_{probe}")
         if f"probe_{probe}" not in names:
             out.probes_unreached += 1
@@ -225,10 +226,22 @@ def check(script, engine: Engine | None = None, core: bool = False, repairs: int
             script = script.without(drop)
             out.repairs += 1
     out.script = script
+    probes = True
+    if out.repairs:
+        # removing a line may break the script's structure around a probe (a continuation, a
+        # quote): its probes count only if they still deliver a harmless value
+        benign = Outcome()
+        base = tempfile.mkdtemp(prefix="fuzz-")
+        try:
+            _run_one(script, compiled, BENIGN, engine, os.path.join(base, "0"), benign)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        probes = not any(f.kind == "mismatch" for f in benign.failures)
+        out.probes_void = not probes
     base = tempfile.mkdtemp(prefix="fuzz-")
     try:
         for j, values in enumerate(value_sets(script, core)):
-            _run_one(script, compiled, values, engine, os.path.join(base, str(j)), out)
+            _run_one(script, compiled, values, engine, os.path.join(base, str(j)), out, probes=probes)
         for j, bad in enumerate(NOT_INTS):  # an int input takes ints only
             values = {"x": "a", "s": "", "n": bad.replace("@", f"PWNED_n{j}")}
             try:
@@ -336,6 +349,7 @@ class Figures:
     timeouts: int = 0
     secret_in_script: int = 0
     repaired: int = 0  #: scripts run after removing the lines the engine refused
+    probes_void: int = 0  #: repaired scripts whose probes no longer held a harmless value
     seconds: float = 0.0
     failures: list = field(default_factory=list)  #: the first failure of each failing script
 
@@ -344,6 +358,7 @@ class Figures:
         self.refused += out.refused
         self.run += not out.refused
         self.repaired += bool(out.repairs) and not out.refused
+        self.probes_void += out.probes_void
         self.bash_runs += out.runs
         self.skipped_values += out.skipped
         self.executions += len({id(f.values) for f in out.failures if f.kind == "execution"})
