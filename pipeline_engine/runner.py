@@ -203,6 +203,7 @@ class Engine:
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._conn: Connection | None = None
         self._faulted = False  # a transaction failed since the last reconciliation
+        self._careful = False  # record each end in its own savepoint (the database refused one)
         self._unrunnable: set[int] = set()  # runs this worker failed to load
         self.pool_of: dict[int, str] = {}  # track id -> its pool, for tracks of vertices in one
         # tracks of pools found full, aside from ``ready`` until a slot may be free: pool -> heap
@@ -339,8 +340,17 @@ class Engine:
                 free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
                 idle = 0 if self.stopping.is_set() else max(0, self.workers - len(in_flight))
                 taken = self._pop(free, in_flight)
-                events, found, claimed, finished = self._tx(
-                    lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed))
+                batch = lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed)  # noqa: E731
+                try:
+                    events, found, claimed, finished = self._tx(batch)
+                except store.RowRefused as exc:  # rolled back: written again, each end in a safe form
+                    log.warning("%s: the database refused an attempt's end (%s); recording it without"
+                                " its output", self.name, exc)
+                    self._careful = True
+                    try:
+                        events, found, claimed, finished = self._tx(batch)
+                    finally:
+                        self._careful = False
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
@@ -530,7 +540,7 @@ class Engine:
                          "finished_at": finished_at, "exit_code": outcome.exit_code, "error": outcome.error,
                          "stdout": outcome.stdout, "stderr": outcome.stderr, "log_path": outcome.log_path,
                          "duration": outcome.duration})
-        written = store.record_attempts(conn, ends)
+        written = store.record_attempts(conn, ends, careful=self._careful)
         for end in ends:
             track_id, attempt, target = end["track_id"], end["attempt"], end["target"]
             job = self.jobs[track_id]
