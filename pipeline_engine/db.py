@@ -48,6 +48,20 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
+def _sqlite_private(dialect, _record, cargs, cparams):
+    # A new database file is readable by its owner only; SQLite gives its -wal and -shm files the
+    # same mode. The umask is the process's: it is set only while the file is created (before any
+    # vertex process is spawned, which would inherit it).
+    path = cargs[0] if cargs else cparams.get("database", "")
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return None
+    old = os.umask(0o077)
+    try:
+        return dialect.connect(*cargs, **cparams)
+    finally:
+        os.umask(old)
+
+
 def _sqlite_begin(conn: Connection):
     # A writer takes the write lock up front, so two writers serialise instead of one
     # failing with SQLITE_BUSY after it has read state the other is about to change.
@@ -69,7 +83,7 @@ class Database:
             if database in ("", ":memory:"):
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
-                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+                os.makedirs(os.path.dirname(os.path.abspath(database)), mode=0o700, exist_ok=True)
         else:
             kwargs.update(pool_pre_ping=True, pool_recycle=3600)
         try:
@@ -78,6 +92,7 @@ class Database:
             raise DatabaseError(f"the driver for {self.safe_url} is not installed ({exc.name});"
                                 " pip install 'pipeline-engine[postgres]' for PostgreSQL") from None
         if self.dialect == "sqlite":
+            event.listen(self.engine, "do_connect", _sqlite_private)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         #: the embedded SQLite default migrates itself on first use; servers need `db upgrade`

@@ -44,6 +44,7 @@ import queue
 import signal
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -204,6 +205,7 @@ class Engine:
         self._conn: Connection | None = None
         self._faulted = False  # a transaction failed since the last reconciliation
         self._careful = False  # record each end in its own savepoint (the database refused one)
+        self._leftovers: queue.SimpleQueue = queue.SimpleQueue()  # markers of attempts to look for
         self._unrunnable: set[int] = set()  # runs this worker failed to load
         self.pool_of: dict[int, str] = {}  # track id -> its pool, for tracks of vertices in one
         # tracks of pools found full, aside from ``ready`` until a slot may be free: pool -> heap
@@ -370,6 +372,7 @@ class Engine:
                 now = time.monotonic()
                 if now >= next_beat:
                     self._heartbeat(in_flight)
+                    self._kill_leftovers()
                     next_beat = now + self.heartbeat_every
                 if now >= next_sweep:
                     self._sweep()
@@ -389,6 +392,7 @@ class Engine:
                 self._inbox.put((math.inf, next(self._seq), None))  # after any work left
             for thread in threads:
                 thread.join()
+            self._kill_leftovers()
             try:
                 self._tx(lambda c: store.stop_worker(c, self.name), attempts=3)
             except DatabaseError:
@@ -609,6 +613,20 @@ class Engine:
         if self._tx(lambda c: recovery.recover_expired(c, self.db.key, exclude=self.name, host=self.host)):
             log.warning("%s: took back tracks of workers whose lease ran out", self.name)
 
+    def _kill_leftovers(self) -> None:
+        """Kill what succeeded attempts left running outside their process group (a daemon started
+        with ``setsid``, its output elsewhere): one scan of this host's processes for every attempt
+        that ended since the last heartbeat, not one per attempt. Failed attempts were looked at
+        when they ended (before any retry)."""
+        marks = []
+        while True:
+            try:
+                marks.append(self._leftovers.get_nowait())
+            except queue.Empty:
+                break
+        if marks and executor.kill_marked(marks):
+            log.warning("%s: killed processes that finished attempts left running", self.name)
+
     def _revoke(self, track_ids, kill: bool) -> None:
         """These tracks are no longer ours: never start them; end the processes of those that
         run, at once (``kill``: another copy may start elsewhere) or by SIGTERM and, after a
@@ -700,9 +718,9 @@ class Engine:
                 rendered = _render(job)
             except PipelineEngineError as exc:
                 return executor.Outcome(None, False, "", "", 0.0, error=f"cannot render the script: {exc}")
-        log_path = None
+        path = None
         if self.log_dir is not None:
-            log_path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")
+            path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")
 
         def spawned(pgid: int) -> None:
             with self._lock:
@@ -714,10 +732,16 @@ class Engine:
         env = {**rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
         try:
             return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets,
-                                       output_cap=self.output_cap, log_path=log_path,
-                                       log_header=f"attempt {attempt}", on_spawn=spawned)
+                                       output_cap=self.output_cap, log_path=path,
+                                       log_header=f"attempt {attempt}", on_spawn=spawned,
+                                       defer=self._leftovers.put)
         except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
-            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {exc!r}")
+            # the type and place only: an exception's text may carry a value (a secret) in clear
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error("%s: engine error running %s: %s at %s:%d", self.name, job.vertex, type(exc).__name__,
+                      os.path.basename(where.filename), where.lineno)
+            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {type(exc).__name__} at"
+                                    f" {os.path.basename(where.filename)}:{where.lineno}")
 
     # --- the database, with faults waited out ------------------------------------------------------
 
