@@ -58,7 +58,8 @@ from sqlalchemy.engine import Connection
 
 from pipeline_engine import dag, executor, params, recovery, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import DatabaseError, PipelineEngineError
+from pipeline_engine.errors import DatabaseError, PipelineEngineError, SettingError
+from pipeline_engine.models import NAME_LENGTH, storable
 from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
@@ -153,6 +154,32 @@ def _render(job: _Job) -> params.Rendered:
     return params.render(params.compile_script(job.vertex, script, schema), values, schema)
 
 
+def log_path(log_dir: str, pipeline_id: int, vertex: str) -> str:
+    """The file a track's output goes to (every attempt appended)."""
+    return os.path.join(log_dir, f"run-{pipeline_id}", f"{vertex}.log")
+
+
+def longest_log_dir() -> int:
+    """The longest logs directory (absolute, in characters) whose log paths all fit in the
+    database: run ids of up to 19 digits, vertex names of up to NAME_LENGTH characters."""
+    return store.LOG_PATH_LENGTH - len(log_path("/", 10 ** 18, "v" * NAME_LENGTH)) + 1
+
+
+def check_log_dir(log_dir: str) -> str:
+    """``log_dir`` if every log path under it can be recorded, else SettingError (before anything
+    runs: a path the database refuses would be found only when a track ends)."""
+    path = os.path.abspath(log_dir)
+    short = path if len(path) <= 60 else f"{path[:40]}...{path[-17:]}"
+    if storable(path) != path:
+        raise SettingError(f"logs directory {short!r} (PIPELINE_ENGINE_LOGS) is not valid UTF-8:"
+                           " the database could not record its log paths")
+    if len(path) > longest_log_dir():
+        raise SettingError(f"logs directory {short} (PIPELINE_ENGINE_LOGS) is {len(path)} characters long:"
+                           f" log paths under it would not fit the {store.LOG_PATH_LENGTH} characters the"
+                           f" database keeps; use a directory of at most {longest_log_dir()} characters")
+    return log_dir
+
+
 def worker_name() -> str:
     """This process's identity in the database: host, pid and a random suffix (pids repeat)."""
     return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -180,7 +207,8 @@ class Engine:
         #: seconds the database server lets this worker sit inside a transaction before it ends
         #: the session (a frozen worker's locks must not outlive its lease by much)
         self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
-        self.output_cap, self.log_dir, self.on_event = output_cap, log_dir, on_event
+        self.log_dir = None if log_dir is None else check_log_dir(log_dir)
+        self.output_cap, self.on_event = output_cap, on_event
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
         self.attempts: dict[int, int] = {}
@@ -718,9 +746,7 @@ class Engine:
                 rendered = _render(job)
             except PipelineEngineError as exc:
                 return executor.Outcome(None, False, "", "", 0.0, error=f"cannot render the script: {exc}")
-        path = None
-        if self.log_dir is not None:
-            path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")
+        path = None if self.log_dir is None else log_path(self.log_dir, job.pipeline_id, job.vertex)
 
         def spawned(pgid: int) -> None:
             with self._lock:

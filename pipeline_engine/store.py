@@ -265,6 +265,8 @@ def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
 # are built once: building a statement costs more than running it on SQLite.
 
 _track = Track.__table__
+#: characters of a log path the database keeps
+LOG_PATH_LENGTH = _track.c.log_path.type.length
 _ids = bindparam("ids", expanding=True)
 
 _CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending")
