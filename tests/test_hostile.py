@@ -48,6 +48,14 @@ def kill_pids(pids) -> None:
             pass
 
 
+@pytest.fixture(autouse=True)
+def no_sleeper_left(tmp_path):
+    """Whatever a test's assertions say, the detached sleepers it started (their pids in
+    ``tmp_path/pid*``) do not outlive it."""
+    yield
+    kill_pids(pids_in(*tmp_path.glob("pid*")))
+
+
 def in_thread(fn, timeout: float, pidfiles):
     """``fn()`` in a thread, which must end within ``timeout`` seconds. When it does not, the
     processes named in ``pidfiles`` are killed (so that it ends) and the test fails."""
@@ -246,16 +254,17 @@ def test_a_daemon_that_closed_its_output_is_ended_too(db, tmp_path):
     # (looked for at its end when called alone; in a run, within a heartbeat)
     pidfile, pidfile2 = tmp_path / "pid", tmp_path / "pid2"
     daemon = "setsid bash -c 'echo $$ > {}; exec sleep 1000' >/dev/null 2>&1 < /dev/null &\nuntil [ -s {} ]; do sleep 0.01; done"
-    outcome, took = in_thread(lambda: executor.run_script(daemon.format(pidfile, pidfile),
-                                                          {executor.MARKER: f"test:{os.getpid()}:d"}), 15, [pidfile])
-    assert outcome.ok and took < 5 and gone(pids_in(pidfile)[0], within=0.5)
-    define(db, "daemon", [{"name": "d", "script": daemon.format(pidfile2, pidfile2)}])
-    run = service.start_run(db, "daemon")
     try:
+        outcome, took = in_thread(lambda: executor.run_script(daemon.format(pidfile, pidfile),
+                                                              {executor.MARKER: f"test:{os.getpid()}:d"}),
+                                  15, [pidfile])
+        assert outcome.ok and took < 5 and gone(pids_in(pidfile)[0], within=0.5)
+        define(db, "daemon", [{"name": "d", "script": daemon.format(pidfile2, pidfile2)}])
+        run = service.start_run(db, "daemon")
         assert run_pipeline(db, run) == "succeeded"
         assert gone(pids_in(pidfile2)[0], within=0.5)
     finally:
-        kill_pids(pids_in(pidfile2))
+        kill_pids(pids_in(pidfile, pidfile2))
 
 
 def test_the_timeout_fires_and_ends_a_detached_child(tmp_path):
