@@ -41,6 +41,14 @@ class Context:
             self._db = connect(self.url, create=self.url == default_db_url())
         return self._db
 
+    @property
+    def log_dir(self) -> str:
+        """Where runs write their log files: one directory per database (run ids repeat across
+        them), checked before anything runs (``runner.check_log_dir``)."""
+        from pipeline_engine.runner import check_log_dir
+
+        return check_log_dir(os.path.join(self.settings.logs, self.db.key))
+
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -324,7 +332,7 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     info = service.show_run(ctx.db, run.id, output=False)
     progress = Progress({t.vertex: t.state for t in info.tracks}).start()
     engine = Engine(ctx.db, workers=workers, name=engine_name, grace=grace, on_event=progress,
-                    log_dir=os.path.join(ctx.settings.logs, ctx.db.key))  # run ids repeat across databases
+                    log_dir=ctx.log_dir)
     engine.adopt(run)
     engine.install_signal_handlers()
     try:
@@ -377,6 +385,8 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     one terminates them. The run can then be resumed."""
     from pipeline_engine.runner import worker_name
 
+    if not detach:
+        ctx.log_dir  # noqa: B018 -- a logs directory that cannot work is refused before the run starts
     parameters = _ask_missing(ctx, name, list(parameters), no_input)
     engine_name = worker_name()
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers,
@@ -401,6 +411,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
     (never stored) are asked for again; -p takes only those."""
     from pipeline_engine.runner import worker_name
 
+    ctx.log_dir  # noqa: B018 -- refused before anything changes
     parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
@@ -423,6 +434,8 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
     attempt each); succeeded ones are kept. Exit 0 when the run then succeeded, 1 when not."""
     from pipeline_engine.runner import worker_name
 
+    if not detach:
+        ctx.log_dir  # noqa: B018 -- refused before anything changes
     parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
@@ -469,7 +482,7 @@ def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: 
             click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
 
     engine = Engine(ctx.db, workers=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
-                    on_event=show, log_dir=os.path.join(ctx.settings.logs, ctx.db.key))
+                    on_event=show, log_dir=ctx.log_dir)
     engine.install_signal_handlers()
     click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
     engine.serve()

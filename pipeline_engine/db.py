@@ -106,7 +106,8 @@ class Database:
                 raise DatabaseMissingError(f"database {self.safe_url} does not exist: create it with"
                                            f" `pipeline-engine --db {self.safe_url} db upgrade`")
             try:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                # readable by its owner only; SQLite gives its -wal and -shm files the same mode
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             except OSError as exc:
                 raise DatabaseError(f"database {self.safe_url}: cannot create it: {exc.strerror}") from None

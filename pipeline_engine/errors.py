@@ -75,6 +75,12 @@ class ParameterError(InputError):
     """A run parameter is missing or has a bad value."""
 
 
+# --- settings ----------------------------------------------------------------
+
+class SettingError(PipelineEngineError):
+    """A setting is not valid."""
+
+
 # --- runs --------------------------------------------------------------------
 
 class StateError(PipelineEngineError):

@@ -6,6 +6,7 @@ never a vertex to itself, and the state words.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -73,6 +74,33 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` in a form every backend stores: NUL (PostgreSQL refuses it) and lone surrogates
+    (bytes that were not UTF-8, as Python keeps them: no driver can encode them) become U+FFFD."""
+    if text.isascii():
+        return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+class SafeText(TypeDecorator):
+    """Free text (output tails, errors, scripts, descriptions): written in its ``storable`` form,
+    so no byte a script prints can make the database refuse the row."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect):
+        return storable(value) if isinstance(value, str) else value
+
+
+class SafeLongText(SafeText):
+    impl = LongText
+    cache_ok = True
+
+
 class JSONText(TypeDecorator):
     """A JSON document kept as text (simplejson), identical on every backend."""
 
@@ -106,7 +134,7 @@ class Graph(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(Name, unique=True)
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(SafeText, default="")
     status: Mapped[str] = mapped_column(String(16), default=GraphStatus.DRAFT.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -129,8 +157,8 @@ class Vertex(Base):
     name: Mapped[str] = mapped_column(Name)
     #: declaration order, kept for export and display
     position: Mapped[int] = mapped_column(Integer)
-    script: Mapped[str] = mapped_column(LongText)
-    description: Mapped[str] = mapped_column(Text, default="")
+    script: Mapped[str] = mapped_column(SafeLongText)
+    description: Mapped[str] = mapped_column(SafeText, default="")
     #: input schema: {input name: {type, required, default, ...}}
     inputs: Mapped[dict] = mapped_column(JSONText, default=dict)
     #: seconds; None means no limit
@@ -204,7 +232,7 @@ class Pool(Base):
     name: Mapped[str] = mapped_column(Name, unique=True)
     #: tracks of this pool that may run at once; 0 holds them all pending
     size: Mapped[int] = mapped_column(Integer)
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(SafeText, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -259,18 +287,18 @@ class Track(Base):
     #: resolved inputs, secrets masked
     inputs: Mapped[dict] = mapped_column(JSONText, default=dict)
     #: the rendered script, secrets masked
-    script: Mapped[str] = mapped_column(LongText, default="")
+    script: Mapped[str] = mapped_column(SafeLongText, default="")
     exit_code: Mapped[int | None] = mapped_column(Integer)
     #: why the last attempt ended, when not by its exit code (timeout, lost lease, ...)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(SafeText)
     #: the worker holding the track while it runs
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: the tail of the captured output, capped
-    stdout: Mapped[str] = mapped_column(LongText, default="")
-    stderr: Mapped[str] = mapped_column(LongText, default="")
+    stdout: Mapped[str] = mapped_column(SafeLongText, default="")
+    stderr: Mapped[str] = mapped_column(SafeLongText, default="")
     #: the full output, when it was streamed to a file
     log_path: Mapped[str | None] = mapped_column(String(1024))
     #: seconds the last attempt ran (the median of recent successes weighs the vertex)

@@ -44,6 +44,7 @@ import queue
 import signal
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -57,7 +58,8 @@ from sqlalchemy.engine import Connection
 
 from pipeline_engine import dag, executor, params, recovery, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError
+from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
+from pipeline_engine.models import NAME_LENGTH, storable
 from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
@@ -152,6 +154,32 @@ def _render(job: _Job) -> params.Rendered:
     return params.render(params.compile_script(job.vertex, script, schema), values, schema)
 
 
+def log_path(log_dir: str, pipeline_id: int, vertex: str) -> str:
+    """The file a track's output goes to (every attempt appended)."""
+    return os.path.join(log_dir, f"run-{pipeline_id}", f"{vertex}.log")
+
+
+def longest_log_dir() -> int:
+    """The longest logs directory (absolute, in characters) whose log paths all fit in the
+    database: run ids of up to 19 digits, vertex names of up to NAME_LENGTH characters."""
+    return store.LOG_PATH_LENGTH - len(log_path("/", 10 ** 18, "v" * NAME_LENGTH)) + 1
+
+
+def check_log_dir(log_dir: str) -> str:
+    """``log_dir`` if every log path under it can be recorded, else SettingError (before anything
+    runs: a path the database refuses would be found only when a track ends)."""
+    path = os.path.abspath(log_dir)
+    short = path if len(path) <= 60 else f"{path[:40]}...{path[-17:]}"
+    if storable(path) != path:
+        raise SettingError(f"logs directory {short!r} (PIPELINE_ENGINE_LOGS) is not valid UTF-8:"
+                           " the database could not record its log paths")
+    if len(path) > longest_log_dir():
+        raise SettingError(f"logs directory {short} (PIPELINE_ENGINE_LOGS) is {len(path)} characters long:"
+                           f" log paths under it would not fit the {store.LOG_PATH_LENGTH} characters the"
+                           f" database keeps; use a directory of at most {longest_log_dir()} characters")
+    return log_dir
+
+
 def worker_name() -> str:
     """This process's identity in the database: host, pid and a random suffix (pids repeat)."""
     return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -188,7 +216,8 @@ class Engine:
         #: seconds the database server lets this worker sit inside a transaction before it ends
         #: the session (a frozen worker's locks must not outlive its lease by much)
         self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
-        self.output_cap, self.log_dir, self.on_event = output_cap, log_dir, on_event
+        self.log_dir = None if log_dir is None else check_log_dir(log_dir)
+        self.output_cap, self.on_event = output_cap, on_event
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
         self.attempts: dict[int, int] = {}
@@ -212,6 +241,8 @@ class Engine:
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._conn: Connection | None = None
         self._faulted = False  # a transaction failed since the last reconciliation
+        self._careful = False  # record each end in its own savepoint (the database refused one)
+        self._leftovers: queue.SimpleQueue = queue.SimpleQueue()  # markers of attempts to look for
         self._unrunnable: set[int] = set()  # runs this worker failed to load
         self.pool_of: dict[int, str] = {}  # track id -> its pool, for tracks of vertices in one
         # tracks of pools found full, aside from ``ready`` until a slot may be free: pool -> heap
@@ -348,8 +379,17 @@ class Engine:
                 free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
                 idle = 0 if self.stopping.is_set() else max(0, self.workers - len(in_flight))
                 taken = self._pop(free, in_flight)
-                events, found, claimed, finished = self._tx(
-                    lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed))
+                batch = lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed)  # noqa: E731
+                try:
+                    events, found, claimed, finished = self._tx(batch)
+                except store.RowRefused as exc:  # rolled back: written again, each end in a safe form
+                    log.warning("%s: the database refused an attempt's end (%s); recording it without"
+                                " its output", self.name, exc)
+                    self._careful = True
+                    try:
+                        events, found, claimed, finished = self._tx(batch)
+                    finally:
+                        self._careful = False
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
@@ -369,6 +409,7 @@ class Engine:
                 now = time.monotonic()
                 if now >= next_beat:
                     self._heartbeat(in_flight)
+                    self._kill_leftovers()
                     next_beat = now + self.heartbeat_every
                 if now >= next_sweep:
                     self._sweep()
@@ -398,6 +439,7 @@ class Engine:
                 self._inbox.put((math.inf, next(self._seq), None))  # after any work left
             for thread in threads:
                 thread.join()
+            self._kill_leftovers()
             try:
                 self._tx(lambda c: store.stop_worker(c, self.name), attempts=3)
             except DatabaseError:
@@ -549,7 +591,7 @@ class Engine:
                          "finished_at": finished_at, "exit_code": outcome.exit_code, "error": outcome.error,
                          "stdout": outcome.stdout, "stderr": outcome.stderr, "log_path": outcome.log_path,
                          "duration": outcome.duration})
-        written = store.record_attempts(conn, ends)
+        written = store.record_attempts(conn, ends, careful=self._careful)
         for end in ends:
             track_id, attempt, target = end["track_id"], end["attempt"], end["target"]
             job = self.jobs[track_id]
@@ -618,6 +660,20 @@ class Engine:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
         if self._tx(lambda c: recovery.recover_expired(c, self.db.key, exclude=self.name, host=self.host)):
             log.warning("%s: took back tracks of workers whose lease ran out", self.name)
+
+    def _kill_leftovers(self) -> None:
+        """Kill what succeeded attempts left running outside their process group (a daemon started
+        with ``setsid``, its output elsewhere): one scan of this host's processes for every attempt
+        that ended since the last heartbeat, not one per attempt. Failed attempts were looked at
+        when they ended (before any retry)."""
+        marks = []
+        while True:
+            try:
+                marks.append(self._leftovers.get_nowait())
+            except queue.Empty:
+                break
+        if marks and executor.kill_marked(marks):
+            log.warning("%s: killed processes that finished attempts left running", self.name)
 
     def _revoke(self, track_ids, kill: bool) -> None:
         """These tracks are no longer ours: never start them; end the processes of those that
@@ -710,9 +766,7 @@ class Engine:
                 rendered = _render(job)
             except PipelineEngineError as exc:
                 return executor.Outcome(None, False, "", "", 0.0, error=f"cannot render the script: {exc}")
-        log_path = None
-        if self.log_dir is not None:
-            log_path = os.path.join(self.log_dir, f"run-{job.pipeline_id}", f"{job.vertex}.log")
+        path = None if self.log_dir is None else log_path(self.log_dir, job.pipeline_id, job.vertex)
 
         def spawned(pgid: int) -> None:
             with self._lock:
@@ -724,10 +778,16 @@ class Engine:
         env = {**rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
         try:
             return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets,
-                                       output_cap=self.output_cap, log_path=log_path,
-                                       log_header=f"attempt {attempt}", on_spawn=spawned)
+                                       output_cap=self.output_cap, log_path=path,
+                                       log_header=f"attempt {attempt}", on_spawn=spawned,
+                                       defer=self._leftovers.put)
         except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
-            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {exc!r}")
+            # the type and place only: an exception's text may carry a value (a secret) in clear
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error("%s: engine error running %s: %s at %s:%d", self.name, job.vertex, type(exc).__name__,
+                      os.path.basename(where.filename), where.lineno)
+            return executor.Outcome(None, False, "", "", 0.0, error=f"engine error: {type(exc).__name__} at"
+                                    f" {os.path.basename(where.filename)}:{where.lineno}")
 
     # --- the database, with faults waited out ------------------------------------------------------
 

@@ -33,7 +33,7 @@ from pipeline_engine.errors import (
     SealedGraphError,
     StateError,
 )
-from pipeline_engine.models import Edge, Graph, Vertex
+from pipeline_engine.models import Edge, Graph, Vertex, storable
 from pipeline_engine.spec import (
     GRAPH_NAME,
     GraphSpec,
@@ -149,10 +149,26 @@ def _editable(s: Session, name: str) -> Graph:
     return graph
 
 
+def _text(where: str, what: str, value: str) -> None:
+    """Refuse free text no database stores as written: NUL (nor can bash run it), or lone
+    surrogates (bytes that were not UTF-8, as Python keeps them)."""
+    if "\x00" in value:
+        raise GraphError(f"{where}: {what} contains a NUL character")
+    if storable(value) != value:
+        raise GraphError(f"{where}: {what} is not valid UTF-8 text")
+
+
+def _vertex_text(spec: VertexSpec) -> VertexSpec:
+    _text(f"vertex '{spec.name}'", "script", spec.script)
+    _text(f"vertex '{spec.name}'", "description", spec.description)
+    return spec
+
+
 def _new_graph(s: Session, name: str, description: str) -> Graph:
     check_graph_name(name)
     if not isinstance(description, str):
         raise GraphError(f"graph '{name}': description must be a string")
+    _text(f"graph '{name}'", "description", description)
     if store.find_graph(s, name) is not None:
         raise AlreadyExistsError(f"graph '{name}' already exists")
     return store.create_graph(s, name, description)
@@ -212,8 +228,8 @@ def add_vertex(db: Database, graph: str, name: str, script: str, *, description:
                inputs: Mapping[str, Any] | None = None, timeout: float | None = None,
                retries: int = 0, priority: float | None = None, pool: str | None = None) -> VertexSpec:
     """Add a vertex to a draft or checked graph (which becomes a draft)."""
-    spec = make_vertex(name, script, description=description, inputs=inputs, timeout=timeout, retries=retries,
-                       priority=priority, pool=pool)
+    spec = _vertex_text(make_vertex(name, script, description=description, inputs=inputs, timeout=timeout,
+                                    retries=retries, priority=priority, pool=pool))
     with _write(db) as s:
         g = _editable(s, graph)
         if store.find_vertex(s, g.id, name) is not None:
@@ -244,6 +260,7 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
             retries=retries if retries is not None else row.retries,
             priority=row.priority if priority is _UNSET else priority,
             pool=row.pool if pool is _UNSET else pool)
+        _vertex_text(spec)
         if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
                                      f" vertex '{spec.name}' already exists")
@@ -392,6 +409,8 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
     else:
         spec = graphfile.load(source)
     target = name or spec.name
+    for vertex in spec.vertices:
+        _vertex_text(vertex)
     with _write(db) as s:
         graph = _new_graph(s, target, spec.description)
         _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
@@ -449,6 +468,8 @@ def set_pool(db: Database, name: str, size: int, *, description: str | None = No
     check_pool(name, size)
     if description is not None and not isinstance(description, str):
         raise GraphError(f"pool '{name}': description must be a string")
+    if description is not None:
+        _text(f"pool '{name}'", "description", description)
     with _write(db) as s:
         pool, _ = store.set_pool(s, name, size, description)
         return _pool_info(pool, store.pool_usage(s).get(name, {}))

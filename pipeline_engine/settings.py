@@ -49,3 +49,11 @@ class Settings:
 def this_host() -> str:
     """The host name workers of this machine register under (see ``Settings.host``)."""
     return Settings.from_env().host
+
+
+def process_environ() -> dict[bytes, bytes]:
+    """The environment a vertex's process inherits: this process's minus the engine's settings
+    (every ``PIPELINE_ENGINE_*`` variable: ``PIPELINE_ENGINE_DB`` carries the database password).
+    The engine adds the process's inputs and its marker itself."""
+    prefix = ENV_PREFIX.encode()
+    return {k: v for k, v in os.environb.items() if not k.startswith(prefix)}

@@ -9,6 +9,7 @@ from typing import Any
 
 import simplejson
 from sqlalchemy import Text, and_, bindparam, case, delete, false, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, defer
 
@@ -296,6 +297,8 @@ def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
 # are built once: building a statement costs more than running it on SQLite.
 
 _track = Track.__table__
+#: characters of a log path the database keeps
+LOG_PATH_LENGTH = _track.c.log_path.type.length
 _ids = bindparam("ids", expanding=True)
 
 _CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending")
@@ -339,20 +342,55 @@ def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
     return [(i, a) for i, a in conn.execute(_CLAIMED, {"ids": ids, "worker": worker})]
 
 
-def record_attempts(conn: Connection, ends: Sequence[Mapping]) -> set[int]:
+class RowRefused(Exception):
+    """The database refused an attempt's end as written (not a fault that retrying cures). The
+    caller's transaction is unusable: roll it back and record the batch again with
+    ``careful=True``. Not a DatabaseError, so that no retry loop waits it out."""
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """Why the database refused a row, in safe text without the row's values, or None when
+    ``exc`` is no refusal (a lost connection, a deadlock: the caller's retry cures those)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if not isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError, sa_exc.ProgrammingError)):
+            return None
+        exc = exc.orig or exc
+    elif isinstance(exc, sa_exc.StatementError):  # raised while binding: the driver could not encode
+        exc = exc.orig or exc
+    elif not isinstance(exc, (ValueError, TypeError)):  # UnicodeError is a ValueError
+        return None
+    if isinstance(exc, UnicodeError):
+        return f"{type(exc).__name__}: text the driver cannot encode"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ascii(f"{type(exc).__name__}: {text}"[:200])[1:-1]
+
+
+def record_attempts(conn: Connection, ends: Sequence[Mapping], *, careful: bool = False) -> set[int]:
     """Write the ends of attempts, each only if its track is still running that attempt (a
     lease taken over or a cancelled run must not be overwritten), in one statement (executemany:
     one round trip where the driver pipelines it). Each end maps track_id, attempt, target,
     started_at, finished_at, exit_code, error, stdout, stderr, log_path, duration. Returns the
     ids of the tracks written; when some were not, those that were are told apart by the state
-    and end time this call wrote."""
+    and end time this call wrote.
+
+    A row the database refuses raises RowRefused. With ``careful`` each row is written in its own
+    savepoint instead, and a refused one is written again without its output and log path, the
+    reason appended to its error (state, exit code and times kept): one row never loses a batch."""
     if not ends:
         return set()
     rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": e["target"],
              "started_at": e["started_at"], "finished_at": e["finished_at"], "exit_code": e["exit_code"],
              "error": e["error"], "stdout": e["stdout"], "stderr": e["stderr"], "log_path": e["log_path"],
              "duration": e["duration"]} for e in ends]
-    written = conn.execute(_RECORD, rows if len(rows) > 1 else rows[0]).rowcount
+    if careful:
+        return {r["track_id"] for r in rows if _record_one(conn, r)}
+    try:
+        written = conn.execute(_RECORD, rows if len(rows) > 1 else rows[0]).rowcount
+    except Exception as exc:
+        why = _refusal(exc)
+        if why is None:
+            raise
+        raise RowRefused(why) from exc
     ids = {r["track_id"] for r in rows}
     if written == len(rows):
         return ids
@@ -362,6 +400,26 @@ def record_attempts(conn: Connection, ends: Sequence[Mapping]) -> set[int]:
     now_rows = conn.execute(select(_track.c.id, _track.c.state, _track.c.finished_at)
                             .where(_track.c.id.in_(list(ids)))).all()
     return {i for i, state, finished_at in now_rows if (state, finished_at) == ours[i]}
+
+
+def _record_one(conn: Connection, row: dict) -> bool:
+    """One end in a savepoint; if refused, again in a safe form (see ``record_attempts``)."""
+    why = None
+    for attempt in range(3):
+        if attempt == 1:  # without the free text and the path, the cause noted
+            note = f"the database refused this attempt's output: {why}"
+            row = {**row, "stdout": "", "stderr": "", "log_path": None,
+                   "error": f"{row['error']}; {note}" if row["error"] else note}
+        elif attempt == 2:  # the least: plain ASCII, state, exit code and times
+            row = {**row, "error": ascii(row["error"])[1:-1][:2000], "duration": None}
+        try:
+            with conn.begin_nested():
+                return conn.execute(_RECORD, row).rowcount == 1
+        except Exception as exc:
+            why = _refusal(exc)
+            if why is None or attempt == 2:
+                raise
+    return False
 
 
 def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:
