@@ -206,11 +206,11 @@ _STATEMENTS = [  # (weight, template)
     (1, "for i in 1; do((«A»)) || :; done"), (1, "time((«A»)) 2>_e || :"),
     (2, "x1=$((echo «W»);(echo «W»))"), (1, "x1=$((echo ')');echo «W»)"), (1, "x1=$( (echo «W») )"),
     (1, "x1=$((«A»))"), (1, "x1=\"$((echo «W») | cat)\""),
-    (2, "eval «X» 2>_e || :"), (1, "eval \"echo «D»\" >_o 2>&1 || :"),
+    (2, "eval «X» 2>_e || :"), (1, "eval \"echo «DC»\" >_o 2>&1 || :"),
     (1, "eval -- «X» 2>_e || :"), (1, "command eval «X» 2>_e || :"),
     (1, "builtin eval «X» 2>_e || :"), (1, "bash -c «X» 2>_e || :"),
     (1, "sh -c «X» _ «X» 2>_e || :"), (1, "sh -c 'printf %s \"$1\"' _ «X» >_o"),
-    (1, "bash -c \"echo «D»\" >_o 2>&1 || :"), (1, "source /dev/null «X»"),
+    (1, "bash -c \"echo «DC»\" >_o 2>&1 || :"), (1, "source /dev/null «X»"),
     (1, ". «X» 2>_e || :"), (1, "source <(printf '%s\\n' «X») 2>_e || :"),
     (1, "trap «X» EXIT || :"), (1, "trap -- «X» ERR; trap - ERR"),
     (2, "x1=\"$(«S»)\""), (2, "x1=$(«S»)"), (2, "x1=`«C»`"), (1, "x1=\"`«C»`\""),
@@ -388,13 +388,18 @@ class _Gen:
         else:
             self.form(self.rng.choice(["§", '"§"', "'§'", "§*", "[§]", "*§*"]), self.name())
 
-    def slot_D(self) -> None:  # the inside of double quotes
+    def slot_D(self, parts=None) -> None:  # the inside of double quotes
         for _ in range(self.rng.randint(1, 3)):
             if self.rng.random() < 0.5:
-                self.lit(self.rng.choice(_DQ_PARTS))
+                self.lit(self.rng.choice(parts or _DQ_PARTS))
             else:
                 self.form(self.rng.choice(["§", "a§b", "$(echo §)", "${v1:-§}", "'§'", "\\\\§", "${arr[§]}",
                                            "$((§))", "`echo §`", "$(echo \"§\")", "\\§"]), self.name())
+
+    def slot_DC(self) -> None:  # the inside of double quotes that become code (eval "…", bash -c "…")
+        # never a variable the script may have filled with a value: running that is the script's
+        # own business (v1={x}; eval "$v1"), not the engine's
+        self.slot_D([p for p in _DQ_PARTS if not re.search(r"\$\{?[#!]?(v1|arr|m)\b", p)])
 
     def slot_DA(self) -> None:  # the inside of $'...'
         self.lit(self.rng.choice(["a", "\\n", "\\'", "\\\\", "\\x41", "b "]))
