@@ -89,12 +89,15 @@ class _LogFile:
     def __init__(self, path: str, header: str | None, secrets: list[str]):
         private_dirs(os.path.dirname(os.path.abspath(path)))
         # readable by its owner only, whatever the umask: the output may carry anything
-        self.file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab")
+        # unbuffered: output reaches the file as it arrives (tail -f, logs while it runs)
+        self.file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab",
+                              buffering=0)
         if header:
             self.file.write(f"--- {header} ---\n".encode())
         found = _secret_bytes(secrets)
         self.pattern = _pattern(found)
         self.prefixes = {x[:k] for x in found for k in range(1, len(x))}
+        self.longest_prefix = max(map(len, self.prefixes), default=0)  # none for a 1-byte secret
         self.held: dict[int, bytes] = {}
 
     def feed(self, fd: int, data: bytes) -> None:
@@ -103,7 +106,7 @@ class _LogFile:
             return
         buf = self.pattern.sub(MASK.encode(), self.held.pop(fd, b"") + data)
         # Hold back a tail that could be the start of a secret finished by the next read.
-        keep = next((k for k in range(min(len(buf), max(map(len, self.prefixes))), 0, -1)
+        keep = next((k for k in range(min(len(buf), self.longest_prefix), 0, -1)
                      if buf[-k:] in self.prefixes), 0)
         if keep:
             self.held[fd] = buf[-keep:]

@@ -1,0 +1,50 @@
+"""What a new user hits in the first hour (issue 11): each defect here failed before its fix."""
+from __future__ import annotations
+
+import glob
+import os
+import threading
+
+import pytest
+from conftest import run_tracks, wait_for
+
+from pipeline_engine import params, service
+from pipeline_engine.runner import run_pipeline
+
+
+def define(db, name, vertices, edges=()):
+    service.import_graph(db, {"name": name, "vertices": vertices, "edges": [list(e) for e in edges]}, seal=True)
+
+
+@pytest.mark.parametrize("secret", ["", "x", "ab", "abc"])
+def test_a_secret_of_any_length_is_masked_and_fails_no_vertex(db, secret, log_dir):
+    # a one-character secret made every vertex fail: "max() arg is an empty sequence"
+    define(db, "short", [{"name": "a", "script": "echo hi"},
+                         {"name": "b", "script": "echo \"[{pw}]\"; echo \"[{pw}]\" >&2",
+                          "inputs": {"pw": {"type": "secret", "required": False}}}])
+    run = service.start_run(db, "short", {"pw": secret})
+    assert run_pipeline(db, run, log_dir=log_dir) == "succeeded"
+    tracks = run_tracks(db, run.id)
+    assert tracks["a"].stdout == "hi\n"
+    shown = f"[{params.MASK}]\n" if secret else "[]\n"
+    assert (tracks["b"].stdout, tracks["b"].stderr) == (shown, shown)
+    log = open(tracks["b"].log_path, "rb").read()
+    assert log.endswith(shown.encode() * 2)
+
+
+def test_the_log_file_streams_while_the_vertex_runs(db, log_dir):
+    # the log file stayed at 0 bytes until the attempt ended
+    define(db, "slow", [{"name": "s", "script": "echo first; sleep 3; echo second"}])
+    run = service.start_run(db, "slow")
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("state", run_pipeline(db, run, log_dir=log_dir)))
+    thread.start()
+    try:
+        def first_line_written():
+            paths = glob.glob(os.path.join(log_dir, "**", "s.log"), recursive=True)
+            return paths and b"first\n" in open(paths[0], "rb").read()
+        wait_for(first_line_written, 2.5, "the first line in the log file while the vertex runs")
+        assert "state" not in result  # still running: the line came as it was printed
+    finally:
+        thread.join(10)
+    assert result["state"] == "succeeded"
