@@ -114,6 +114,8 @@ def graph() -> None:
 def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
     """Create a draft graph from a YAML or JSON graph file."""
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
+    for warning in info.warnings:  # what graph check would say, as it says it
+        click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line
         click.echo(note)
     click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
@@ -136,7 +138,9 @@ def graph_check(ctx: Context, name: str) -> None:
 @pass_ctx
 def graph_seal(ctx: Context, name: str) -> None:
     """Seal a checked graph: it never changes again, and it can run."""
-    service.seal_graph(ctx.db, name)
+    info = service.seal_graph(ctx.db, name)
+    for warning in info.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"graph '{name}' is sealed")
 
 

@@ -68,6 +68,8 @@ class GraphInfo:
     sealed_at: datetime | None
     #: what else the operation changed, for the user to read (an import's pool sizes)
     notes: tuple[str, ...] = ()
+    #: what the check the operation made warns about (as ``graph check``), if it made one
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "status": self.status,
@@ -380,9 +382,9 @@ def seal_graph(db: Database, name: str) -> GraphInfo:
         if graph.status != GraphStatus.CHECKED:
             raise GraphStatusError(f"graph '{name}' is a {graph.status}: check it before sealing"
                                    f" (graph check {name})")
-        _check(s, graph)  # cheap, and a sealed graph must never hold a cycle
+        result = _check(s, graph)  # cheap, and a sealed graph must never hold a cycle
         store.set_status(s, graph, GraphStatus.SEALED.value)
-        return _info(s, graph)
+        return dataclasses.replace(_info(s, graph), warnings=tuple(result.warnings))
 
 
 def copy_graph(db: Database, name: str, new_name: str) -> GraphInfo:
@@ -422,13 +424,14 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
                 notes.append(f"pool '{pool_name}' created with size {size}")
             elif before != size:
                 notes.append(f"pool '{pool_name}' size {before} -> {size}")
+        warnings: list[str] = []
         if check or seal:
-            _check(s, graph)
+            warnings = _check(s, graph).warnings
             store.set_status(s, graph, GraphStatus.CHECKED.value)
         if seal:
             store.set_status(s, graph, GraphStatus.SEALED.value)
         info = _info_counts(graph, len(spec.vertices), len(spec.edges))
-        return dataclasses.replace(info, notes=tuple(notes))
+        return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
 
 
 def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:

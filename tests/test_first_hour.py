@@ -48,3 +48,19 @@ def test_the_log_file_streams_while_the_vertex_runs(db, log_dir):
     finally:
         thread.join(10)
     assert result["state"] == "succeeded"
+
+
+def test_import_with_seal_and_seal_print_the_warnings_of_check(cli, tmp_path):
+    # graph import --seal (the demo's way) said nothing of them
+    path = tmp_path / "warn.yaml"
+    path.write_text("name: warn\nvertices:\n  - name: a\n    script: echo {who}\n    pool: nowhere\n")
+    warned = ["warning: vertex 'a': {who} names no input of the vertex and stays as written",
+              "warning: pool 'nowhere' (vertex 'a') does not exist"]
+    code, out, err = cli("graph", "import", str(path), "--seal")
+    assert code == 0 and out.strip().endswith("sealed"), err
+    assert [line for line in err.splitlines() if line.startswith("warning:")][0] == warned[0]
+    assert warned[1] in err
+    code, out, err = cli("graph", "import", str(path), "--name", "warn2", "--check")
+    assert code == 0 and warned[0] in err and warned[1] in err
+    code, out, err = cli("graph", "seal", "warn2")
+    assert code == 0 and warned[0] in err and warned[1] in err and "is sealed" in out
