@@ -76,6 +76,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 def cli(ctx: click.Context, db_url: str | None) -> None:
     """pipeline_engine: define, check, seal and run DAGs of shell scripts, state kept in SQL."""
     settings = Settings.from_env()
+    if db_url is not None and not db_url.strip():
+        raise click.UsageError("--db is empty: give a database URL, or leave --db out for the default")
     ctx.obj = Context(replace(settings, db=db_url) if db_url else settings)
 
 
@@ -260,13 +262,15 @@ def pool() -> None:
     worker and run."""
 
 
-@pool.command("set")
+@pool.command("set", context_settings={"ignore_unknown_options": True})  # so that -1 is a size
 @click.argument("name")
-@click.argument("size", type=click.IntRange(min=0))
+@click.argument("size", type=int)
 @click.option("--description", help="What the pool guards (a database, an API quota...).")
 @pass_ctx
 def pool_set(ctx: Context, name: str, size: int, description: str | None) -> None:
     """Create the pool NAME or change its size. 0 holds its tracks pending."""
+    if size < 0:
+        raise click.BadParameter(f"the size of a pool must be 0 or more, got {size}", param_hint="SIZE")
     info = service.set_pool(ctx.db, name, size, description=description)
     click.echo(f"pool '{info.name}': size {info.size}, {info.running} running, {info.pending} pending")
 

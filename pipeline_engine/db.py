@@ -18,7 +18,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from pipeline_engine.errors import DatabaseError, DatabaseMissingError, DatabaseUnusableError, SchemaVersionError
+from pipeline_engine.errors import (DatabaseError, DatabaseMissingError, DatabaseUnusableError, DatabaseURLError,
+                                     SchemaVersionError)
 
 # The driver each bare scheme means here: PyMySQL for MySQL/MariaDB, psycopg 3 for PostgreSQL.
 _DRIVERS = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
@@ -69,6 +70,9 @@ class Database:
         self.dialect = self.url.get_backend_name()
         if self.dialect not in ("sqlite", "mysql", "mariadb", "postgresql"):
             raise DatabaseError(f"unsupported database {self.dialect!r}: use SQLite, MySQL/MariaDB or PostgreSQL")
+        if self.dialect in ("mysql", "mariadb") and not self.url.database:
+            raise DatabaseURLError(f"database URL {self.safe_url} names no database: put its name after the"
+                                " last '/' (mysql://user@host:3306/jobs)")
         kwargs: dict = {"echo": echo}
         #: the SQLite file, and its (device, inode) when opened: a file deleted or replaced while
         #: in use is noticed (writes to an unlinked file succeed, into nothing)

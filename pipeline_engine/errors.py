@@ -107,6 +107,12 @@ class DatabaseMissingError(DatabaseError):
     exit_code = 2
 
 
+class DatabaseURLError(DatabaseError):
+    """The database URL is not one pipeline_engine can use."""
+
+    exit_code = 2
+
+
 class DatabaseUnusableError(DatabaseError):
     """The database cannot be written, and waiting will not change that (disk full, read-only,
     its file deleted): someone must fix it."""

@@ -64,3 +64,30 @@ def test_import_with_seal_and_seal_print_the_warnings_of_check(cli, tmp_path):
     assert code == 0 and warned[0] in err and warned[1] in err
     code, out, err = cli("graph", "seal", "warn2")
     assert code == 0 and warned[0] in err and warned[1] in err and "is sealed" in out
+
+
+def test_a_mysql_url_without_a_database_is_one_line_exit_2(capsys):
+    # it printed a 40-line traceback (an assertion deep in the driver's dialect)
+    from pipeline_engine.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--db", "mysql://root@127.0.0.1:3306/", "runs", "list"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "names no database" in err
+
+
+def test_an_empty_db_option_is_refused_rather_than_the_default_used(capsys, tmp_path, monkeypatch):
+    from pipeline_engine.cli import main
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default database would be created here
+    with pytest.raises(SystemExit) as exc:
+        main(["--db", "", "runs", "list"])
+    assert exc.value.code == 2 and "--db is empty" in capsys.readouterr().err
+    assert not (tmp_path / ".local").exists()
+
+
+def test_a_negative_pool_size_says_what_a_size_must_be(cli, unchanged):
+    with unchanged():
+        code, _, err = cli("pool", "set", "warehouse", "-1")
+    assert code == 2 and "the size of a pool must be 0 or more, got -1" in err and "No such option" not in err
+    code, out, _ = cli("pool", "set", "warehouse", "0")
+    assert code == 0 and "size 0" in out
