@@ -57,6 +57,20 @@ def _echo_json(data) -> None:
     click.echo(simplejson.dumps(data, indent=2))
 
 
+def _n(count: int, noun: str) -> str:
+    """"1 vertex", "2 vertices", "0 runs"."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-2] + 'ices' if noun.endswith('ex') else noun + 's'}"
+
+
+def _drop_logs(ctx: Context, run_ids) -> None:
+    """Remove the log files of deleted runs on this machine."""
+    logs = os.path.join(ctx.settings.logs, ctx.db.key)
+    for run_id in run_ids:
+        shutil.rmtree(os.path.join(logs, f"run-{run_id}"), ignore_errors=True)
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -120,7 +134,7 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
         click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line
         click.echo(note)
-    click.echo(f"graph '{info.name}' imported: {info.vertices} vertices, {info.edges} edges, {info.status}")
+    click.echo(f"graph '{info.name}' imported: {_n(info.vertices, 'vertex')}, {_n(info.edges, 'edge')}, {info.status}")
 
 
 @graph.command("check")
@@ -246,12 +260,19 @@ def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
 
 @graph.command("delete")
 @click.argument("name")
-@click.option("--with-runs", is_flag=True, help="Also delete the graph's finished runs.")
+@click.option("--with-runs", is_flag=True, help="Also delete the graph's finished runs (and their log files here).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, and delete nothing.")
 @pass_ctx
-def graph_delete(ctx: Context, name: str, with_runs: bool) -> None:
+def graph_delete(ctx: Context, name: str, with_runs: bool, dry_run: bool) -> None:
     """Delete a graph, its vertices and edges."""
-    service.delete_graph(ctx.db, name, with_runs=with_runs)
-    click.echo(f"graph '{name}' deleted")
+    gone = service.delete_graph(ctx.db, name, with_runs=with_runs, dry_run=dry_run)
+    what = (f"{_n(gone.vertices, 'vertex')}, {_n(gone.edges, 'edge')}, {_n(len(gone.runs), 'run')},"
+            f" {_n(gone.tracks, 'track')}")
+    if dry_run:
+        click.echo(f"graph '{name}' would be deleted: {what}; nothing deleted (dry run)")
+        return
+    _drop_logs(ctx, gone.runs)
+    click.echo(f"graph '{name}' deleted: {what}")
 
 
 # --- pools -----------------------------------------------------------------------------------
@@ -270,7 +291,7 @@ def pool() -> None:
 def pool_set(ctx: Context, name: str, size: int, description: str | None) -> None:
     """Create the pool NAME or change its size. 0 holds its tracks pending."""
     if size < 0:
-        raise click.BadParameter(f"the size of a pool must be 0 or more, got {size}", param_hint="SIZE")
+        raise click.BadParameter(f"the size of a pool must be 0 or more, got {size}", param_hint="'SIZE'")
     info = service.set_pool(ctx.db, name, size, description=description)
     click.echo(f"pool '{info.name}': size {info.size}, {info.running} running, {info.pending} pending")
 
@@ -515,18 +536,17 @@ def workers_cmd(ctx: Context, as_json: bool) -> None:
               help="Delete runs that finished more than DAYS days ago.")
 @click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True,
               help="Runs deleted per transaction.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, and delete nothing.")
 @pass_ctx
-def prune_cmd(ctx: Context, days: float, batch: int) -> None:
+def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
     """Delete finished runs older than DAYS days, with their tracks and their log files on this
     machine, in short transactions that never wait on running work."""
-    logs = os.path.join(ctx.settings.logs, ctx.db.key)
-
-    def drop_logs(ids: list[int]) -> None:
-        for run_id in ids:
-            shutil.rmtree(os.path.join(logs, f"run-{run_id}"), ignore_errors=True)
-
-    runs, tracks = service.prune_runs(ctx.db, days, batch=batch, on_batch=drop_logs)
-    click.echo(f"pruned {runs} run(s), {tracks} track(s)")
+    runs, tracks = service.prune_runs(ctx.db, days, batch=batch, on_batch=lambda ids: _drop_logs(ctx, ids),
+                                      dry_run=dry_run)
+    if dry_run:
+        click.echo(f"would prune {_n(runs, 'run')}, {_n(tracks, 'track')}; nothing deleted (dry run)")
+    else:
+        click.echo(f"pruned {_n(runs, 'run')}, {_n(tracks, 'track')}")
 
 
 @cli.command("recover")

@@ -45,7 +45,7 @@ from pipeline_engine.spec import (
     make_vertex,
     secret_clashes,
 )
-from pipeline_engine.states import GraphStatus, PipelineState
+from pipeline_engine.states import GraphStatus, PipelineState, run_is
 
 _UNSET: Any = object()
 
@@ -197,9 +197,20 @@ def rename_graph(db: Database, name: str, new_name: str) -> GraphInfo:
         return _info(s, graph)
 
 
-def delete_graph(db: Database, name: str, *, with_runs: bool = False) -> None:
+@dataclass(frozen=True)
+class Deleted:
+    """What a deletion removed (or, with ``dry_run``, would remove)."""
+
+    vertices: int
+    edges: int
+    runs: tuple[int, ...]  #: the runs' ids (their log files are the caller's to remove)
+    tracks: int
+
+
+def delete_graph(db: Database, name: str, *, with_runs: bool = False, dry_run: bool = False) -> Deleted:
     """Delete a graph with its vertices and edges. A graph that has runs is kept unless
-    ``with_runs`` (its finished runs are deleted too); one with a running run is kept."""
+    ``with_runs`` (its finished runs are deleted too); one with a running run is kept. With
+    ``dry_run`` nothing is deleted: the same checks, and what would go."""
     with _write(db) as s:
         graph = store.get_graph(s, name, lock=True)
         running = store.count_runs(s, graph.id, ["running"])
@@ -209,7 +220,12 @@ def delete_graph(db: Database, name: str, *, with_runs: bool = False) -> None:
         if runs and not with_runs:
             raise GraphStatusError(f"graph '{name}' has {runs} run(s); delete them with it"
                                    " (--with-runs) or keep the graph")
-        store.delete_graph(s, graph, with_runs=with_runs)
+        spec = _spec(s, graph)
+        run_ids, tracks = store.graph_runs(s, graph.id)
+        deleted = Deleted(len(spec.vertices), len(spec.edges), tuple(run_ids), tracks)
+        if not dry_run:
+            store.delete_graph(s, graph, with_runs=with_runs)
+        return deleted
 
 
 def list_graphs(db: Database) -> list[GraphInfo]:
@@ -772,7 +788,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
-            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a running run can be cancelled")
+            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
         store.cancel_pipeline(s, run_id)
     deadline = time.monotonic() + wait
     while True:
@@ -797,7 +813,8 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
     with _write(db) as s:
         pipeline = _pipeline(s, run_id, lock=True)  # before its tracks, as prune locks them
         if pipeline.state not in (PipelineState.FAILED, PipelineState.CANCELLED):
-            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a failed or cancelled run can be retried")
+            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a failed or cancelled run can be"
+                                   " retried")
         if store.track_holders(s, run_id):
             raise GraphStatusError(f"run {run_id}: a worker still holds some of its tracks; wait for the cancel"
                                    " to finish")
@@ -817,7 +834,7 @@ def resume_run(db: Database, run_id: int, owner: str) -> None:
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
-            raise GraphStatusError(f"run {run_id} is {pipeline.state}: only a running run can be resumed"
+            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be resumed"
                                    f" (pipeline-engine retry {run_id} starts a finished one again)")
         live = {w.name for w, _ in recovery.live_workers(s)}
         if pipeline.owner is not None and pipeline.owner in live:
@@ -859,13 +876,17 @@ def recover(db: Database) -> int:
 
 
 def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
-               on_batch: Callable[[list[int]], None] | None = None) -> tuple[int, int]:
+               on_batch: Callable[[list[int]], None] | None = None, dry_run: bool = False) -> tuple[int, int]:
     """Delete the runs that finished more than ``older_than_days`` ago, with their tracks, in
     transactions of ``batch`` runs (short: running work is never waited on). ``on_batch``
-    gets each batch's run ids once deleted. Returns (runs, tracks) deleted."""
+    gets each batch's run ids once deleted. Returns (runs, tracks) deleted; with ``dry_run``,
+    what would be deleted now, and nothing is."""
     if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)) or older_than_days < 0:
         raise GraphError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
     before = store.now() - timedelta(days=older_than_days)
+    if dry_run:
+        with db.transaction(write=False) as s:
+            return store.count_old_finished_runs(s.connection(), before)
     runs = tracks = 0
     while True:
         with _write(db) as s:

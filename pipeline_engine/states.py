@@ -95,3 +95,12 @@ def check_pipeline(current: str, target: str) -> PipelineState:
     if tgt not in PIPELINE_TRANSITIONS[cur]:
         raise StateError(f"pipeline cannot go from {cur} to {tgt}")
     return tgt
+
+
+_PHRASES = {"running": "is running", "succeeded": "has succeeded", "failed": "has failed",
+            "cancelled": "was cancelled"}
+
+
+def run_is(state: str) -> str:
+    """How a run's state reads after "run 5": "has succeeded", "is running"."""
+    return _PHRASES.get(str(state), f"is {state}")

@@ -74,6 +74,14 @@ def count_runs(s: Session, graph_id: int, states: Iterable[str] | None = None) -
     return s.scalar(q) or 0
 
 
+def graph_runs(s: Session, graph_id: int) -> tuple[list[int], int]:
+    """The ids of a graph's runs, and how many tracks they have."""
+    ids = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id == graph_id).order_by(Pipeline.id)))
+    tracks = s.scalar(select(func.count()).select_from(_track).where(
+        _track.c.pipeline_id.in_(select(Pipeline.id).where(Pipeline.graph_id == graph_id)))) or 0
+    return ids, tracks
+
+
 def delete_graph(s: Session, graph: Graph, *, with_runs: bool = False) -> None:
     if with_runs:
         s.execute(delete(Pipeline).where(Pipeline.graph_id == graph.id))
@@ -822,6 +830,14 @@ def old_finished_runs(conn: Connection, before: datetime, limit: int) -> list[in
     return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state.in_(_FINISHED),
                                                           _pipeline.c.finished_at < before)
                              .order_by(_pipeline.c.id).limit(limit)))
+
+
+def count_old_finished_runs(conn: Connection, before: datetime) -> tuple[int, int]:
+    """How many runs finished before ``before``, and how many tracks they have."""
+    old = select(_pipeline.c.id).where(_pipeline.c.state.in_(_FINISHED), _pipeline.c.finished_at < before)
+    runs = conn.scalar(select(func.count()).select_from(old.subquery())) or 0
+    tracks = conn.scalar(select(func.count()).select_from(_track).where(_track.c.pipeline_id.in_(old))) or 0
+    return runs, tracks
 
 
 def delete_runs(conn: Connection, pipeline_ids: Sequence[int],

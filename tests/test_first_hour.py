@@ -91,3 +91,44 @@ def test_a_negative_pool_size_says_what_a_size_must_be(cli, unchanged):
     assert code == 2 and "the size of a pool must be 0 or more, got -1" in err and "No such option" not in err
     code, out, _ = cli("pool", "set", "warehouse", "0")
     assert code == 0 and "size 0" in out
+
+
+def test_prune_and_graph_delete_say_what_they_would_delete_and_what_went(db, db_url, cli, log_dir, unchanged):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from pipeline_engine import store
+    from pipeline_engine.models import Pipeline
+    define(db, "g", [{"name": "a", "script": "echo a"}, {"name": "b", "script": "echo b"}], [("a", "b")])
+    ids = []
+    for _ in range(3):
+        code, out, _ = cli("run", "g")
+        assert code == 0, out
+        ids.append(int(out.split()[1]))
+    old = store.now() - timedelta(days=10)
+    with db.transaction() as s:
+        s.execute(update(Pipeline).where(Pipeline.id.in_(ids[:2])).values(finished_at=old))
+    logs = os.path.join(log_dir, db.key)
+    with unchanged():
+        code, out, _ = cli("prune", "--older-than", "7", "--dry-run")
+    assert (code, out) == (0, "would prune 2 runs, 4 tracks; nothing deleted (dry run)\n")
+    assert len(os.listdir(logs)) == 3
+    with unchanged():
+        code, out, _ = cli("graph", "delete", "g", "--with-runs", "--dry-run")
+    assert (code, out) == (0, "graph 'g' would be deleted: 2 vertices, 1 edge, 3 runs, 6 tracks;"
+                              " nothing deleted (dry run)\n")
+    code, out, _ = cli("graph", "delete", "g", "--with-runs")
+    assert (code, out) == (0, "graph 'g' deleted: 2 vertices, 1 edge, 3 runs, 6 tracks\n")
+    assert os.listdir(logs) == []  # their log files went with them
+
+
+def test_messages_speak_english(db, cli, tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nvertices:\n  - name: a\n    script: echo a\n")
+    code, out, _ = cli("graph", "import", str(path), "--seal")
+    assert out == "graph 'one' imported: 1 vertex, 0 edges, sealed\n"
+    code, out, _ = cli("run", "one")
+    run_id = out.split()[1]
+    code, _, err = cli("cancel", run_id)
+    assert code != 0 and f"run {run_id} has succeeded: only a running run can be cancelled" in err

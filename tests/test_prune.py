@@ -36,7 +36,7 @@ def test_prune_deletes_old_finished_runs_in_batches_and_keeps_the_rest(db, db_ur
     assert sorted(os.listdir(logs)) == sorted(f"run-{i}" for i in ids)
 
     code, out, _ = cli(db_url, capsys, "prune", "--older-than", "7", "--batch", "2")
-    assert (code, out) == (0, "pruned 3 run(s), 6 track(s)\n")
+    assert (code, out) == (0, "pruned 3 runs, 6 tracks\n")
     assert [r.id for r in service.list_runs(db)] == [running, ids[3]]
     with db.transaction(write=False) as s:
         assert {t.pipeline_id for t in s.query(Track)} == {running, ids[3]}
@@ -44,7 +44,7 @@ def test_prune_deletes_old_finished_runs_in_batches_and_keeps_the_rest(db, db_ur
     assert run_pipeline(db, service.load_run(db, running)) == "succeeded"  # running work untouched
 
     code, out, _ = cli(db_url, capsys, "prune", "--older-than", "7")
-    assert out == "pruned 0 run(s), 0 track(s)\n"
+    assert out == "pruned 0 runs, 0 tracks\n"
     code, _, err = cli(db_url, capsys, "prune", "--older-than", "-1")
     assert code == 2 and "--older-than" in err
 
