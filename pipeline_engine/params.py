@@ -201,7 +201,15 @@ def parse_schema(vertex: str, inputs: Mapping | None) -> dict[str, InputSpec]:
     if not isinstance(inputs, Mapping):
         raise InputSchemaError(f"vertex '{vertex}': inputs must be a mapping of input name to spec,"
                                f" got {type(inputs).__name__}")
-    return {name: _parse_spec(vertex, name, raw) for name, raw in inputs.items()}
+    schema, problems = {}, []
+    for name, raw in inputs.items():  # every input's problem at once
+        try:
+            schema[name] = _parse_spec(vertex, name, raw)
+        except InputSchemaError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputSchemaError("\n".join(problems))
+    return schema
 
 
 def _parse_spec(vertex: str, name: Any, raw: Any) -> InputSpec:

@@ -157,47 +157,66 @@ def secret_clashes(schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> lis
 
 def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = None,
                 timeout: Any = None, retries: Any = 0, priority: Any = None, pool: Any = None) -> VertexSpec:
-    """Validate one vertex's fields; raise GraphError or InputSchemaError naming the vertex."""
+    """Validate one vertex's fields; raise GraphError or InputSchemaError naming the vertex and
+    every problem found (one per line)."""
     check_name("vertex", name)
     where = f"vertex '{name}'"
+    problems: list[PipelineEngineError] = []
+    script_ok = isinstance(script, str) and bool(script.strip()) and "\x00" not in script
     if not isinstance(script, str) or not script.strip():
-        raise GraphError(f"{where}: script must be a non-empty string")
-    if "\x00" in script:
-        raise GraphError(f"{where}: script contains a NUL character")
+        problems.append(GraphError(f"{where}: script must be a non-empty string"))
+    elif "\x00" in script:
+        problems.append(GraphError(f"{where}: script contains a NUL character"))
     if description is None:
         description = ""
     if not isinstance(description, str):
-        raise GraphError(f"{where}: description must be a string")
+        problems.append(GraphError(f"{where}: description must be a string"))
     if timeout is not None:
         if not _number(timeout) or not 0 < timeout <= MAX_TIMEOUT:
-            raise GraphError(f"{where}: timeout must be a positive number of seconds up to {MAX_TIMEOUT}"
-                             f" (a year), got {params.shown(timeout)}")
-        timeout = float(timeout)
+            problems.append(GraphError(f"{where}: timeout must be a positive number of seconds up to {MAX_TIMEOUT}"
+                                       f" (a year), got {params.shown(timeout)}"))
+        else:
+            timeout = float(timeout)
     if retries is None:
         retries = 0
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
-        raise GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES}, got {params.shown(retries)}")
+        problems.append(GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES},"
+                                   f" got {params.shown(retries)}"))
     if priority is not None:
         if not _number(priority) or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-            raise GraphError(f"{where}: priority must be a number from {-MAX_PRIORITY:g} to {MAX_PRIORITY:g},"
-                             f" got {params.shown(priority)}")
-        priority = float(priority)
+            problems.append(GraphError(f"{where}: priority must be a number from {-MAX_PRIORITY:g} to"
+                                       f" {MAX_PRIORITY:g}, got {params.shown(priority)}"))
+        else:
+            priority = float(priority)
     if pool is not None:
         try:
             check_name("pool", pool, GRAPH_NAME)
         except GraphError as exc:
-            raise GraphError(f"{where}: {exc}") from None
-    if inputs is None:
-        inputs = {}
-    schema = params.parse_schema(name, inputs)
-    # Refuses placeholders where a value could become code (arithmetic), naming the input.
-    template = params.compile_script(name, script, schema)
-    problems = _argument_problems(name, template, schema)
-    if problems:
-        raise GraphError("\n".join(problems))
+            problems.append(GraphError(f"{where}: {exc}"))
+    schema = None
+    try:
+        schema = params.parse_schema(name, {} if inputs is None else inputs)
+    except PipelineEngineError as exc:
+        problems.append(exc)
+    if schema is not None and script_ok:
+        try:
+            # Refuses placeholders where a value could become code, naming the input.
+            template = params.compile_script(name, script, schema)
+            problems += [GraphError(p) for p in _argument_problems(name, template, schema)]
+        except PipelineEngineError as exc:
+            problems.append(exc)
+    _raise(problems)
     return VertexSpec(name=name, script=script, description=description,
                       inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority,
                       pool=pool)
+
+
+def _raise(problems: list[PipelineEngineError]) -> None:
+    """Raise the one problem as it is, or all of them at once (one per line) as a GraphError."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise GraphError("\n".join(str(p) for p in problems))
 
 
 def _at(data: Mapping, where: str) -> str:
@@ -211,16 +230,31 @@ def _at(data: Mapping, where: str) -> str:
 def vertex_from_dict(data: Any, where: str) -> VertexSpec:
     if not isinstance(data, Mapping):
         raise GraphFileError(f"{where}: must be a mapping with keys {', '.join(VERTEX_KEYS)}")
+    problems: list[PipelineEngineError] = []
     unknown = [k for k in data if k not in VERTEX_KEYS]
     if unknown:
-        raise GraphFileError(f"{_at(data, where)}: unknown key {', '.join(params.shown(k) for k in unknown)}"
-                             f" (allowed: {', '.join(VERTEX_KEYS)})")
+        problems.append(GraphFileError(f"{_at(data, where)}: unknown key"
+                                       f" {', '.join(params.shown(k) for k in unknown)}"
+                                       f" (allowed: {', '.join(VERTEX_KEYS)})"))
     for key in ("name", "script"):
         if key not in data:
-            raise GraphFileError(f"{_at(data, where)}: missing key '{key}'")
-    return make_vertex(data["name"], data["script"], description=data.get("description", ""),
-                       inputs=data.get("inputs"), timeout=data.get("timeout"),
-                       retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"))
+            problems.append(GraphFileError(f"{_at(data, where)}: missing key '{key}'"))
+    if "name" in data:
+        try:
+            vertex = make_vertex(data["name"], data.get("script"), description=data.get("description", ""),
+                                 inputs=data.get("inputs"), timeout=data.get("timeout"),
+                                 retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"))
+        except PipelineEngineError as exc:
+            if "script" in data:
+                problems.append(exc)
+            else:  # "missing key 'script'" says it already
+                problems += [GraphError(line) for line in str(exc).splitlines()
+                             if not line.endswith("script must be a non-empty string")]
+        else:
+            if not problems:
+                return vertex
+    _raise(problems)
+    raise GraphFileError(f"{where}: not a valid vertex")  # not reached: there is a problem
 
 
 def graph_from_dict(data: Any) -> GraphSpec:

@@ -132,3 +132,18 @@ def test_messages_speak_english(db, cli, tmp_path):
     run_id = out.split()[1]
     code, _, err = cli("cancel", run_id)
     assert code != 0 and f"run {run_id} has succeeded: only a running run can be cancelled" in err
+
+
+def test_every_problem_of_a_vertex_is_reported_at_once(cli, tmp_path, unchanged):
+    # only the first problem of a vertex was reported
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nvertices:\n  - name: a\n    script: echo {n}\n    timeout: -1\n    retries: x\n"
+                    "    pool: 'no/pool'\n    inputs:\n      n: {type: int, default: abc}\n      m: {type: nope}\n"
+                    "  - name: b\n    colour: red\n")
+    with unchanged():
+        code, _, err = cli("graph", "import", str(path))
+    assert code == 2 and "Traceback" not in err
+    for problem in ["vertex 'a': timeout must be", "vertex 'a': retries must be", "vertex 'a': pool name",
+                    "vertex 'a': input 'n': default 'abc' is not valid", "vertex 'a': input 'm': unknown type",
+                    "vertex 'b': unknown key 'colour'", "vertex 'b': missing key 'script'"]:
+        assert problem in err, (problem, err)
