@@ -361,7 +361,7 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     info = service.show_run(ctx.db, run.id, output=False)
     progress = Progress({t.vertex: t.state for t in info.tracks}).start()
     engine = Engine(ctx.db, workers=workers, name=engine_name, grace=grace, on_event=progress,
-                    log_dir=ctx.log_dir)
+                    log_dir=ctx.log_dir, on_stop=progress.notice)
     engine.adopt(run)
     engine.install_signal_handlers()
     try:
@@ -391,6 +391,12 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
                    f" `{PROG} cancel {run.id}` ends it", err=True)
         sys.exit(130)
     sys.exit(0 if state == "succeeded" else 1)
+
+
+def _tell_no_worker(ctx: Context, run_id: int) -> None:
+    """A run left to the workers, when none is alive to take it, would look stuck: say so."""
+    if not service.worker_alive(ctx.db):
+        click.echo(f"run {run_id} queued; no worker is alive to take it: start one with {PROG} worker", err=True)
 
 
 @cli.command("run")
@@ -423,6 +429,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     click.echo(f"run {run.id} of graph '{name}' {'created for the workers' if detach else 'started'}:"
                f" {len(run.pending) + len(run.waiting)} vertices")
     if detach:
+        _tell_no_worker(ctx, run.id)
         return
     _execute(ctx, run, engine_name, workers, grace)
 
@@ -471,6 +478,7 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
     again = service.retry_run(ctx.db, run_id, owner=engine_name, detach=detach)
     click.echo(f"run {run_id} of graph '{run.graph}' retried: {len(again)} vertices again ({', '.join(again)})")
     if detach:
+        _tell_no_worker(ctx, run_id)
         return
     _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace)
 
@@ -511,7 +519,8 @@ def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: 
             click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
 
     engine = Engine(ctx.db, workers=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
-                    on_event=show, log_dir=ctx.log_dir)
+                    on_event=show, log_dir=ctx.log_dir,
+                    on_stop=lambda message: click.echo(f"worker {engine.name} {message}", err=True))
     engine.install_signal_handlers()
     click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
     engine.serve()
@@ -582,6 +591,26 @@ def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: in
            [[str(r.id), r.graph, r.name or "-", r.state,
              f"{sum(n for s, n in r.counts.items() if s in finished)}/{sum(r.counts.values())}",
              _when(r.started_at), _when(r.finished_at)] for r in found])
+    waiting = [str(r.id) for r in found if r.for_workers]
+    if waiting and not service.worker_alive(ctx.db):
+        click.echo(f"run{'s' if len(waiting) > 1 else ''} {', '.join(waiting)}: {_NO_WORKER}")
+
+
+_NO_WORKER = f"no worker is alive: start one with {PROG} worker"
+_ERROR_WIDTH = 60
+
+
+def _cut(text: str, width: int = _ERROR_WIDTH) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
+
+
+def _shown_value(value) -> str:
+    """A parameter's value as typed on a command line: quoted when it would not read as one word."""
+    text = value if isinstance(value, str) else simplejson.dumps(value)
+    return text if text and all(c.isprintable() and not c.isspace() and c not in "\"'\\" for c in text) \
+        else simplejson.dumps(text, ensure_ascii=False)
 
 
 @runs.command("show")
@@ -601,11 +630,16 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
         return
     click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
                f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
+    click.echo("parameters: " + (" ".join(f"{k}={_shown_value(v)}" for k, v in info.parameters.items()) or "none"))
     click.echo(f"{info.total} vertices: " + ", ".join(f"{n} {s}" for s, n in sorted(info.counts.items())))
+    if info.for_workers and not info.worker_alive:
+        click.echo(_NO_WORKER)
     pools = any(t.pool for t in info.tracks)
-    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"] + (["POOL"] if pools else []),
+    _table(["VERTEX", "STATE", "ATTEMPT", "EXIT", "STARTED", "FINISHED", "WORKER"] + (["POOL"] if pools else [])
+           + ["ERROR"],
            [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
              _when(t.started_at), _when(t.finished_at), t.worker or "-"] + ([t.pool or "-"] if pools else [])
+            + [_cut(t.error) if t.error else "-"]
             for t in info.tracks])
     shown = info.counts.get(track_state, 0) if track_state else info.total
     if offset or len(info.tracks) < shown:

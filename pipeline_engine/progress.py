@@ -41,6 +41,8 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._width = 0
+        self._out = threading.Lock()  # one writer at a time: the status line and notices
+        self.stopping = False  # the run was asked to stop: the status line says so
 
     # --- fed by the runner -----------------------------------------------------------
 
@@ -62,6 +64,14 @@ class Progress:
             return f"  {event.vertex}: attempt {event.attempt} failed{took}{why}; retrying"
         return f"  {event.vertex}: {event.state}{took}{why}"
 
+    def notice(self, text: str) -> None:
+        """Print ``text`` on a line of its own (a stop was asked: ``Engine.on_stop``); the
+        status line, redrawn below it, shows the stopping state from now on."""
+        with self._out:
+            self.stopping = True
+            self.stream.write(("\r\x1b[2K" if self.live else "") + text + "\n")
+            self.stream.flush()
+
     # --- shown --------------------------------------------------------------------------
 
     def counts(self) -> Counter:
@@ -75,7 +85,8 @@ class Progress:
             running = sorted(self.running, key=self.running.get)
         done = sum(counts[s] for s in (T.SUCCEEDED, T.FAILED, T.UPSTREAM_FAILED, T.CANCELLED))
         parts = ", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s])
-        text = f"[{elapsed(time.monotonic() - self.started)}] {done}/{len(self.state)} done: {parts}"
+        text = f"[{elapsed(time.monotonic() - self.started)}] {'stopping: ' if self.stopping else ''}" \
+               f"{done}/{len(self.state)} done: {parts}"
         if running:
             shown = ", ".join(running[:5]) + (f" +{len(running) - 5}" if len(running) > 5 else "")
             text += f" | running: {shown}"
@@ -92,15 +103,19 @@ class Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+            with self._out:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
 
     def _redraw(self) -> None:
         while not self._stop.wait(_REDRAW):
             width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn
-            self.stream.write("\r\x1b[2K" + self.line()[:width])
-            self.stream.flush()
+            text = self.line()[:width]
+            with self._out:
+                self.stream.write("\r\x1b[2K" + text)
+                self.stream.flush()
 
     def _print(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        with self._out:
+            self.stream.write(text + "\n")
+            self.stream.flush()

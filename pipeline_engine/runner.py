@@ -206,7 +206,8 @@ class Engine:
     def __init__(self, db: Database, *, workers: int | None = None, name: str | None = None,
                  lease: float = DEFAULT_LEASE, grace: float = DEFAULT_GRACE, poll: float = DEFAULT_POLL,
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
-                 on_event: Callable[[Event], None] | None = None, host: str | None = None):
+                 on_event: Callable[[Event], None] | None = None, host: str | None = None,
+                 on_stop: Callable[[str], None] | None = None):
         self.db = db
         self.host = host or this_host()
         self.workers = workers or DEFAULT_WORKERS
@@ -217,7 +218,7 @@ class Engine:
         #: the session (a frozen worker's locks must not outlive its lease by much)
         self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
         self.log_dir = None if log_dir is None else check_log_dir(log_dir)
-        self.output_cap, self.on_event = output_cap, on_event
+        self.output_cap, self.on_event, self.on_stop = output_cap, on_event, on_stop
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
         self.attempts: dict[int, int] = {}
@@ -227,6 +228,8 @@ class Engine:
         self.priority: dict[int, float] = {}
         self.stopping = threading.Event()  # stop claiming, let running tracks finish
         self._stop_deadline: float | None = None
+        self._stop_now = False  # a stop without grace was asked
+        self._told = 0  # what ``on_stop`` was told: 0 nothing, 1 the graceful stop, 2 the stop now
         self._lock = threading.Lock()
         self._procs: dict[int, int] = {}  # track id -> process group, while it runs
         self._revoked: set[int] = set()  # tracks lost: do not start, kill if started
@@ -339,6 +342,7 @@ class Engine:
         """Stop claiming; running tracks get ``grace`` seconds (none with ``now``), then they
         are terminated and handed back. Safe to call from a signal handler."""
         self.stopping.set()
+        self._stop_now = self._stop_now or now
         deadline = time.monotonic() + (0.0 if now else self.grace)
         if self._stop_deadline is None or deadline < self._stop_deadline:
             self._stop_deadline = deadline
@@ -416,6 +420,7 @@ class Engine:
                     next_sweep = now + max(0.5, min(self.lease / 4, 5.0))
                 if self.stopping.is_set():
                     self._stop_step(in_flight)
+                    self._tell_stop(len(in_flight))
                     if not in_flight:
                         return self._pipeline_state(until) if until is not None else "stopped"
                 elif until is not None and not in_flight and not self.ready:
@@ -691,6 +696,22 @@ class Engine:
             else:
                 threading.Thread(target=executor.kill_group, args=(pgid, executor.DEFAULT_KILL_GRACE),
                                  daemon=True).start()
+
+    def _tell_stop(self, running: int) -> None:
+        """Say once per stage what a stop does next (here, not in the signal handler: a handler
+        must not write to a stream the interrupted code may be writing to)."""
+        stage = 2 if self._stop_now else 1
+        if self.on_stop is None or self._told >= stage:
+            return
+        self._told = stage
+        what = f"{running} running {'vertex' if running == 1 else 'vertices'}"
+        if not running:
+            message = "stopping: no vertex is running"
+        elif stage == 2:
+            message = f"stopping now: terminating {what}"
+        else:
+            message = f"stopping: waiting up to {self.grace:g} s for {what}; Ctrl-C again to stop now"
+        self.on_stop(message)
 
     def _stop_step(self, in_flight: dict[int, int]) -> None:
         """Stopping: hand back claimed tracks that have not started; past the deadline,

@@ -669,6 +669,13 @@ class RunSummary:
     finished_at: datetime | None
     #: track counts by state, aggregated in SQL
     counts: dict[str, int] = field(default_factory=dict)
+    #: the process that runs it alone (``run``, ``resume``); None: any worker
+    owner: str | None = None
+
+    @property
+    def for_workers(self) -> bool:
+        """Running, left to the workers (``--detach``), with tracks waiting to start."""
+        return self.state == "running" and self.owner is None and self.counts.get("pending", 0) > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
@@ -681,9 +688,14 @@ class RunInfo(RunSummary):
     tracks: list[TrackInfo] = field(default_factory=list)
     #: how many tracks the run has
     total: int = 0
+    #: the parameters given to the run, secrets as ``params.MASK`` (their values are never stored)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: some worker that takes runs nobody owns is alive now
+    worker_alive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "total": self.total, "tracks": [t.to_dict() for t in self.tracks]}
+        return {**super().to_dict(), "total": self.total, "tracks": [t.to_dict() for t in self.tracks],
+                "parameters": self.parameters, "worker_alive": self.worker_alive}
 
 
 def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int = 0, state: str | None = None,
@@ -702,7 +714,8 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
                   for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
         return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
-                       tracks=tracks, total=sum(counts.values()))
+                       tracks=tracks, total=sum(counts.values()), parameters=dict(pipeline.params or {}),
+                       owner=pipeline.owner, worker_alive=_worker_alive(s))
 
 
 def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
@@ -728,7 +741,7 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
         page = store.list_runs(s, graph_id=graph_id, state=state, limit=limit, offset=offset)
         counts = store.counts_by_run(s, [p.id for p, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
-                           finished_at=p.finished_at, counts=counts[p.id]) for p, g in page]
+                           finished_at=p.finished_at, counts=counts[p.id], owner=p.owner) for p, g in page]
 
 
 # --- runs after their start: workers, cancel, retry, resume -------------------------------------
@@ -860,6 +873,19 @@ class WorkerInfo:
         return {"name": self.name, "host": self.host, "pid": self.pid, "concurrency": self.concurrency,
                 "lease": self.lease, "started_at": _iso(self.started_at), "heartbeat_at": _iso(self.heartbeat_at),
                 "tracks": self.tracks}
+
+
+def _worker_alive(s: Session) -> bool:
+    owners = store.running_owners(s)
+    return any(w.name not in owners for w, _ in recovery.live_workers(s))
+
+
+def worker_alive(db: Database) -> bool:
+    """Whether a worker that takes runs nobody owns (``run --detach``) is alive now: not
+    stopped, its heartbeat within its lease, and not a ``run`` or ``resume`` process (those run
+    their own run only)."""
+    with db.transaction(write=False) as s:
+        return _worker_alive(s)
 
 
 def list_workers(db: Database) -> list[WorkerInfo]:

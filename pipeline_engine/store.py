@@ -748,6 +748,12 @@ def descendant_tracks(conn: Connection, pipeline_id: int, track_ids: Sequence[in
     return sorted(dag.descendants(list(track_ids), succs))
 
 
+def running_owners(s: Session) -> set[str]:
+    """The workers that own a running pipeline (``run``, ``resume``): they take no other."""
+    return set(s.scalars(select(Pipeline.owner).where(Pipeline.state == "running", Pipeline.owner.is_not(None))
+                         .distinct()))
+
+
 def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
     """Workers that have not stopped and whose heartbeat is within their lease, with the number
     of tracks each holds."""
