@@ -335,12 +335,24 @@ def _ask(find_missing, parameters: list[str], no_input: bool) -> list[str]:
     return parameters
 
 
-def _ask_missing(ctx: Context, name: str, parameters: list[str], no_input: bool) -> list[str]:
+def _gather(parameters: tuple[str, ...], declared: set[str]) -> list[str]:
+    """The -p items with their @FILE values read, then the PIPELINE_ENGINE_PARAM_* variables
+    for the ``declared`` inputs that -p does not set."""
+    from pipeline_engine import sources
+    from pipeline_engine.settings import param_environ
+
+    return sources.from_environ(sources.expand_files(parameters), param_environ(), declared)
+
+
+def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input: bool) -> list[str]:
+    parameters = _gather(parameters, service.input_names(ctx.db, name))
     return _ask(lambda given: service.missing_inputs(ctx.db, name, given), parameters, no_input)
 
 
-def _ask_secrets(ctx: Context, run_id: int, parameters: list[str], no_input: bool) -> list[str]:
-    """A run's secrets are never stored: whoever takes it over is asked for them again."""
+def _ask_secrets(ctx: Context, run_id: int, parameters: tuple[str, ...], no_input: bool) -> list[str]:
+    """A run's secrets are never stored: whoever takes it over is asked again for those of the
+    vertices that will run."""
+    parameters = _gather(parameters, service.secret_names(ctx.db, run_id))
     return _ask(lambda given: service.missing_secrets(ctx.db, run_id, given), parameters, no_input)
 
 
@@ -349,7 +361,9 @@ _GRACE = click.option("--grace", type=click.FloatRange(min=0), default=30.0, sho
                       help="Seconds running tracks get to finish after Ctrl-C or SIGTERM.")
 _NO_INPUT = click.option("--no-input", is_flag=True, help="Never prompt; a missing input is an error (exit 2).")
 _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
-                      help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one.")
+                      help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one;"
+                           " NAME=@FILE takes FILE's content (one trailing newline stripped), NAME=@@X the value @X."
+                           " $PIPELINE_ENGINE_PARAM_NAME gives NAME when -p does not.")
 
 
 def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float) -> None:
@@ -422,7 +436,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
 
     if not detach:
         ctx.log_dir  # noqa: B018 -- a logs directory that cannot work is refused before the run starts
-    parameters = _ask_missing(ctx, name, list(parameters), no_input)
+    parameters = _ask_missing(ctx, name, parameters, no_input)
     engine_name = worker_name()
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers,
                             owner=engine_name, detach=detach)
@@ -448,7 +462,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
     from pipeline_engine.runner import worker_name
 
     ctx.log_dir  # noqa: B018 -- refused before anything changes
-    parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
+    parameters = _ask_secrets(ctx, run_id, parameters, no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
     service.resume_run(ctx.db, run_id, engine_name)
@@ -472,7 +486,7 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
 
     if not detach:
         ctx.log_dir  # noqa: B018 -- refused before anything changes
-    parameters = _ask_secrets(ctx, run_id, list(parameters), no_input)
+    parameters = _ask_secrets(ctx, run_id, parameters, no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
     again = service.retry_run(ctx.db, run_id, owner=engine_name, detach=detach)

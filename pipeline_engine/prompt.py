@@ -51,8 +51,26 @@ def ask(items: Sequence[tuple[str, InputSpec]]) -> list[str]:
         key = spec.name if shared[spec.name] == 1 else f"{vertex}.{spec.name}"
         if spec.description:
             click.echo(spec.description, err=True)
-        default = None if spec.default is None else spec.to_text(spec.default)
-        value = click.prompt(f"{key} ({_hint(spec)})", default=default, hide_input=spec.secret,
-                             value_proc=_check(spec), err=True)
-        answers.append(f"{key}={value}")
+        answers.append(f"{key}={_secret(key, spec) if spec.secret and spec.default is None else _value(key, spec)}")
     return answers
+
+
+def _value(key: str, spec: InputSpec) -> str:
+    default = None if spec.default is None else spec.to_text(spec.default)
+    return click.prompt(f"{key} ({_hint(spec)})", default=default, hide_input=spec.secret,
+                        value_proc=_check(spec), err=True)
+
+
+def _secret(key: str, spec: InputSpec) -> str:
+    """A secret without a default, typed unseen. An empty one is taken (as ``-p pw=`` takes it)
+    only when Enter is pressed twice, after a message saying so: an empty line is more often a
+    slip than a choice."""
+    value = click.prompt(f"{key} ({_hint(spec)})", default="", show_default=False, hide_input=True,
+                         value_proc=_check(spec), err=True)
+    while value == "":
+        click.echo(f"empty secret for '{key}': press Enter again to use it, or type the value", err=True)
+        value = click.prompt(f"{key} ({_hint(spec)})", default="", show_default=False, hide_input=True,
+                             value_proc=_check(spec), err=True)
+        if value == "":
+            return value
+    return value

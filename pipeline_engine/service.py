@@ -45,7 +45,7 @@ from pipeline_engine.spec import (
     make_vertex,
     secret_clashes,
 )
-from pipeline_engine.states import GraphStatus, PipelineState, run_is
+from pipeline_engine.states import TRACK_FINISHED, GraphStatus, PipelineState, TrackState, run_is
 
 _UNSET: Any = object()
 
@@ -557,6 +557,14 @@ def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | lis
     return params.missing(schemas, parameters)
 
 
+def input_names(db: Database, graph: str) -> set[str]:
+    """The names of the inputs the vertices of ``graph`` declare (reads only; an unknown or
+    unsealed graph raises as in ``start_run``)."""
+    with db.transaction(write=False) as s:
+        g = _runnable(s, graph)
+        return {n for v in store.vertices(s, g.id) for n in params.parse_schema(v.name, v.inputs)}
+
+
 #: seconds a vertex weighs on the critical path before it has run successfully
 DEFAULT_DURATION = 1.0
 
@@ -759,30 +767,63 @@ def _secret_schemas(schemas: dict[str, dict[str, params.InputSpec]]) -> dict[str
     return {v: {n: spec for n, spec in schema.items() if spec.secret} for v, schema in schemas.items()}
 
 
-def missing_secrets(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None
-                    ) -> list[tuple[str, params.InputSpec]]:
-    """The secret inputs of a run that ``parameters`` lacks: a process that takes a run over
-    (resume, retry) must be given them again, since they are never stored."""
+def _to_run(state: str, rows) -> set[str]:
+    """The vertices of a run whose tracks can still run in it: of a running run (resume) those
+    not finished; of a failed or cancelled one (retry) those ``store.reset_unsucceeded`` starts
+    again."""
+    if state == PipelineState.RUNNING:
+        return {v.name for t, v in rows if t.state not in TRACK_FINISHED}
+    return {v.name for t, v in rows if t.state != TrackState.SUCCEEDED}
+
+
+def _needed_secrets(state: str, rows) -> dict[str, dict[str, params.InputSpec]]:
+    """The secret inputs of a run, required only for the vertices that can still run: a secret
+    of another vertex may be given (it is checked) but is not asked for."""
+    needed = _to_run(state, rows)
+    schemas = _secret_schemas({v.name: params.parse_schema(v.name, v.inputs) for _, v in rows})
+    return {v: schema if v in needed else {n: dataclasses.replace(spec, required=False) for n, spec in schema.items()}
+            for v, schema in schemas.items()}
+
+
+def secret_names(db: Database, run_id: int) -> set[str]:
+    """The names of the secret inputs the vertices of a run declare (reads only)."""
     with db.transaction(write=False) as s:
         _pipeline(s, run_id)
         rows = store.run_tracks(s, run_id)
-        schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
-    return params.missing(_secret_schemas(schemas), parameters)
+    return {n for schema in _secret_schemas({v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}).values()
+            for n in schema}
+
+
+def missing_secrets(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None
+                    ) -> list[tuple[str, params.InputSpec]]:
+    """The secret inputs that ``parameters`` lacks for the vertices of a run that can still run
+    (see ``load_run``): a process that takes a run over (resume, retry) must be given them
+    again, since they are never stored."""
+    with db.transaction(write=False) as s:
+        pipeline = _pipeline(s, run_id)
+        rows = store.run_tracks(s, run_id)
+        state = pipeline.state
+    return params.missing(_needed_secrets(state, rows), parameters)
 
 
 def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None) -> RunStart:
     """A run's scripts rendered again from the database: the inputs stored with each track, and
     the secret inputs, which are never stored, from ``parameters`` (only secrets are accepted
-    there). Used by workers, ``resume`` and ``retry``."""
+    there). Used by workers, ``resume`` and ``retry``. Only the secrets of the tracks that can
+    still run are required (a running run's unfinished ones; a finished run's unsucceeded ones,
+    which retry starts again); a vertex with secrets that cannot run is not rendered."""
     with db.transaction(write=False) as s:
         pipeline = _pipeline(s, run_id)
         graph = s.get(Graph, pipeline.graph_id).name
         rows = store.run_tracks(s, run_id)
+        state = pipeline.state
     schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
-    secret_schemas = _secret_schemas(schemas)
-    secret_values = params.resolve(secret_schemas, parameters)
+    secret_values = params.resolve(_needed_secrets(state, rows), parameters)
+    to_run = _to_run(state, rows)
     rendered = {}
     for t, v in rows:
+        if v.name not in to_run and any(spec.secret for spec in schemas[v.name].values()):
+            continue  # never runs again, and its secrets need not have been given
         values = {**(t.inputs or {}), **secret_values[v.name]}
         rendered[v.name] = params.render(params.compile_script(v.name, v.script, schemas[v.name]), values,
                                          schemas[v.name])

@@ -57,3 +57,14 @@ def process_environ() -> dict[bytes, bytes]:
     The engine adds the process's inputs and its marker itself."""
     prefix = ENV_PREFIX.encode()
     return {k: v for k, v in os.environb.items() if not k.startswith(prefix)}
+
+
+#: ``PIPELINE_ENGINE_PARAM_<NAME>``: a run input from the environment (``cli`` reads them)
+PARAM_PREFIX = ENV_PREFIX + "PARAM_"
+
+
+def param_environ(environ=None) -> dict[str, str]:
+    """The run inputs set in the environment: NAME -> value for every ``PIPELINE_ENGINE_PARAM_NAME``
+    (the name as written: case matters). A vertex never inherits them (``process_environ``)."""
+    environ = os.environ if environ is None else environ
+    return {k[len(PARAM_PREFIX):]: v for k, v in environ.items() if k.startswith(PARAM_PREFIX) and k != PARAM_PREFIX}
