@@ -89,7 +89,9 @@ _RESERVED_KEEP = frozenset({"if", "then", "else", "elif", "do", "while", "until"
 _RESERVED_END = frozenset({"fi", "done", "}", "esac"})
 _COND_ARITH = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _COND_NAME = frozenset({"-v", "-R"})
-_COMPAT = re.compile(r"BASH_COMPAT|POSIXLY_CORRECT|compat[0-9][0-9]|(?:^|[\s;&|(])set\s+-o\s+posix")
+# and set -k, which makes NAME=value anywhere in a command an assignment for it (PATH=…)
+_COMPAT = re.compile(r"BASH_COMPAT|POSIXLY_CORRECT|compat[0-9][0-9]"
+                     r"|(?:^|[\s;&|(])set\s+(?:-o\s+(?:posix|keyword)|-[A-Za-z]*k)")
 _SPECIAL_VARIABLES = re.compile(r"PATH|ENV|BASH\w*|PS[0-9]|PROMPT_COMMAND|SHELLOPTS|POSIXLY_CORRECT|TEXTDOMAIN"
                                 r"|TEXTDOMAINDIR|LANG|LC_\w+|LD_\w+|GLOBIGNORE|EXECIGNORE|FUNCNEST|INPUTRC"
                                 r"|HISTFILE|MAILPATH|MAIL|CDPATH")
@@ -273,6 +275,8 @@ class _Reader:
                 at_command = False
                 continue
             op = next((o for o in _OPERATORS if self.s.startswith(o, self.i)), None)
+            if op == "&" and self.s.startswith("&>", self.i):
+                op = None  # &> and &>> are redirections, not '&' then '>'
             if op is not None:
                 self.i += len(op)
                 if op in closers:

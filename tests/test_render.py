@@ -161,6 +161,8 @@ EXTRA_CASES = [
     ("function g {{ printf '%s' \"$1\" > out; }}; g {x}", lambda h: h),
     ("/usr/bin/printf '%s' {x} > out", lambda h: h),
     ("exec 3> out; printf '%s' {x} >&3", lambda h: h),
+    ("printf '%s' {x} &> out", lambda h: h),
+    ("printf '%s' &>> out {x}", lambda h: h),
     ("printf '%s' {x} > out 2>&1; printf '' 2>&{n} 3>&{n}", lambda h: h),
     ("v=$(printf '%s' {x}); printf '%s' \"$v\" > out", lambda h: h.rstrip("\n")),
     ("printf '%s' {x} | cat > out", lambda h: h),
@@ -300,6 +302,9 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("printf a >&{x}", r"target of '>&'"),
     ("printf a 1>&\"{x}\"", "target of '>&'"),
     ("printf a >& \"$(printf %s {x})\"", "target of '>&'"),
+    # &> is one redirection: what follows it is still the same command's arguments
+    ("eval &>/dev/null true {x}", "'eval'"),
+    ("read &>> /dev/null v {x}", "variable name"),
     ("\"$(echo echo)\" {x}", "a command the script does not name"),
 ])
 def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason):
@@ -332,6 +337,8 @@ def test_placeholders_where_a_value_would_not_be_data_are_refused(script, reason
     "shopt -s expand_aliases\nalias say=eval\nsay {x}",
     "shopt -s compat41\necho {x}",
     "set -o posix; echo {x}",
+    "set -k; echo PATH={x}",
+    "set -ek\necho {x}",
     # bash joins a body line ending in a backslash with the next before it looks for the delimiter
     'cat <<E\nfoo\\\nE\n"\nE\n{x}\n"',
 ])
