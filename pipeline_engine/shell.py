@@ -537,6 +537,7 @@ class _Reader:
                 self.i += 1
                 w.lit = None
                 self.compound(w)
+                w.end = self.i
                 return w
         while self.i < self.n:
             c = s[self.i]
@@ -1137,6 +1138,7 @@ class _Reader:
             w.lit = None
         if depth:
             raise self.unsure("unbalanced parentheses in a '=~' pattern")
+        w.end = self.i
         return w
 
 

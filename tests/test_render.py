@@ -287,6 +287,7 @@ def test_more_contexts_deliver_hostile_values_exactly(tmp_path, script, expected
     ("eval \"$(printf '%s' {x})\"", "'eval'"),
     ("source <(printf '%s' {x})", "'source'"),
     ("PATH=$(printf %s {x}):$PATH", "'PATH='"),
+    ("PATH=($(printf %s {x}))", "'PATH='"),
     # what a shell reads on its standard input is code
     ("bash <<EOF\necho {x}\nEOF", "'bash'"),
     ("bash <<< {x}", "'bash'"),
