@@ -57,7 +57,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from pipeline_engine import dag, executor, params, recovery, store
-from pipeline_engine.db import Database
+from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
 from pipeline_engine.models import NAME_LENGTH, storable
 from pipeline_engine.service import RunStart
@@ -187,11 +187,6 @@ def worker_name() -> str:
 
 class _GaveUp(DatabaseError):
     """Stopping, the grace is over, and the database still fails: stop without it."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _retryable(exc: BaseException) -> bool:
