@@ -128,13 +128,19 @@ def graph() -> None:
 @click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
 @pass_ctx
 def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
-    """Create a draft graph from a YAML or JSON graph file."""
+    """Import a YAML or JSON graph file as a draft: version 1 of a new graph, or the next
+    version of one whose newest version is sealed (its draft, if it has one, is replaced).
+    A file identical to the newest sealed version imports nothing."""
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line
         click.echo(note)
-    click.echo(f"graph '{info.name}' imported: {_n(info.vertices, 'vertex')}, {_n(info.edges, 'edge')}, {info.status}")
+    if info.unchanged:
+        click.echo(f"graph '{info.name}' version {info.version} is sealed and identical to {file}: nothing imported")
+        return
+    click.echo(f"graph '{info.name}' version {info.version} imported: {_n(info.vertices, 'vertex')},"
+               f" {_n(info.edges, 'edge')}, {info.status}")
 
 
 @graph.command("check")
@@ -145,8 +151,8 @@ def graph_check(ctx: Context, name: str) -> None:
     result = service.check_graph(ctx.db, name)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"graph '{name}' is {result.status}: {len(result.order)} vertices in order: "
-               + " -> ".join(result.order))
+    click.echo(f"graph '{name}' version {result.version} is {result.status}: {_n(len(result.order), 'vertex')}"
+               " in order: " + " -> ".join(result.order))
 
 
 @graph.command("seal")
@@ -157,17 +163,23 @@ def graph_seal(ctx: Context, name: str) -> None:
     info = service.seal_graph(ctx.db, name)
     for warning in info.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"graph '{name}' is sealed")
+    click.echo(f"graph '{name}' version {info.version} is sealed")
+
+
+_VERSION = click.option("--version", "version", type=click.IntRange(min=1), metavar="N",
+                        help="This version of the graph (default: the newest).")
 
 
 @graph.command("copy")
 @click.argument("name")
 @click.argument("new")
+@_VERSION
 @pass_ctx
-def graph_copy(ctx: Context, name: str, new: str) -> None:
-    """Copy a graph into a new editable draft."""
-    info = service.copy_graph(ctx.db, name, new)
-    click.echo(f"graph '{name}' copied to draft '{info.name}'")
+def graph_copy(ctx: Context, name: str, new: str, version: int | None) -> None:
+    """Copy a version of a graph into a new graph, as its first version (a draft)."""
+    detail = service.show_graph(ctx.db, name, version=version)
+    info = service.copy_graph(ctx.db, name, new, version=detail.info.version)
+    click.echo(f"graph '{name}' version {detail.info.version} copied to draft '{info.name}' (version 1)")
 
 
 @graph.command("rename")
@@ -184,30 +196,91 @@ def graph_rename(ctx: Context, name: str, new: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def graph_list(ctx: Context, as_json: bool) -> None:
-    """List the graphs."""
+    """List the graphs: the newest version of each, and the version runs use."""
     graphs = service.list_graphs(ctx.db)
     if as_json:
         _echo_json([g.to_dict() for g in graphs])
     elif not graphs:
         click.echo("no graphs")
     else:
-        _table(["NAME", "STATUS", "VERTICES", "EDGES", "UPDATED", "DESCRIPTION"],
-               [[g.name, g.status, str(g.vertices), str(g.edges), _when(g.updated_at), g.description]
+        _table(["NAME", "VERSION", "STATUS", "RUNS", "VERTICES", "EDGES", "UPDATED", "DESCRIPTION"],
+               [[g.name, str(g.version), g.status, "-" if g.sealed_version is None else f"v{g.sealed_version}",
+                 str(g.vertices), str(g.edges), _when(g.updated_at), g.description]
                 for g in graphs])
+
+
+@graph.command("versions")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def graph_versions(ctx: Context, name: str, as_json: bool) -> None:
+    """List the versions of a graph, oldest first, with their runs."""
+    versions = service.list_versions(ctx.db, name)
+    if as_json:
+        _echo_json([v.to_dict() for v in versions])
+        return
+    _table(["VERSION", "STATUS", "CREATED", "SEALED", "RUNS"],
+           [[str(v.version), v.status, _when(v.created_at), _when(v.sealed_at), str(v.runs)] for v in versions])
+
+
+@graph.command("diff")
+@click.argument("name")
+@click.argument("old", type=click.IntRange(min=1), metavar="A")
+@click.argument("new", type=click.IntRange(min=1), metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def graph_diff(ctx: Context, name: str, old: int, new: int, as_json: bool) -> None:
+    """Show what version B of a graph changes in version A: vertices, edges, inputs, scripts."""
+    change = service.diff_graph(ctx.db, name, old, new)
+    if as_json:
+        _echo_json(change.to_dict())
+        return
+    click.echo(f"graph '{name}': version {old} -> version {new}")
+    for line in _diff_lines(change):
+        click.echo(line)
+
+
+def _json(value) -> str:
+    return "-" if value is None else simplejson.dumps(value)
+
+
+def _diff_lines(change) -> list[str]:
+    if change.empty:
+        return ["no differences"]
+    out = []
+    if change.description:
+        out.append(f"~ description: {_json(change.description[0])} -> {_json(change.description[1])}")
+    out += [f"+ vertex '{n}'" for n in change.added]
+    out += [f"- vertex '{n}'" for n in change.removed]
+    for c in change.changed:
+        out.append(f"~ vertex '{c.vertex}'")
+        out += [f"    {key}: {_json(a)} -> {_json(b)}" for key, (a, b) in c.fields.items()]
+        out += [f"    + input {{{k}}}: {_json(v)}" for k, v in c.inputs_added.items()]
+        out += [f"    - input {{{k}}}: {_json(v)}" for k, v in c.inputs_removed.items()]
+        out += [f"    ~ input {{{k}}}: {_json(a)} -> {_json(b)}" for k, (a, b) in c.inputs_changed.items()]
+        if c.script:
+            out.append("    script:")
+            out += [f"      {line}" for line in c.script]
+    out += [f"+ edge {t} -> {h}" for t, h in change.edges_added]
+    out += [f"- edge {t} -> {h}" for t, h in change.edges_removed]
+    return out
 
 
 @graph.command("show")
 @click.argument("name")
+@_VERSION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def graph_show(ctx: Context, name: str, as_json: bool) -> None:
-    """Show a graph: status, vertices with their inputs, edges."""
-    detail = service.show_graph(ctx.db, name)
+def graph_show(ctx: Context, name: str, version: int | None, as_json: bool) -> None:
+    """Show a version of a graph: status, vertices with their inputs, edges."""
+    detail = service.show_graph(ctx.db, name, version=version)
     if as_json:
         _echo_json(detail.to_dict())
         return
     info, spec = detail.info, detail.spec
     click.echo(f"graph:       {info.name}")
+    runs = "" if info.sealed_version is None else f" (runs use version {info.sealed_version})"
+    click.echo(f"version:     {info.version}{runs}")
     if info.description:
         click.echo(f"description: {info.description}")
     click.echo(f"status:      {info.status}" + (f" (sealed {_when(info.sealed_at)})" if info.sealed_at else ""))
@@ -245,12 +318,13 @@ def graph_show(ctx: Context, name: str, as_json: bool) -> None:
 
 @graph.command("export")
 @click.argument("name")
+@_VERSION
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @pass_ctx
-def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
-    """Print a graph as a graph file that imports to the same graph."""
-    text = service.export_graph(ctx.db, name, fmt)
+def graph_export(ctx: Context, name: str, version: int | None, fmt: str, output: str | None) -> None:
+    """Print a version of a graph as a graph file that imports to the same graph."""
+    text = service.export_graph(ctx.db, name, fmt, version=version)
     if output:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text)
@@ -260,19 +334,22 @@ def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
 
 @graph.command("delete")
 @click.argument("name")
+@click.option("--version", "version", type=click.IntRange(min=1), metavar="N",
+              help="Delete only this version (default: every version).")
 @click.option("--with-runs", is_flag=True, help="Also delete the graph's finished runs (and their log files here).")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, and delete nothing.")
 @pass_ctx
-def graph_delete(ctx: Context, name: str, with_runs: bool, dry_run: bool) -> None:
-    """Delete a graph, its vertices and edges."""
-    gone = service.delete_graph(ctx.db, name, with_runs=with_runs, dry_run=dry_run)
-    what = (f"{_n(gone.vertices, 'vertex')}, {_n(gone.edges, 'edge')}, {_n(len(gone.runs), 'run')},"
-            f" {_n(gone.tracks, 'track')}")
+def graph_delete(ctx: Context, name: str, version: int | None, with_runs: bool, dry_run: bool) -> None:
+    """Delete a graph (every version, or one), its vertices and edges."""
+    gone = service.delete_graph(ctx.db, name, version=version, with_runs=with_runs, dry_run=dry_run)
+    target = f"graph '{name}'" + (f" version {version}" if version is not None else "")
+    what = (f"{_n(len(gone.versions), 'version')}, {_n(gone.vertices, 'vertex')}, {_n(gone.edges, 'edge')},"
+            f" {_n(len(gone.runs), 'run')}, {_n(gone.tracks, 'track')}")
     if dry_run:
-        click.echo(f"graph '{name}' would be deleted: {what}; nothing deleted (dry run)")
+        click.echo(f"{target} would be deleted: {what}; nothing deleted (dry run)")
         return
     _drop_logs(ctx, gone.runs)
-    click.echo(f"graph '{name}' deleted: {what}")
+    click.echo(f"{target} deleted: {what}")
 
 
 # --- pools -----------------------------------------------------------------------------------
@@ -344,9 +421,10 @@ def _gather(parameters: tuple[str, ...], declared: set[str]) -> list[str]:
     return sources.from_environ(sources.expand_files(parameters), param_environ(), declared)
 
 
-def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input: bool) -> list[str]:
-    parameters = _gather(parameters, service.input_names(ctx.db, name))
-    return _ask(lambda given: service.missing_inputs(ctx.db, name, given), parameters, no_input)
+def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input: bool,
+                 version: int | None = None) -> list[str]:
+    parameters = _gather(parameters, service.input_names(ctx.db, name, version=version))
+    return _ask(lambda given: service.missing_inputs(ctx.db, name, given, version=version), parameters, no_input)
 
 
 def _ask_secrets(ctx: Context, run_id: int, parameters: tuple[str, ...], no_input: bool) -> list[str]:
@@ -419,13 +497,16 @@ def _tell_no_worker(ctx: Context, run_id: int) -> None:
 @_WORKERS
 @_NO_INPUT
 @click.option("--name", "run_name", help="A name for this run.")
+@click.option("--version", "version", type=click.IntRange(min=1), metavar="N",
+              help="Run this sealed version (default: the newest sealed one).")
 @click.option("--detach", is_flag=True, help="Only create the run and print its id; `pipeline-engine worker` "
                                              "processes execute it.")
 @_GRACE
 @pass_ctx
 def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
-            run_name: str | None, detach: bool, grace: float) -> None:
-    """Run a sealed graph; exit 0 when every vertex succeeded, 1 when the run failed.
+            run_name: str | None, version: int | None, detach: bool, grace: float) -> None:
+    """Run a graph's newest sealed version (or --version N); exit 0 when every vertex
+    succeeded, 1 when the run failed.
 
     Progress goes to stderr: a live status line on a terminal, one line per ended attempt
     elsewhere. Each vertex's full output goes to a log file under $PIPELINE_ENGINE_LOGS
@@ -436,12 +517,12 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
 
     if not detach:
         ctx.log_dir  # noqa: B018 -- a logs directory that cannot work is refused before the run starts
-    parameters = _ask_missing(ctx, name, parameters, no_input)
+    parameters = _ask_missing(ctx, name, parameters, no_input, version)
     engine_name = worker_name()
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers,
-                            owner=engine_name, detach=detach)
+                            owner=engine_name, detach=detach, version=version)
     click.echo(f"run {run.id} of graph '{name}' {'created for the workers' if detach else 'started'}:"
-               f" {len(run.pending) + len(run.waiting)} vertices")
+               f" {_n(len(run.pending) + len(run.waiting), 'vertex')} (version {run.version})")
     if detach:
         _tell_no_worker(ctx, run.id)
         return
@@ -601,8 +682,8 @@ def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: in
         _echo_json([r.to_dict() for r in found])
         return
     finished = {str(x) for x in TRACK_FINISHED}
-    _table(["ID", "GRAPH", "NAME", "STATE", "DONE", "STARTED", "FINISHED"],
-           [[str(r.id), r.graph, r.name or "-", r.state,
+    _table(["ID", "GRAPH", "VERSION", "NAME", "STATE", "DONE", "STARTED", "FINISHED"],
+           [[str(r.id), r.graph, str(r.version), r.name or "-", r.state,
              f"{sum(n for s, n in r.counts.items() if s in finished)}/{sum(r.counts.values())}",
              _when(r.started_at), _when(r.finished_at)] for r in found])
     waiting = [str(r.id) for r in found if r.for_workers]
@@ -642,7 +723,7 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
     if as_json:
         _echo_json(info.to_dict())
         return
-    click.echo(f"run {info.id} of graph '{info.graph}': {info.state}"
+    click.echo(f"run {info.id} of graph '{info.graph}' version {info.version}: {info.state}"
                f" (started {_when(info.started_at)}, finished {_when(info.finished_at)})")
     click.echo("parameters: " + (" ".join(f"{k}={_shown_value(v)}" for k, v in info.parameters.items()) or "none"))
     click.echo(f"{info.total} vertices: " + ", ".join(f"{n} {s}" for s, n in sorted(info.counts.items())))

@@ -246,7 +246,7 @@ class Database:
                 return
             from pipeline_engine import migrate
 
-            with self._connect(write=True) as conn:
+            with self._connect(write=True) as conn, self._migrating(conn):
                 with conn.begin():
                     current = migrate.current_revision(conn)
                     head = migrate.head_revision()
@@ -256,19 +256,45 @@ class Database:
                                 f"database {self.safe_url} is at schema {current or 'none'}, this version"
                                 f" needs {head}: run `pipeline-engine --db URL db upgrade`")
                         migrate.upgrade(conn)
+                        self._check_foreign_keys(conn)
             self._schema_ok = True
 
     def upgrade(self) -> tuple[str | None, str]:
         """Apply every pending migration; returns (revision before, revision after)."""
         from pipeline_engine import migrate
 
-        with self._connect(write=True) as conn:
+        with self._connect(write=True) as conn, self._migrating(conn):
             with conn.begin():
                 before = migrate.current_revision(conn)
                 migrate.upgrade(conn)
+                self._check_foreign_keys(conn)
                 after = migrate.current_revision(conn)
         self._schema_ok = True
         return before, after
+
+    @contextmanager
+    def _migrating(self, conn: Connection) -> Iterator[None]:
+        """SQLite rebuilds a table by copying it and dropping the old one, which with foreign
+        keys on deletes (by cascade) the rows that refer to it: keep them off while migrating.
+        The pragma works only outside a transaction, so it goes on the driver's connection."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            raw.execute("PRAGMA foreign_keys = ON")
+
+    def _check_foreign_keys(self, conn: Connection) -> None:
+        """Before a migration commits on SQLite: every row still refers to a row that exists."""
+        if self.dialect == "sqlite":
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise DatabaseError(f"migrating {self.safe_url} would leave {len(broken)} row(s) referring to rows"
+                                    f" that do not exist (first: table {broken[0][0]}, row {broken[0][1]});"
+                                    " nothing was changed")
 
 
 # SQLite primary result codes that retrying cannot fix

@@ -86,12 +86,13 @@ class _LogFile:
     """Streams the full output of an attempt to a file (stdout and stderr interleaved as they
     come), secrets masked even when one is split across two reads."""
 
-    def __init__(self, path: str, header: str | None, secrets: list[str]):
+    def __init__(self, path: str, header: str | None, secrets: list[str], fresh: bool = False):
         private_dirs(os.path.dirname(os.path.abspath(path)))
-        # readable by its owner only, whatever the umask: the output may carry anything
-        # unbuffered: output reaches the file as it arrives (tail -f, logs while it runs)
-        self.file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab",
-                              buffering=0)
+        # readable by its owner only, whatever the umask: the output may carry anything;
+        # unbuffered: output reaches the file as it arrives (tail -f, logs while it runs);
+        # ``fresh``: emptied first, so nothing another run left at this path shows in it
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if fresh else 0)
+        self.file = os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
         if header:
             self.file.write(f"--- {header} ---\n".encode())
         found = _secret_bytes(secrets)
@@ -164,7 +165,7 @@ def kill_group(pid: int, grace: float = DEFAULT_KILL_GRACE, proc: subprocess.Pop
 def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: float | None = None,
                secrets: Iterable[str] = (), output_cap: int = DEFAULT_OUTPUT_CAP,
                kill_grace: float = DEFAULT_KILL_GRACE, cwd: str | None = None,
-               log_path: str | None = None, log_header: str | None = None,
+               log_path: str | None = None, log_header: str | None = None, log_fresh: bool = False,
                on_spawn: Callable[[int], None] | None = None,
                defer: Callable[[str], None] | None = None) -> Outcome:
     """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
@@ -175,7 +176,8 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
     wherever it moved (a new session or group); the pipes are then read for at most ``DRAIN``
     seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
     group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. With ``log_path`` the full
-    output is appended to that file too (after a ``--- log_header ---`` line), secrets masked;
+    output is appended to that file too (after a ``--- log_header ---`` line; emptied first with
+    ``log_fresh``, as for a track's first attempt), secrets masked;
     the file and the directories made for it are readable by their owner only. ``on_spawn`` is
     called with the process group's id once the shell runs (to kill it from another thread).
     With ``defer``, an attempt that succeeded and left its pipes closed hands its marker to
@@ -192,7 +194,7 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
     mark = env.get(MARKER) if env else None
     started = time.monotonic()
     try:
-        log = _LogFile(log_path, log_header, secrets) if log_path else None
+        log = _LogFile(log_path, log_header, secrets, log_fresh) if log_path else None
     except OSError as exc:
         return Outcome(None, False, "", "", 0.0, error=f"cannot write the log file {log_path}: {exc}")
     try:

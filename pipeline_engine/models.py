@@ -1,6 +1,6 @@
 """SQLAlchemy tables. No behaviour here: every query lives in ``store``.
 
-The database enforces what it can: unique graph names, unique vertex names within a
+The database enforces what it can: unique (graph name, version), unique vertex names within a
 graph, edges that join two vertices of their own graph (composite foreign keys), once,
 never a vertex to itself, and the state words.
 """
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -123,17 +124,24 @@ class Base(DeclarativeBase):
 
 
 _TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+#: tables whose ids are shown or name files (runs' log directories): never reused, on SQLite too
+_NEVER_REUSED = {**_TABLE_OPTIONS, "sqlite_autoincrement": True}
 
 
 class Graph(Base):
+    """One version of a graph: a name has versions 1, 2, 3..., each its own row with its own
+    vertices and edges. Only the newest version may be unsealed (see ``service``)."""
+
     __tablename__ = "graph"
     __table_args__ = (
+        UniqueConstraint("name", "version"),
         CheckConstraint(f"status IN ({_words(GraphStatus)})", name="status"),
-        _TABLE_OPTIONS,
+        _NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(Name, unique=True)
+    name: Mapped[str] = mapped_column(Name)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     description: Mapped[str] = mapped_column(SafeText, default="")
     status: Mapped[str] = mapped_column(String(16), default=GraphStatus.DRAFT.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -198,7 +206,7 @@ class Pipeline(Base):
         CheckConstraint(f"state IN ({_words(PipelineState)})", name="state"),
         Index(None, "graph_id", "created_at"),
         Index(None, "state"),
-        _TABLE_OPTIONS,
+        _NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -269,7 +277,7 @@ class Track(Base):
         Index(None, "pipeline_id", "state"),
         Index(None, "worker"),
         Index(None, "vertex_id", "state"),
-        _TABLE_OPTIONS,
+        _NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -155,7 +155,7 @@ def _render(job: _Job) -> params.Rendered:
 
 
 def log_path(log_dir: str, pipeline_id: int, vertex: str) -> str:
-    """The file a track's output goes to (every attempt appended)."""
+    """The file a track's output goes to (its first attempt empties it, the next ones append)."""
     return os.path.join(log_dir, f"run-{pipeline_id}", f"{vertex}.log")
 
 
@@ -795,7 +795,7 @@ class Engine:
         try:
             return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets,
                                        output_cap=self.output_cap, log_path=path,
-                                       log_header=f"attempt {attempt}", on_spawn=spawned,
+                                       log_header=f"attempt {attempt}", log_fresh=attempt == 1, on_spawn=spawned,
                                        defer=self._leftovers.put)
         except Exception as exc:  # noqa: BLE001 -- a bug here must fail the track, not leave it running
             # the type and place only: an exception's text may carry a value (a secret) in clear

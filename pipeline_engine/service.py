@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, graphfile, limits, params, recovery, store
+from pipeline_engine import dag, diff, graphfile, limits, params, recovery, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import (
     AlreadyExistsError,
@@ -70,11 +70,34 @@ class GraphInfo:
     notes: tuple[str, ...] = ()
     #: what the check the operation made warns about (as ``graph check``), if it made one
     warnings: tuple[str, ...] = ()
+    #: which version of the name this is (1, 2, 3...)
+    version: int = 1
+    #: the newest sealed version of the name: the one ``run NAME`` runs (None: none yet)
+    sealed_version: int | None = None
+    #: an import found the newest sealed version identical to the file and created nothing
+    unchanged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "status": self.status,
+        return {"name": self.name, "version": self.version, "description": self.description, "status": self.status,
                 "vertices": self.vertices, "edges": self.edges, "created_at": _iso(self.created_at),
-                "updated_at": _iso(self.updated_at), "sealed_at": _iso(self.sealed_at)}
+                "updated_at": _iso(self.updated_at), "sealed_at": _iso(self.sealed_at),
+                "sealed_version": self.sealed_version}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a graph name, as ``graph versions`` lists it."""
+
+    version: int
+    status: str
+    created_at: datetime
+    sealed_at: datetime | None
+    #: how many runs it has
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "status": self.status, "created_at": _iso(self.created_at),
+                "sealed_at": _iso(self.sealed_at), "runs": self.runs}
 
 
 @dataclass(frozen=True)
@@ -103,16 +126,24 @@ class CheckResult:
     order: list[str]
     #: things that are allowed but probably unintended, e.g. a {word} that names no input
     warnings: list[str] = field(default_factory=list)
+    #: the version checked: the newest
+    version: int = 1
 
 
 def _info(s: Session, graph: Graph) -> GraphInfo:
-    return _info_counts(graph, *store.counts(s, graph.id))
+    return _info_counts(s, graph, *store.counts(s, graph.id))
 
 
-def _info_counts(graph: Graph, n_vertices: int, n_edges: int) -> GraphInfo:
+def _info_counts(s: Session | None, graph: Graph, n_vertices: int, n_edges: int,
+                 sealed_version: int | None = None) -> GraphInfo:
+    """``graph``'s info; the newest sealed version of its name is read in ``s`` if given."""
+    if s is not None:
+        sealed = store.newest_sealed(s, graph.name)
+        sealed_version = sealed.version if sealed is not None else None
     return GraphInfo(name=graph.name, description=graph.description, status=graph.status,
                      vertices=n_vertices, edges=n_edges, created_at=graph.created_at,
-                     updated_at=graph.updated_at, sealed_at=graph.sealed_at)
+                     updated_at=graph.updated_at, sealed_at=graph.sealed_at, version=graph.version,
+                     sealed_version=sealed_version)
 
 
 def _vertex_spec(v: Vertex) -> VertexSpec:
@@ -143,11 +174,12 @@ def _write(db: Database) -> Iterator[Session]:
 
 
 def _editable(s: Session, name: str) -> Graph:
-    """The graph, locked for writing, that must not be sealed."""
+    """The newest version of the graph, locked for writing, which must not be sealed."""
     graph = store.get_graph(s, name, lock=True)
     if graph.status == GraphStatus.SEALED:
-        raise SealedGraphError(f"graph '{name}' is sealed and cannot change;"
-                               f" copy it into a new draft (graph copy {name} NEW)")
+        raise SealedGraphError(f"graph '{name}' version {graph.version} is sealed and cannot change: start version"
+                               f" {graph.version + 1} with service.new_version(db, {name!r}), or import a changed"
+                               f" graph file (graph import FILE)")
     return graph
 
 
@@ -168,33 +200,67 @@ def _vertex_text(spec: VertexSpec) -> VertexSpec:
 
 def _new_graph(s: Session, name: str, description: str) -> Graph:
     check_graph_name(name)
-    if not isinstance(description, str):
-        raise GraphError(f"graph '{name}': description must be a string")
-    _text(f"graph '{name}'", "description", description)
+    _check_description(name, description)
     if store.find_graph(s, name) is not None:
         raise AlreadyExistsError(f"graph '{name}' already exists")
     return store.create_graph(s, name, description)
 
 
+def _check_description(name: str, description: str) -> None:
+    if not isinstance(description, str):
+        raise GraphError(f"graph '{name}': description must be a string")
+    _text(f"graph '{name}'", "description", description)
+
+
+def _label(graph: Graph) -> str:
+    return f"graph '{graph.name}' version {graph.version}"
+
+
 # --- graphs -------------------------------------------------------------------------------
 
 def create_graph(db: Database, name: str, description: str = "") -> GraphInfo:
-    """Create an empty draft graph."""
+    """Create an empty draft graph: version 1 of a new name."""
     with _write(db) as s:
-        return _info_counts(_new_graph(s, name, description or ""), 0, 0)
+        return _info_counts(None, _new_graph(s, name, description or ""), 0, 0)
+
+
+def new_version(db: Database, name: str) -> GraphInfo:
+    """Start the next version of a graph: a draft copy of its newest version, which must be
+    sealed (a name has at most one draft, its newest version). Edit it with the editing calls,
+    then check and seal it; runs use it from then on."""
+    with _write(db) as s:
+        newest = store.get_graph(s, name, lock=True)
+        if newest.status != GraphStatus.SEALED:
+            raise GraphStatusError(f"{_label(newest)} is a {newest.status}, not sealed: edit it (a graph has at"
+                                   " most one draft, its newest version)")
+        spec = _spec(s, newest)
+        draft = store.create_graph(s, name, newest.description, version=newest.version + 1)
+        store.insert_definition(s, draft.id, spec.vertices, spec.edges)
+        return _info_counts(s, draft, len(spec.vertices), len(spec.edges))
+
+
+def list_versions(db: Database, name: str) -> list[VersionInfo]:
+    """Every version of a graph, oldest first, with how many runs each has."""
+    with db.transaction(write=False) as s:
+        versions = store.graph_versions(s, name)
+        if not versions:
+            raise NotFoundError(f"graph '{name}' not found")
+        runs = store.runs_by_version(s, [g.id for g in versions])
+        return [VersionInfo(version=g.version, status=g.status, created_at=g.created_at, sealed_at=g.sealed_at,
+                            runs=runs.get(g.id, 0)) for g in versions]
 
 
 def rename_graph(db: Database, name: str, new_name: str) -> GraphInfo:
-    """Rename a graph (any status: the name is a label, not part of the definition)."""
+    """Rename a graph, every version of it (any status: the name is a label, not part of the
+    definition)."""
     with _write(db) as s:
-        graph = store.get_graph(s, name, lock=True)
+        store.get_graph(s, name, lock=True)
         check_graph_name(new_name)
         if new_name != name and store.find_graph(s, new_name) is not None:
             raise AlreadyExistsError(f"cannot rename graph '{name}': graph '{new_name}' already exists")
-        graph.name = new_name
-        graph.updated_at = store.now()
-        s.flush()
-        return _info(s, graph)
+        store.rename_graph(s, name, new_name)
+        s.expire_all()
+        return _info(s, store.get_graph(s, new_name))
 
 
 @dataclass(frozen=True)
@@ -205,39 +271,62 @@ class Deleted:
     edges: int
     runs: tuple[int, ...]  #: the runs' ids (their log files are the caller's to remove)
     tracks: int
+    #: the versions deleted
+    versions: tuple[int, ...] = ()
 
 
-def delete_graph(db: Database, name: str, *, with_runs: bool = False, dry_run: bool = False) -> Deleted:
-    """Delete a graph with its vertices and edges. A graph that has runs is kept unless
-    ``with_runs`` (its finished runs are deleted too); one with a running run is kept. With
-    ``dry_run`` nothing is deleted: the same checks, and what would go."""
+def delete_graph(db: Database, name: str, *, version: int | None = None, with_runs: bool = False,
+                 dry_run: bool = False) -> Deleted:
+    """Delete a graph, every version of it (or only ``version``) with its vertices and edges.
+    A version that has runs is kept unless ``with_runs`` (its finished runs are deleted too);
+    one with a running run is kept. With ``dry_run`` nothing is deleted: the same checks, and
+    what would go."""
     with _write(db) as s:
-        graph = store.get_graph(s, name, lock=True)
-        running = store.count_runs(s, graph.id, ["running"])
+        if version is None:
+            store.get_graph(s, name, lock=True)
+            doomed = store.graph_versions(s, name)
+        else:
+            doomed = [store.get_graph(s, name, version=version, lock=True)]
+        what = f"graph '{name}'" if version is None else f"graph '{name}' version {version}"
+        ids = [g.id for g in doomed]
+        running = store.count_runs(s, ids, ["running"])
         if running:
-            raise GraphStatusError(f"graph '{name}' has {running} running run(s); cancel them first")
-        runs = store.count_runs(s, graph.id)
+            raise GraphStatusError(f"{what} has {running} running run(s); cancel them first")
+        runs = store.count_runs(s, ids)
         if runs and not with_runs:
-            raise GraphStatusError(f"graph '{name}' has {runs} run(s); delete them with it"
-                                   " (--with-runs) or keep the graph")
-        spec = _spec(s, graph)
-        run_ids, tracks = store.graph_runs(s, graph.id)
-        deleted = Deleted(len(spec.vertices), len(spec.edges), tuple(run_ids), tracks)
+            raise GraphStatusError(f"{what} has {runs} run(s); delete them with it (--with-runs) or keep it")
+        n_vertices = n_edges = 0
+        for g in doomed:
+            nv, ne = store.counts(s, g.id)
+            n_vertices, n_edges = n_vertices + nv, n_edges + ne
+        run_ids, tracks = store.graph_runs(s, ids)
+        deleted = Deleted(n_vertices, n_edges, tuple(run_ids), tracks, tuple(g.version for g in doomed))
         if not dry_run:
-            store.delete_graph(s, graph, with_runs=with_runs)
+            for g in doomed:
+                store.delete_graph(s, g, with_runs=with_runs)
         return deleted
 
 
 def list_graphs(db: Database) -> list[GraphInfo]:
+    """The newest version of every graph, by name."""
     with db.transaction(write=False) as s:
-        return [_info_counts(g, nv, ne) for g, nv, ne in store.list_graphs(s)]
+        return [_info_counts(None, g, nv, ne, sv) for g, nv, ne, sv in store.list_graphs(s)]
 
 
-def show_graph(db: Database, name: str) -> GraphDetail:
+def show_graph(db: Database, name: str, *, version: int | None = None) -> GraphDetail:
+    """A version of a graph (the newest unless ``version``): its definition and status."""
     with db.transaction(write=False) as s:
-        graph = store.get_graph(s, name)
+        graph = store.get_graph(s, name, version=version)
         spec = _spec(s, graph)
-        return GraphDetail(_info_counts(graph, len(spec.vertices), len(spec.edges)), spec)
+        return GraphDetail(_info_counts(s, graph, len(spec.vertices), len(spec.edges)), spec)
+
+
+def diff_graph(db: Database, name: str, old: int, new: int) -> diff.GraphDiff:
+    """What version ``new`` of a graph changes in version ``old``."""
+    with db.transaction(write=False) as s:
+        a = _spec(s, store.get_graph(s, name, version=old))
+        b = _spec(s, store.get_graph(s, name, version=new))
+    return diff.diff(a, b)
 
 
 # --- vertices and edges ------------------------------------------------------------------
@@ -379,47 +468,54 @@ def _missing_pools(s: Session, vertices) -> dict[str, str]:
 
 
 def check_graph(db: Database, name: str) -> CheckResult:
-    """Check a graph for cycles (Kahn's algorithm). An acyclic draft becomes checked; a cyclic
-    graph raises CycleError naming one cycle's vertices in order, and stays a draft."""
+    """Check a graph's newest version for cycles (Kahn's algorithm). An acyclic draft becomes
+    checked; a cyclic graph raises CycleError naming one cycle's vertices in order, and stays
+    a draft."""
     with _write(db) as s:
         graph = store.get_graph(s, name, lock=True)
         result = _check(s, graph)
         if graph.status == GraphStatus.DRAFT:
             store.set_status(s, graph, GraphStatus.CHECKED.value)
-        return CheckResult(graph=name, status=graph.status, order=result.order, warnings=result.warnings)
+        return CheckResult(graph=name, status=graph.status, order=result.order, warnings=result.warnings,
+                           version=graph.version)
 
 
 def seal_graph(db: Database, name: str) -> GraphInfo:
-    """Seal a checked graph: from now on it never changes, and it can run."""
+    """Seal a graph's newest version, which must be checked: from now on it never changes,
+    and runs of the name use it."""
     with _write(db) as s:
         graph = store.get_graph(s, name, lock=True)
         if graph.status == GraphStatus.SEALED:
-            raise SealedGraphError(f"graph '{name}' is already sealed")
+            raise SealedGraphError(f"{_label(graph)} is already sealed")
         if graph.status != GraphStatus.CHECKED:
-            raise GraphStatusError(f"graph '{name}' is a {graph.status}: check it before sealing"
+            raise GraphStatusError(f"{_label(graph)} is a {graph.status}: check it before sealing"
                                    f" (graph check {name})")
         result = _check(s, graph)  # cheap, and a sealed graph must never hold a cycle
         store.set_status(s, graph, GraphStatus.SEALED.value)
         return dataclasses.replace(_info(s, graph), warnings=tuple(result.warnings))
 
 
-def copy_graph(db: Database, name: str, new_name: str) -> GraphInfo:
-    """Copy a graph's definition into a new draft; the way to change a sealed graph."""
+def copy_graph(db: Database, name: str, new_name: str, *, version: int | None = None) -> GraphInfo:
+    """Copy a version of a graph (the newest unless ``version``) into a new graph: version 1
+    of ``new_name``, a draft."""
     with _write(db) as s:
-        source = store.get_graph(s, name)
+        source = store.get_graph(s, name, version=version)
         spec = _spec(s, source)
         copy = _new_graph(s, new_name, source.description)
         store.insert_definition(s, copy.id, spec.vertices, spec.edges)
-        return _info_counts(copy, len(spec.vertices), len(spec.edges))
+        return _info_counts(None, copy, len(spec.vertices), len(spec.edges))
 
 
 # --- graph files -----------------------------------------------------------------------------
 
 def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, name: str | None = None,
                  check: bool = False, seal: bool = False) -> GraphInfo:
-    """Create a draft from a graph file (a path), its parsed content, or a GraphSpec; with
-    ``check`` and ``seal`` do those steps too, all in one transaction. The file's ``pools``
-    are created, or set to the file's sizes (``GraphInfo.notes`` says which changed)."""
+    """Import a graph file (a path), its parsed content, or a GraphSpec as a draft: version 1
+    of a new name; for a name that exists, the next version when the newest is sealed, or in
+    place of the newest when it is not (a name has at most one draft). A file identical to the
+    newest version, sealed, creates nothing (``GraphInfo.unchanged``). With ``check`` and
+    ``seal`` do those steps too, all in one transaction. The file's ``pools`` are created, or
+    set to the file's sizes (``GraphInfo.notes`` says which changed)."""
     if isinstance(source, GraphSpec):
         spec = source
     elif isinstance(source, Mapping):
@@ -427,34 +523,54 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
     else:
         spec = graphfile.load(source)
     target = name or spec.name
+    check_graph_name(target)
+    _check_description(target, spec.description)
     for vertex in spec.vertices:
         _vertex_text(vertex)
     with _write(db) as s:
-        graph = _new_graph(s, target, spec.description)
+        newest = store.find_graph(s, target, lock=True)
+        notes = _apply_pools(s, spec)
+        if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
+            return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
+        if newest is None:
+            graph = store.create_graph(s, target, spec.description)
+        elif newest.status == GraphStatus.SEALED:
+            graph = store.create_graph(s, target, spec.description, version=newest.version + 1)
+        else:
+            graph = newest
+            store.clear_definition(s, graph.id)
+            graph.description = spec.description
+            store.bump(s, graph)
         _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
         store.insert_definition(s, graph.id, spec.vertices, spec.edges)
-        notes = []
-        for pool_name, size in spec.pools:
-            _, before = store.set_pool(s, pool_name, size)
-            if before is None:
-                notes.append(f"pool '{pool_name}' created with size {size}")
-            elif before != size:
-                notes.append(f"pool '{pool_name}' size {before} -> {size}")
         warnings: list[str] = []
         if check or seal:
             warnings = _check(s, graph).warnings
             store.set_status(s, graph, GraphStatus.CHECKED.value)
         if seal:
             store.set_status(s, graph, GraphStatus.SEALED.value)
-        info = _info_counts(graph, len(spec.vertices), len(spec.edges))
+        info = _info_counts(s, graph, len(spec.vertices), len(spec.edges))
         return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
 
 
-def export_graph(db: Database, name: str, fmt: str = "yaml") -> str:
-    """The graph file of a graph; importing it gives the same definition back."""
+def _apply_pools(s: Session, spec: GraphSpec) -> list[str]:
+    """Create the pools a graph file names, or set them to its sizes; says which changed."""
+    notes = []
+    for pool_name, size in spec.pools:
+        _, before = store.set_pool(s, pool_name, size)
+        if before is None:
+            notes.append(f"pool '{pool_name}' created with size {size}")
+        elif before != size:
+            notes.append(f"pool '{pool_name}' size {before} -> {size}")
+    return notes
+
+
+def export_graph(db: Database, name: str, fmt: str = "yaml", *, version: int | None = None) -> str:
+    """The graph file of a version of a graph (the newest unless ``version``); importing it
+    gives the same definition back."""
     if fmt not in graphfile.FORMATS:
         raise GraphError(f"unknown format {fmt!r} (use one of: {', '.join(graphfile.FORMATS)})")
-    return graphfile.dumps(show_graph(db, name).spec, fmt)
+    return graphfile.dumps(show_graph(db, name, version=version).spec, fmt)
 
 
 # --- concurrency pools ----------------------------------------------------------------------
@@ -524,6 +640,8 @@ class RunStart:
     id: int
     graph: str
     name: str | None
+    #: the version of the graph it runs
+    version: int
     #: vertex names of the tracks that are ready (the roots)
     pending: list[str]
     waiting: list[str]
@@ -537,31 +655,39 @@ def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: se
     return {key: params.MASK if key.rpartition(".")[2] in secret_names else value for key, value in pairs}
 
 
-def _runnable(s: Session, name: str) -> Graph:
-    """The graph, which must be sealed to run."""
-    graph = store.get_graph(s, name)
-    if graph.status != GraphStatus.SEALED:
-        raise GraphStatusError(f"graph '{name}' is a {graph.status}: only sealed graphs run"
-                               f" (graph check {name}; graph seal {name})")
+def _runnable(s: Session, name: str, version: int | None = None) -> Graph:
+    """The version of the graph a run uses: ``version``, which must be sealed, or else the
+    newest sealed one."""
+    if version is not None:
+        graph = store.get_graph(s, name, version=version)
+        if graph.status != GraphStatus.SEALED:
+            raise GraphStatusError(f"{_label(graph)} is a {graph.status}: only sealed versions run"
+                                   f" (graph check {name}; graph seal {name})")
+        return graph
+    graph = store.newest_sealed(s, name)
+    if graph is None:
+        newest = store.get_graph(s, name)
+        raise GraphStatusError(f"graph '{name}' has no sealed version ({_label(newest)} is a {newest.status}):"
+                               f" only sealed versions run (graph check {name}; graph seal {name})")
     return graph
 
 
-def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None
-                   ) -> list[tuple[str, params.InputSpec]]:
+def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
+                   version: int | None = None) -> list[tuple[str, params.InputSpec]]:
     """The required inputs a run of ``graph`` with ``parameters`` would lack, as the
     (vertex, spec) pairs a prompt should ask for (see ``params.missing``). Reads only; an unknown
     or unsealed graph raises as in ``start_run``."""
     with db.transaction(write=False) as s:
-        g = _runnable(s, graph)
+        g = _runnable(s, graph, version)
         schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in store.vertices(s, g.id)}
     return params.missing(schemas, parameters)
 
 
-def input_names(db: Database, graph: str) -> set[str]:
+def input_names(db: Database, graph: str, *, version: int | None = None) -> set[str]:
     """The names of the inputs the vertices of ``graph`` declare (reads only; an unknown or
     unsealed graph raises as in ``start_run``)."""
     with db.transaction(write=False) as s:
-        g = _runnable(s, graph)
+        g = _runnable(s, graph, version)
         return {n for v in store.vertices(s, g.id) for n in params.parse_schema(v.name, v.inputs)}
 
 
@@ -569,12 +695,13 @@ def input_names(db: Database, graph: str) -> set[str]:
 DEFAULT_DURATION = 1.0
 
 
-def priorities(vertices: list[Vertex], edges: list[tuple[str, str]], history: dict[int, list[float]]
+def priorities(vertices: list[Vertex], edges: list[tuple[str, str]], history: dict[str, list[float]]
                ) -> dict[str, float]:
     """Each vertex's priority in a new run: the heaviest path from it to a sink, each vertex
-    weighed by the median of its recent successful durations (DEFAULT_DURATION without
-    history), unless the vertex sets ``priority`` itself."""
-    weight = {v.name: statistics.median(history[v.id]) if history.get(v.id) else DEFAULT_DURATION for v in vertices}
+    weighed by the median of its recent successful durations, by vertex name (DEFAULT_DURATION
+    without history), unless the vertex sets ``priority`` itself."""
+    weight = {v.name: statistics.median(history[v.name]) if history.get(v.name) else DEFAULT_DURATION
+              for v in vertices}
     path = dag.critical_path([v.name for v in vertices], edges, weight)
     return {v.name: v.priority if v.priority is not None else path[v.name] for v in vertices}
 
@@ -588,8 +715,9 @@ def _refuse_oversized(rendered: Mapping[str, params.Rendered]) -> None:
 
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
               name: str | None = None, workers: int | None = None, owner: str | None = None,
-              detach: bool = False) -> RunStart:
-    """Create a run of a sealed graph: every vertex's inputs are resolved and validated first
+              detach: bool = False, version: int | None = None) -> RunStart:
+    """Create a run of a sealed graph, its newest sealed version unless ``version``
+    names another sealed one: every vertex's inputs are resolved and validated first
     (a missing or bad input is a ParameterError and nothing is written), then the pipeline and
     one track per vertex are created in one transaction, roots ``pending`` and the rest
     ``waiting``. Tracks store their inputs and rendered script with secrets masked.
@@ -603,7 +731,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise GraphError(f"workers must be a positive integer, got {workers!r}")
     with _write(db) as s:
-        g = _runnable(s, graph)
+        g = _runnable(s, graph, version)
         rows = store.vertices(s, g.id)
         edges = store.edge_names(s, g.id)
         missing = _missing_pools(s, rows)
@@ -619,7 +747,8 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         indegree = {v.name: 0 for v in rows}
         for _, head in edges:
             indegree[head] += 1
-        priority = priorities(rows, edges, store.recent_durations(s, g.id))
+        history = store.recent_durations(s, [v.id for v in store.graph_versions(s, graph)])
+        priority = priorities(rows, edges, history)
         secret_names = {n for schema in schemas.values() for n, spec in schema.items() if spec.secret}
         if detach and secret_names:
             raise ParameterError(f"graph '{graph}' has secret inputs ({', '.join(sorted(secret_names))}), which are"
@@ -637,7 +766,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
         _fit(s, {f"run of graph '{graph}': the track of vertex '{v.name}'": t for v, t in zip(rows, tracks)})
         run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
                                        owner=None if detach else owner, secret_inputs=bool(secret_names))
-        return RunStart(id=run_id, graph=graph, name=name,
+        return RunStart(id=run_id, graph=graph, name=name, version=g.version,
                         pending=[v.name for v in rows if indegree[v.name] == 0],
                         waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
                         secrets=sorted({str(values[v][n]) for v, schema in schemas.items()
@@ -679,6 +808,8 @@ class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
     #: the process that runs it alone (``run``, ``resume``); None: any worker
     owner: str | None = None
+    #: the version of the graph it runs
+    version: int = 1
 
     @property
     def for_workers(self) -> bool:
@@ -686,7 +817,7 @@ class RunSummary:
         return self.state == "running" and self.owner is None and self.counts.get("pending", 0) > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "graph": self.graph, "name": self.name, "state": self.state,
+        return {"id": self.id, "graph": self.graph, "version": self.version, "name": self.name, "state": self.state,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts}
 
 
@@ -720,7 +851,8 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
                             stdout=t.stdout if output else "", stderr=t.stderr if output else "",
                             log_path=t.log_path, worker=t.worker, pool=t.pool)
                   for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
-        return RunInfo(id=pipeline.id, graph=graph.name, name=pipeline.name, state=pipeline.state,
+        return RunInfo(id=pipeline.id, graph=graph.name, version=graph.version, name=pipeline.name,
+                       state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
                        tracks=tracks, total=sum(counts.values()), parameters=dict(pipeline.params or {}),
                        owner=pipeline.owner, worker_alive=_worker_alive(s))
@@ -745,11 +877,15 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
     if state is not None and state not in {str(x) for x in PipelineState}:
         raise GraphError(f"unknown run state {state!r}: one of {', '.join(str(x) for x in PipelineState)}")
     with db.transaction(write=False) as s:
-        graph_id = store.get_graph(s, graph).id if graph is not None else None
-        page = store.list_runs(s, graph_id=graph_id, state=state, limit=limit, offset=offset)
-        counts = store.counts_by_run(s, [p.id for p, _ in page])
+        graph_ids = None
+        if graph is not None:
+            store.get_graph(s, graph)
+            graph_ids = [g.id for g in store.graph_versions(s, graph)]
+        page = store.list_runs(s, graph_ids=graph_ids, state=state, limit=limit, offset=offset)
+        counts = store.counts_by_run(s, [p.id for p, _, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
-                           finished_at=p.finished_at, counts=counts[p.id], owner=p.owner) for p, g in page]
+                           finished_at=p.finished_at, counts=counts[p.id], owner=p.owner, version=v)
+                for p, g, v in page]
 
 
 # --- runs after their start: workers, cancel, retry, resume -------------------------------------
@@ -814,7 +950,7 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
     which retry starts again); a vertex with secrets that cannot run is not rendered."""
     with db.transaction(write=False) as s:
         pipeline = _pipeline(s, run_id)
-        graph = s.get(Graph, pipeline.graph_id).name
+        graph = s.get(Graph, pipeline.graph_id)
         rows = store.run_tracks(s, run_id)
         state = pipeline.state
     schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
@@ -829,7 +965,7 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
                                          schemas[v.name])
     _refuse_oversized(rendered)
     secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
-    return RunStart(id=run_id, graph=graph, name=pipeline.name,
+    return RunStart(id=run_id, graph=graph.name, name=pipeline.name, version=graph.version,
                     pending=[v.name for t, v in rows if t.state == "pending"],
                     waiting=[v.name for t, v in rows if t.state == "waiting"], rendered=rendered, secrets=secrets)
 

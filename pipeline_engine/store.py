@@ -25,8 +25,10 @@ def now() -> datetime:
 
 # --- graphs --------------------------------------------------------------------
 
-def find_graph(s: Session, name: str, *, lock: bool = False) -> Graph | None:
+def find_graph(s: Session, name: str, *, version: int | None = None, lock: bool = False) -> Graph | None:
+    """A version of the graph ``name``: ``version``, or the newest."""
     q = select(Graph).where(Graph.name == name)
+    q = q.where(Graph.version == version) if version is not None else q.order_by(Graph.version.desc()).limit(1)
     if lock:
         # Serialises writers of one graph on MySQL/PostgreSQL (SQLite already holds the
         # database's write lock), so a check cannot race an edit into a sealed cycle.
@@ -34,30 +36,68 @@ def find_graph(s: Session, name: str, *, lock: bool = False) -> Graph | None:
     return s.scalars(q).one_or_none()
 
 
-def get_graph(s: Session, name: str, *, lock: bool = False) -> Graph:
-    graph = find_graph(s, name, lock=lock)
+def get_graph(s: Session, name: str, *, version: int | None = None, lock: bool = False) -> Graph:
+    graph = find_graph(s, name, version=version, lock=lock)
     if graph is None:
-        raise NotFoundError(f"graph '{name}' not found")
+        if version is None or find_graph(s, name) is None:
+            raise NotFoundError(f"graph '{name}' not found")
+        numbers = graph_versions(s, name)
+        raise NotFoundError(f"graph '{name}' has no version {version} (it has {_spans([g.version for g in numbers])})")
     return graph
 
 
-def create_graph(s: Session, name: str, description: str = "") -> Graph:
+def _spans(numbers: Sequence[int]) -> str:
+    """[1, 2, 3, 5] -> "versions 1-3, 5"."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs]
+    return ("version " if len(numbers) == 1 else "versions ") + ", ".join(parts)
+
+
+def newest_sealed(s: Session, name: str) -> Graph | None:
+    """The newest sealed version of ``name``: the one a run of the name runs."""
+    return s.scalars(select(Graph).where(Graph.name == name, Graph.status == "sealed")
+                     .order_by(Graph.version.desc()).limit(1)).one_or_none()
+
+
+def graph_versions(s: Session, name: str) -> list[Graph]:
+    """Every version of ``name``, oldest first."""
+    return list(s.scalars(select(Graph).where(Graph.name == name).order_by(Graph.version)))
+
+
+def create_graph(s: Session, name: str, description: str = "", *, version: int = 1) -> Graph:
     stamp = now()
-    graph = Graph(name=name, description=description, status="draft", created_at=stamp, updated_at=stamp)
+    graph = Graph(name=name, version=version, description=description, status="draft", created_at=stamp,
+                  updated_at=stamp)
     s.add(graph)
     s.flush()
     return graph
 
 
-def list_graphs(s: Session) -> list[tuple[Graph, int, int]]:
-    """Every graph with its vertex and edge counts, by name."""
+def rename_graph(s: Session, name: str, new_name: str) -> None:
+    """Rename every version of ``name``."""
+    s.execute(update(Graph).where(Graph.name == name).values(name=new_name, updated_at=now()))
+
+
+def list_graphs(s: Session) -> list[tuple[Graph, int, int, int | None]]:
+    """The newest version of every graph with its vertex and edge counts and the number of
+    its newest sealed version, by name."""
+    newest = select(Graph.name, func.max(Graph.version).label("version")).group_by(Graph.name).subquery()
+    sealed = (select(Graph.name, func.max(Graph.version).label("version")).where(Graph.status == "sealed")
+              .group_by(Graph.name).subquery())
     vcount = select(Vertex.graph_id, func.count().label("n")).group_by(Vertex.graph_id).subquery()
     ecount = select(Edge.graph_id, func.count().label("n")).group_by(Edge.graph_id).subquery()
-    q = (select(Graph, func.coalesce(vcount.c.n, 0), func.coalesce(ecount.c.n, 0))
+    q = (select(Graph, func.coalesce(vcount.c.n, 0), func.coalesce(ecount.c.n, 0), sealed.c.version)
+         .join(newest, and_(newest.c.name == Graph.name, newest.c.version == Graph.version))
+         .outerjoin(sealed, sealed.c.name == Graph.name)
          .outerjoin(vcount, vcount.c.graph_id == Graph.id)
          .outerjoin(ecount, ecount.c.graph_id == Graph.id)
          .order_by(Graph.name))
-    return [(g, int(v), int(e)) for g, v, e in s.execute(q)]
+    return [(g, int(v), int(e), sv) for g, v, e, sv in s.execute(q)]
 
 
 def counts(s: Session, graph_id: int) -> tuple[int, int]:
@@ -67,29 +107,42 @@ def counts(s: Session, graph_id: int) -> tuple[int, int]:
     return int(n_vertices), int(n_edges)
 
 
-def count_runs(s: Session, graph_id: int, states: Iterable[str] | None = None) -> int:
-    q = select(func.count()).select_from(Pipeline).where(Pipeline.graph_id == graph_id)
+def runs_by_version(s: Session, graph_ids: Sequence[int]) -> dict[int, int]:
+    """Graph (version) id -> how many runs it has."""
+    q = (select(Pipeline.graph_id, func.count()).where(Pipeline.graph_id.in_(list(graph_ids)))
+         .group_by(Pipeline.graph_id))
+    return {gid: int(n) for gid, n in s.execute(q)}
+
+
+def count_runs(s: Session, graph_ids: Sequence[int], states: Iterable[str] | None = None) -> int:
+    q = select(func.count()).select_from(Pipeline).where(Pipeline.graph_id.in_(list(graph_ids)))
     if states is not None:
         q = q.where(Pipeline.state.in_(list(states)))
     return s.scalar(q) or 0
 
 
-def graph_runs(s: Session, graph_id: int) -> tuple[list[int], int]:
-    """The ids of a graph's runs, and how many tracks they have."""
-    ids = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id == graph_id).order_by(Pipeline.id)))
-    tracks = s.scalar(select(func.count()).select_from(_track).where(
-        _track.c.pipeline_id.in_(select(Pipeline.id).where(Pipeline.graph_id == graph_id)))) or 0
+def graph_runs(s: Session, graph_ids: Sequence[int]) -> tuple[list[int], int]:
+    """The ids of the runs of these graph versions, and how many tracks they have."""
+    runs = select(Pipeline.id).where(Pipeline.graph_id.in_(list(graph_ids)))
+    ids = list(s.scalars(runs.order_by(Pipeline.id)))
+    tracks = s.scalar(select(func.count()).select_from(_track).where(_track.c.pipeline_id.in_(runs))) or 0
     return ids, tracks
 
 
 def delete_graph(s: Session, graph: Graph, *, with_runs: bool = False) -> None:
+    """Delete one version of a graph."""
     if with_runs:
         s.execute(delete(Pipeline).where(Pipeline.graph_id == graph.id))
-    # Edges and vertices go by ON DELETE CASCADE; delete them explicitly all the same, so
-    # the outcome does not depend on a backend's cascade settings.
-    s.execute(delete(Edge).where(Edge.graph_id == graph.id))
-    s.execute(delete(Vertex).where(Vertex.graph_id == graph.id))
+    clear_definition(s, graph.id)
     s.execute(delete(Graph).where(Graph.id == graph.id))
+
+
+def clear_definition(s: Session, graph_id: int) -> None:
+    """Delete a graph version's vertices and edges."""
+    # Edges and vertices go by ON DELETE CASCADE with the graph; delete them explicitly all the
+    # same, so the outcome does not depend on a backend's cascade settings.
+    s.execute(delete(Edge).where(Edge.graph_id == graph_id))
+    s.execute(delete(Vertex).where(Vertex.graph_id == graph_id))
 
 
 # --- vertices and edges -----------------------------------------------------------
@@ -210,14 +263,14 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, w
     return pipeline.id
 
 
-def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = None,
-              limit: int | None = None, offset: int = 0) -> list[tuple[Pipeline, str]]:
-    """Pipelines with their graph's name, newest first. The page is read from the pipelines
-    alone (newest first by primary key), the names after: a join lets MariaDB's planner start
-    from the graph and sort every run of it."""
+def list_runs(s: Session, *, graph_ids: Sequence[int] | None = None, state: str | None = None,
+              limit: int | None = None, offset: int = 0) -> list[tuple[Pipeline, str, int]]:
+    """Pipelines with their graph's name and version, newest first. The page is read from the
+    pipelines alone (newest first by primary key), the names after: a join lets MariaDB's
+    planner start from the graph and sort every run of it."""
     q = select(Pipeline).order_by(Pipeline.id.desc())
-    if graph_id is not None:
-        q = q.where(Pipeline.graph_id == graph_id)
+    if graph_ids is not None:
+        q = q.where(Pipeline.graph_id.in_(list(graph_ids)))
     if state is not None:
         q = q.where(Pipeline.state == state)
     if offset:
@@ -225,23 +278,23 @@ def list_runs(s: Session, *, graph_id: int | None = None, state: str | None = No
     if limit is not None:
         q = q.limit(limit)
     page = list(s.scalars(q))
-    names = dict(s.execute(select(Graph.id, Graph.name).where(Graph.id.in_({p.graph_id for p in page}))).all()) \
-        if page else {}
-    return [(p, names[p.graph_id]) for p in page]
+    names = {gid: (name, version) for gid, name, version in s.execute(
+        select(Graph.id, Graph.name, Graph.version).where(Graph.id.in_({p.graph_id for p in page})))} if page else {}
+    return [(p, *names[p.graph_id]) for p in page]
 
 
-def recent_durations(s: Session, graph_id: int, runs: int = 10) -> dict[int, list[float]]:
-    """Vertex id -> durations (seconds) of its successful attempts in the graph's last ``runs``
-    runs: the history that weighs the critical path. Bounded by ``runs`` x the graph's size,
-    however long the history."""
-    recent = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id == graph_id)
+def recent_durations(s: Session, graph_ids: Sequence[int], runs: int = 10) -> dict[str, list[float]]:
+    """Vertex name -> durations (seconds) of its successful attempts in the last ``runs`` runs
+    of these versions of a graph: the history that weighs the critical path, carried across
+    versions by vertex name. Bounded by ``runs`` x the graph's size, however long the history."""
+    recent = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id.in_(list(graph_ids)))
                             .order_by(Pipeline.id.desc()).limit(runs)))
-    out: dict[int, list[float]] = {}
+    out: dict[str, list[float]] = {}
     if recent:
-        q = select(Track.vertex_id, Track.duration).where(Track.pipeline_id.in_(recent), Track.state == "succeeded",
-                                                          Track.duration.is_not(None))
-        for vertex_id, duration in s.execute(q):
-            out.setdefault(vertex_id, []).append(duration)
+        q = (select(Vertex.name, Track.duration).join(Vertex, Vertex.id == Track.vertex_id)
+             .where(Track.pipeline_id.in_(recent), Track.state == "succeeded", Track.duration.is_not(None)))
+        for name, duration in s.execute(q):
+            out.setdefault(name, []).append(duration)
     return out
 
 

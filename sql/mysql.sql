@@ -162,3 +162,13 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE ut
 ALTER TABLE track ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
+
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE graph ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+
+ALTER TABLE graph DROP INDEX uq_graph_name;
+
+ALTER TABLE graph ADD CONSTRAINT uq_graph_name_version UNIQUE (name, version);
+
+UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';

@@ -165,4 +165,14 @@ ALTER TABLE track ADD COLUMN pool VARCHAR(200);
 
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE graph ADD COLUMN version INTEGER DEFAULT 1 NOT NULL;
+
+ALTER TABLE graph DROP CONSTRAINT uq_graph_name;
+
+ALTER TABLE graph ADD CONSTRAINT uq_graph_name_version UNIQUE (name, version);
+
+UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';
+
 COMMIT;

@@ -162,3 +162,97 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200);
 ALTER TABLE track ADD COLUMN pool VARCHAR(200);
 
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
+
+-- Running upgrade 0004 -> 0005
+
+CREATE TABLE _pe_new_graph (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    name VARCHAR(200) NOT NULL,
+    description TEXT NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    sealed_at DATETIME,
+    version INTEGER DEFAULT 1 NOT NULL,
+    CONSTRAINT uq_graph_name_version UNIQUE (name, version),
+    CONSTRAINT ck__pe_new_graph_ck_graph_status CHECK (status IN ('draft', 'checked', 'sealed'))
+);
+
+INSERT INTO _pe_new_graph (id, name, description, status, created_at, updated_at, sealed_at) SELECT id, name, description, status, created_at, updated_at, sealed_at FROM graph;
+
+DROP TABLE graph;
+
+ALTER TABLE _pe_new_graph RENAME TO graph;
+
+CREATE TABLE _pe_new_pipeline (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    graph_id INTEGER NOT NULL,
+    name VARCHAR(200),
+    state VARCHAR(16) NOT NULL,
+    params TEXT NOT NULL,
+    workers INTEGER,
+    created_at DATETIME NOT NULL,
+    started_at DATETIME,
+    finished_at DATETIME,
+    owner VARCHAR(255),
+    secret_inputs BOOLEAN DEFAULT 0 NOT NULL,
+    CONSTRAINT fk_pipeline_graph_id_graph FOREIGN KEY(graph_id) REFERENCES graph (id) ON DELETE RESTRICT,
+    CONSTRAINT ck__pe_new_pipeline_ck_pipeline_state CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled'))
+);
+
+INSERT INTO _pe_new_pipeline (id, graph_id, name, state, params, workers, created_at, started_at, finished_at, owner, secret_inputs) SELECT id, graph_id, name, state, params, workers, created_at, started_at, finished_at, owner, secret_inputs FROM pipeline;
+
+DROP TABLE pipeline;
+
+ALTER TABLE _pe_new_pipeline RENAME TO pipeline;
+
+CREATE INDEX ix_pipeline_graph_id_created_at ON pipeline (graph_id, created_at);
+
+CREATE INDEX ix_pipeline_state ON pipeline (state);
+
+CREATE TABLE _pe_new_track (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    pipeline_id INTEGER NOT NULL,
+    vertex_id INTEGER NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    attempt INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    waiting_on INTEGER NOT NULL,
+    priority DOUBLE NOT NULL,
+    inputs TEXT NOT NULL,
+    script TEXT NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    worker VARCHAR(255),
+    heartbeat_at DATETIME,
+    started_at DATETIME,
+    finished_at DATETIME,
+    stdout TEXT NOT NULL,
+    stderr TEXT NOT NULL,
+    log_path VARCHAR(1024),
+    duration DOUBLE,
+    pool VARCHAR(200),
+    CONSTRAINT fk_track_pipeline_id_pipeline FOREIGN KEY(pipeline_id) REFERENCES pipeline (id) ON DELETE CASCADE,
+    CONSTRAINT fk_track_vertex_id_vertex FOREIGN KEY(vertex_id) REFERENCES vertex (id) ON DELETE RESTRICT,
+    CONSTRAINT uq_track_pipeline_id_vertex_id UNIQUE (pipeline_id, vertex_id),
+    CONSTRAINT ck__pe_new_track_ck_track_state CHECK (state IN ('waiting', 'pending', 'running', 'succeeded', 'failed', 'upstream_failed', 'cancelled')),
+    CONSTRAINT ck__pe_new_track_ck_track_attempt CHECK (attempt >= 0)
+);
+
+INSERT INTO _pe_new_track (id, pipeline_id, vertex_id, state, attempt, max_attempts, waiting_on, priority, inputs, script, exit_code, error, worker, heartbeat_at, started_at, finished_at, stdout, stderr, log_path, duration, pool) SELECT id, pipeline_id, vertex_id, state, attempt, max_attempts, waiting_on, priority, inputs, script, exit_code, error, worker, heartbeat_at, started_at, finished_at, stdout, stderr, log_path, duration, pool FROM track;
+
+DROP TABLE track;
+
+ALTER TABLE _pe_new_track RENAME TO track;
+
+CREATE INDEX ix_track_state_priority ON track (state, priority);
+
+CREATE INDEX ix_track_vertex_id ON track (vertex_id);
+
+CREATE INDEX ix_track_pipeline_id_state ON track (pipeline_id, state);
+
+CREATE INDEX ix_track_worker ON track (worker);
+
+CREATE INDEX ix_track_vertex_id_state ON track (vertex_id, state);
+
+UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_import_check_seal_show_list_export_delete(cli, example, tmp_path):
     code, out, err = cli("graph", "import", example("diamond.yaml"))
-    assert code == 0 and "graph 'diamond' imported: 4 vertices, 4 edges, draft" in out
+    assert code == 0 and "graph 'diamond' version 1 imported: 4 vertices, 4 edges, draft" in out
     code, out, err = cli("graph", "check", "diamond")
     assert code == 0 and "A -> C -> B -> D" in out
     code, out, _ = cli("graph", "seal", "diamond")
@@ -36,7 +36,7 @@ def test_import_check_seal_show_list_export_delete(cli, example, tmp_path):
     code, out, _ = cli("graph", "list", "--json")
     assert [(g["name"], g["status"], g["vertices"], g["edges"]) for g in json.loads(out)] == [("diamond", "sealed", 4, 4)]
     code, out, _ = cli("graph", "list")
-    assert code == 0 and out.splitlines()[0].split()[:2] == ["NAME", "STATUS"] and "diamond" in out
+    assert code == 0 and out.splitlines()[0].split()[:4] == ["NAME", "VERSION", "STATUS", "RUNS"] and "diamond" in out
 
     code, out, _ = cli("graph", "export", "diamond")
     assert code == 0 and yaml.safe_load(out)["edges"] == [["A", "B"], ["A", "C"], ["C", "B"], ["B", "D"]]
@@ -72,7 +72,7 @@ def test_import_seal_and_check_flags(cli, example):
     code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--seal")
     assert code == 0 and out.strip().endswith("sealed")
     code, out, _ = cli("graph", "import", example("diamond.yaml"), "--check", "--name", "d2")
-    assert code == 0 and "graph 'd2' imported" in out and out.strip().endswith("checked")
+    assert code == 0 and "graph 'd2' version 1 imported" in out and out.strip().endswith("checked")
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -230,14 +230,15 @@ def test_runs_list_newest_first_filtered_and_as_json(cli, tmp_path):
     code, out, _ = cli("runs", "list", "--json")
     listed = json.loads(out)
     assert code == 0 and [str(r["id"]) for r in listed] == ids[::-1]
-    assert all(set(r) == {"id", "graph", "name", "state", "started_at", "finished_at", "counts"} for r in listed)
+    assert all(set(r) == {"id", "graph", "version", "name", "state", "started_at", "finished_at", "counts"} for r in listed)
     assert [(r["graph"], r["counts"]) for r in listed] == [("ok", {"succeeded": 1}), ("bad", {"failed": 1}),
                                                            ("ok", {"succeeded": 1})]
     code, out, _ = cli("runs", "list", "--graph", "ok", "--state", "succeeded", "--json")
     assert [str(r["id"]) for r in json.loads(out)] == [ids[2], ids[0]]
     code, out, _ = cli("runs", "list", "--state", "failed")
-    assert code == 0 and out.splitlines()[0].split() == ["ID", "GRAPH", "NAME", "STATE", "DONE", "STARTED", "FINISHED"]
-    assert [line.split()[:5] for line in out.splitlines()[1:]] == [[ids[1], "bad", "-", "failed", "1/1"]]
+    assert code == 0 and out.splitlines()[0].split() == ["ID", "GRAPH", "VERSION", "NAME", "STATE", "DONE", "STARTED",
+                                                       "FINISHED"]
+    assert [line.split()[:6] for line in out.splitlines()[1:]] == [[ids[1], "bad", "1", "-", "failed", "1/1"]]
     assert json.loads(cli("runs", "list", "--limit", "1", "--json")[1])[0]["id"] == int(ids[2])
     assert [r["id"] for r in json.loads(cli("runs", "list", "--limit", "1", "--offset", "1", "--json")[1])] == [
         int(ids[1])]

@@ -116,10 +116,10 @@ def test_prune_and_graph_delete_say_what_they_would_delete_and_what_went(db, db_
     assert len(os.listdir(logs)) == 3
     with unchanged():
         code, out, _ = cli("graph", "delete", "g", "--with-runs", "--dry-run")
-    assert (code, out) == (0, "graph 'g' would be deleted: 2 vertices, 1 edge, 3 runs, 6 tracks;"
+    assert (code, out) == (0, "graph 'g' would be deleted: 1 version, 2 vertices, 1 edge, 3 runs, 6 tracks;"
                               " nothing deleted (dry run)\n")
     code, out, _ = cli("graph", "delete", "g", "--with-runs")
-    assert (code, out) == (0, "graph 'g' deleted: 2 vertices, 1 edge, 3 runs, 6 tracks\n")
+    assert (code, out) == (0, "graph 'g' deleted: 1 version, 2 vertices, 1 edge, 3 runs, 6 tracks\n")
     assert os.listdir(logs) == []  # their log files went with them
 
 
@@ -127,7 +127,7 @@ def test_messages_speak_english(db, cli, tmp_path):
     path = tmp_path / "one.yaml"
     path.write_text("name: one\nvertices:\n  - name: a\n    script: echo a\n")
     code, out, _ = cli("graph", "import", str(path), "--seal")
-    assert out == "graph 'one' imported: 1 vertex, 0 edges, sealed\n"
+    assert out == "graph 'one' version 1 imported: 1 vertex, 0 edges, sealed\n"
     code, out, _ = cli("run", "one")
     run_id = out.split()[1]
     code, _, err = cli("cancel", run_id)

@@ -248,7 +248,7 @@ def test_the_python_api_sets_and_removes_a_vertex_pool(db, unchanged):
 def test_graph_import_says_which_pools_it_set(cli, example):
     code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--seal")
     assert code == 0 and out.splitlines() == ["pool 'reporting_host' created with size 1",
-                                              "graph 'sales-report' imported: 7 vertices, 7 edges, sealed"]
+                                              "graph 'sales-report' version 1 imported: 7 vertices, 7 edges, sealed"]
     assert cli("pool", "set", "reporting_host", "3")[0] == 0
     code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--name", "again")
     assert code == 0 and out.splitlines()[0] == "pool 'reporting_host' size 3 -> 1"

@@ -71,7 +71,7 @@ def test_missing_inputs_reads_only_and_refuses_what_start_run_refuses(db, unchan
         assert [s.name for _, s in service.missing_inputs(db, "g", ["a.x=1"])] == ["z"]
         with pytest.raises(NotFoundError):
             service.missing_inputs(db, "nope")
-        with pytest.raises(GraphStatusError, match="only sealed graphs run"):
+        with pytest.raises(GraphStatusError, match="only sealed versions run"):
             service.missing_inputs(db, "draft")
 
 

@@ -64,5 +64,5 @@ def test_bad_or_missing_inputs_write_nothing(db, unchanged):
 
 def test_only_sealed_graphs_run(db, example, unchanged):
     service.import_graph(db, example("diamond.yaml"), check=True)
-    with unchanged(), pytest.raises(GraphStatusError, match="only sealed graphs run"):
+    with unchanged(), pytest.raises(GraphStatusError, match="only sealed versions run"):
         service.start_run(db, "diamond")
