@@ -47,7 +47,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -227,7 +227,10 @@ class Engine:
         self._told = 0  # what ``on_stop`` was told: 0 nothing, 1 the graceful stop, 2 the stop now
         self._lock = threading.Lock()
         self._procs: dict[int, int] = {}  # track id -> process group, while it runs
-        self._revoked: set[int] = set()  # tracks lost: do not start, kill if started
+        # attempts lost (track id -> attempt): do not start, kill if started. By attempt: the
+        # same track may come back to this worker (a retry, a take-back) and must run then
+        self._revoked: dict[int, int] = {}
+        self._abandoned = False  # the database cannot take results: start nothing more
         self._interrupted: set[int] = set()  # tracks this worker terminated while stopping
         # claimed tracks for the threads, highest priority first: a track that became ready
         # after others were claimed ahead still starts before them
@@ -653,8 +656,8 @@ class Engine:
             if taken:
                 log.warning("%s: %d track(s) taken back by another worker; killing their processes",
                             self.name, len(taken))
-            self._revoke(taken, kill=True)
-            self._revoke(cancelled, kill=False)
+            self._revoke({t: in_flight[t] for t in taken if t in in_flight}, kill=True)
+            self._revoke({t: in_flight[t] for t in cancelled if t in in_flight}, kill=False)
 
     def _sweep(self) -> None:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
@@ -675,13 +678,13 @@ class Engine:
         if marks and executor.kill_marked(marks):
             log.warning("%s: killed processes that finished attempts left running", self.name)
 
-    def _revoke(self, track_ids, kill: bool) -> None:
-        """These tracks are no longer ours: never start them; end the processes of those that
-        run, at once (``kill``: another copy may start elsewhere) or by SIGTERM and, after a
-        grace period, SIGKILL (cancelled)."""
+    def _revoke(self, attempts: Mapping[int, int], kill: bool) -> None:
+        """These attempts (track id -> attempt) are no longer ours: never start them; end the
+        processes of those that run, at once (``kill``: another copy may start elsewhere) or by
+        SIGTERM and, after a grace period, SIGKILL (cancelled)."""
         with self._lock:
-            self._revoked.update(track_ids)
-            groups = [self._procs[t] for t in track_ids if t in self._procs]
+            self._revoked.update(attempts)
+            groups = [self._procs[t] for t in attempts if t in self._procs]
         for pgid in groups:
             if kill:
                 try:
@@ -743,15 +746,15 @@ class Engine:
             track_id, attempt = job
             j = self.jobs[track_id]
             started_at = store.now()
-            with self._lock:
-                revoked = track_id in self._revoked
-            if revoked:
+            if self._lost(track_id, attempt):
                 outcome = executor.Outcome(None, False, "", "", 0.0, error="lost before it started")
             else:
                 self._emit([Event("started", j.vertex, T.RUNNING, attempt, run=j.pipeline_id)])
                 outcome = self._attempt(j, attempt)
             with self._lock:
                 self._procs.pop(track_id, None)
+                if self._revoked.get(track_id) == attempt:
+                    del self._revoked[track_id]  # that attempt is over: nothing more to stop
             # a successor may outrank every track queued: then let the dispatcher write this end
             # and claim what it released before this thread takes the next one
             wait = outcome.ok and self._may_release_better(j)
@@ -774,6 +777,10 @@ class Engine:
             best = -self._inbox.queue[0][0] if self._inbox.queue else None
         return best is not None and max(self.priority.get(t, 0.0) for t in job.successors) > best
 
+    def _lost(self, track_id: int, attempt: int) -> bool:
+        with self._lock:
+            return self._abandoned or self._revoked.get(track_id) == attempt
+
     def _attempt(self, job: _Job, attempt: int) -> executor.Outcome:
         plan = self.plans[job.pipeline_id]
         rendered = plan.rendered.get(job.vertex)
@@ -787,8 +794,7 @@ class Engine:
         def spawned(pgid: int) -> None:
             with self._lock:
                 self._procs[job.track_id] = pgid
-                revoked = job.track_id in self._revoked
-            if revoked:  # lost while it was being spawned
+            if self._lost(job.track_id, attempt):  # lost while it was being spawned
                 os.killpg(pgid, signal.SIGKILL)
 
         env = {**rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
@@ -864,7 +870,7 @@ class Engine:
         database, for the lease (or ``resume``) to take back."""
         self.stopping.set()
         with self._lock:
-            self._revoked.update(self.jobs)
+            self._abandoned = True
             groups = list(self._procs.values())
         for pgid in groups:
             threading.Thread(target=executor.kill_group, args=(pgid, 2.0), daemon=True).start()
