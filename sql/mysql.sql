@@ -162,3 +162,17 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE ut
 ALTER TABLE track ADD COLUMN pool VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
+
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE vertex ADD COLUMN retry_delay DOUBLE NOT NULL DEFAULT '0';
+
+ALTER TABLE vertex ADD COLUMN retry_backoff DOUBLE NOT NULL DEFAULT '1';
+
+ALTER TABLE vertex ADD COLUMN cwd VARCHAR(1024);
+
+ALTER TABLE vertex ADD COLUMN env MEDIUMTEXT;
+
+ALTER TABLE track ADD COLUMN not_before DATETIME(6);
+
+UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';

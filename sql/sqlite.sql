@@ -162,3 +162,17 @@ ALTER TABLE vertex ADD COLUMN pool VARCHAR(200);
 ALTER TABLE track ADD COLUMN pool VARCHAR(200);
 
 UPDATE pipeline_engine_version SET version_num='0004' WHERE pipeline_engine_version.version_num = '0003';
+
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE vertex ADD COLUMN retry_delay DOUBLE DEFAULT '0' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN retry_backoff DOUBLE DEFAULT '1' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN cwd VARCHAR(1024);
+
+ALTER TABLE vertex ADD COLUMN env TEXT;
+
+ALTER TABLE track ADD COLUMN not_before DATETIME;
+
+UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';
