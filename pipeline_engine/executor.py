@@ -202,6 +202,10 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
         if log is not None:
             log.close()
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        if cwd is not None and isinstance(exc, OSError) and exc.filename == cwd:  # the child's chdir failed
+            where = os.path.join(os.getcwd(), cwd) if not os.path.isabs(cwd) else cwd
+            return Outcome(None, False, "", "", time.monotonic() - started,
+                           error=f"cannot run in the working directory {where}: {why}")
         return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {why}")
     if on_spawn is not None:
         on_spawn(proc.pid)
