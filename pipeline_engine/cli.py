@@ -126,10 +126,13 @@ def graph() -> None:
 @click.option("--name", help="Import under this name instead of the file's.")
 @click.option("--check", "do_check", is_flag=True, help="Also check the graph for cycles.")
 @click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
+@click.option("--apply-pools", is_flag=True,
+              help="Set existing pools to the sizes the file gives (else only missing pools are created).")
 @pass_ctx
-def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
-    """Create a draft graph from a YAML or JSON graph file."""
-    info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
+def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool, apply_pools: bool) -> None:
+    """Create a draft graph from a YAML or JSON graph file. The file's pools that do not exist
+    are created; existing ones keep their size unless --apply-pools."""
+    info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal, apply_pools=apply_pools)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line

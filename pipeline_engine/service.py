@@ -432,10 +432,12 @@ def copy_graph(db: Database, name: str, new_name: str) -> GraphInfo:
 # --- graph files -----------------------------------------------------------------------------
 
 def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, name: str | None = None,
-                 check: bool = False, seal: bool = False) -> GraphInfo:
+                 check: bool = False, seal: bool = False, apply_pools: bool = False) -> GraphInfo:
     """Create a draft from a graph file (a path), its parsed content, or a GraphSpec; with
     ``check`` and ``seal`` do those steps too, all in one transaction. The file's ``pools``
-    are created, or set to the file's sizes (``GraphInfo.notes`` says which changed)."""
+    that do not exist are created; an existing pool keeps its size (set since with ``pool
+    set``, perhaps) unless ``apply_pools``, which sets it to the file's. ``GraphInfo.notes``
+    says, pool by pool, what was created, changed, or kept at another size than the file's."""
     if isinstance(source, GraphSpec):
         spec = source
     elif isinstance(source, Mapping):
@@ -450,12 +452,20 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
         _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
         store.insert_definition(s, graph.id, spec.vertices, spec.edges)
         notes = []
+        existing = store.find_pools(s, [p for p, _ in spec.pools], lock=True)
         for pool_name, size in spec.pools:
-            _, before = store.set_pool(s, pool_name, size)
-            if before is None:
+            pool = existing.get(pool_name)
+            if pool is None:
+                store.set_pool(s, pool_name, size)
                 notes.append(f"pool '{pool_name}' created with size {size}")
-            elif before != size:
+            elif pool.size == size:
+                continue
+            elif apply_pools:
+                _, before = store.set_pool(s, pool_name, size)
                 notes.append(f"pool '{pool_name}' size {before} -> {size}")
+            else:
+                notes.append(f"pool '{pool_name}' kept at size {pool.size} (the file says {size};"
+                             " use --apply-pools to change it)")
         warnings: list[str] = []
         if check or seal:
             warnings = _check(s, graph).warnings
