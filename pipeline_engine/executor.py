@@ -169,8 +169,9 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
                defer: Callable[[str], None] | None = None) -> Outcome:
     """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
 
-    The process gets this process's environment minus the engine's settings
-    (``settings.process_environ``), plus ``env``. When the shell exits, whatever it left running
+    The process runs in ``cwd`` (default: this process's working directory; one that cannot be
+    entered is an Outcome with that error, not an exception) and gets this process's environment
+    minus the engine's settings (``settings.process_environ``), plus ``env``. When the shell exits, whatever it left running
     is killed: its group, and every process that carries the attempt's marker (``env[MARKER]``)
     wherever it moved (a new session or group); the pipes are then read for at most ``DRAIN``
     seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
