@@ -32,9 +32,16 @@ pool and claims it: a freed slot is taken at once. Tracks of a pool found full w
 they are tried again when this worker frees a slot of their pool and at each look (``poll``), the
 way a slot freed by a busy worker of another process reaches them. On MariaDB the worker's
 connection reads committed rows, so the count after the lock sees every claim committed before it.
+
+Retries that wait. A failed attempt of a vertex with a ``retry_delay`` is recorded ``pending`` with
+the time before which no claim may take it (``track.not_before``; looks and claims skip it until
+then). It holds no thread and no pool slot meanwhile: the worker that recorded it keeps it aside in
+memory and wakes when its time comes (any worker's look finds it from then on); a cancel meanwhile
+just cancels a pending track.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -48,7 +55,6 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -303,21 +309,22 @@ class Engine:
         heapq.heappush(self.delayed, (when, track_id))
 
     def _wake_delayed(self) -> float | None:
-        """Retries whose wait is over join the ready queue; returns the seconds until the next
-        one is due, if any waits."""
-        stamp = store.now()
+        """Retries whose wait is over join the ready queue. Returns 0 if some did, else the
+        seconds until the next one is due, or None when none waits."""
+        stamp, woke = store.now(), False
         while self.delayed:
             when, track_id = self.delayed[0]
             if self._due_at.get(track_id) != when:  # forgotten, or due at another time since
                 heapq.heappop(self.delayed)
                 continue
             if when > stamp:
-                return (when - stamp).total_seconds()
+                return 0.0 if woke else (when - stamp).total_seconds()
             heapq.heappop(self.delayed)
             del self._due_at[track_id]
             if track_id in self.jobs:
                 self._push([track_id])
-        return None
+                woke = True
+        return 0.0 if woke else None
 
     def _push(self, track_ids) -> None:
         for track_id in track_ids:
@@ -410,7 +417,7 @@ class Engine:
                 now = time.monotonic()
                 for e in ended:
                     in_flight.pop(e.track_id, None)
-                due_in = self._wake_delayed()
+                self._wake_delayed()
                 look = now >= next_poll and not self.stopping.is_set()
                 # slots this worker freed are tried at once; every pool found full, at each poll
                 freed = {self.pool_of[e.track_id] for e in ended if e.track_id in self.pool_of}
@@ -467,6 +474,7 @@ class Engine:
                     if state != "running":
                         return state
                 wake = next_beat if in_flight and not self.blocked else min(next_beat, next_poll)
+                due_in = self._wake_delayed()  # also the retries this batch recorded
                 if due_in is not None:  # a retry's wait ends: claim it then, not at the next beat
                     wake = min(wake, now + due_in)
                 ended = self._collect(in_flight, until=wake)
