@@ -230,7 +230,8 @@ def _env_problems(env: Any) -> list[str]:
             continue
         if key.startswith(ENV_RESERVED_PREFIXES):
             problems.append(f"env: {key} is reserved: the engine sets the variables that start with"
-                            f" {' or '.join(ENV_RESERVED_PREFIXES)} (inputs reach a script as {params.ENV_PREFIX}<name>)")
+                            f" {' or '.join(ENV_RESERVED_PREFIXES)}"
+                            f" (inputs reach a script as {params.ENV_PREFIX}<name>)")
         elif key == "IFS" or shell.special_variable(key) and key not in ENV_ALLOWED:
             problems.append(f"env: {key} cannot be set: bash treats it specially (it changes what bash runs or"
                             " how it reads the script)")

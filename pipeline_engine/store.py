@@ -343,8 +343,8 @@ _UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _track.c.state =
 def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
                  attempts: Mapping[int, int] | None = None) -> list[tuple[int, int]]:
     """Move pending tracks to running for ``worker``, each only if it is still pending (another
-    worker may have taken it) and due (not waiting for its retry). Returns (track id, attempt) of the tracks this call claimed.
-    ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
+    worker may have taken it) and due (not waiting for its retry). Returns (track id, attempt)
+    of the tracks this call claimed. ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
     every track was claimed."""
     if not track_ids:
         return []
