@@ -172,9 +172,9 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
     The process runs in ``cwd`` (default: this process's working directory; one that cannot be
     entered is an Outcome with that error, not an exception) and gets this process's environment
     minus the engine's settings (``settings.process_environ``), plus ``env``. When the shell
-    exits, whatever it left running is killed: its group, and every process that carries the attempt's marker (``env[MARKER]``)
-    wherever it moved (a new session or group); the pipes are then read for at most ``DRAIN``
-    seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
+    exits, whatever it left running is killed: its group, and every process that carries the
+    attempt's marker (``env[MARKER]``) wherever it moved (a new session or group); the pipes are
+    then read for at most ``DRAIN`` seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
     group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. With ``log_path`` the full
     output is appended to that file too (after a ``--- log_header ---`` line), secrets masked;
     the file and the directories made for it are readable by their owner only. ``on_spawn`` is
