@@ -126,12 +126,15 @@ def graph() -> None:
 @click.option("--name", help="Import under this name instead of the file's.")
 @click.option("--check", "do_check", is_flag=True, help="Also check the graph for cycles.")
 @click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
+@click.option("--apply-pools", is_flag=True,
+              help="Set existing pools to the sizes the file gives (else only missing pools are created).")
 @pass_ctx
-def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
+def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool, apply_pools: bool) -> None:
     """Import a YAML or JSON graph file as a draft: version 1 of a new graph, or the next
     version of one whose newest version is sealed (its draft, if it has one, is replaced).
-    A file identical to the newest sealed version imports nothing."""
-    info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
+    A file identical to the newest sealed version imports nothing. The file's pools that do
+    not exist are created; existing ones keep their size unless --apply-pools."""
+    info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal, apply_pools=apply_pools)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line
@@ -290,12 +293,17 @@ def graph_show(ctx: Context, name: str, version: int | None, as_json: bool) -> N
         preds[head].append(tail)
     click.echo(f"vertices:    {len(spec.vertices)}")
     for v in spec.vertices:
-        extras = [f"timeout {v.timeout:g}s" if v.timeout else "", f"retries {v.retries}" if v.retries else "",
-                  f"pool {v.pool}" if v.pool else "", f"after {', '.join(preds[v.name])}" if preds[v.name] else ""]
+        wait = "" if not v.retries or not v.retry_delay else f" {v.retry_delay:g}s apart" + \
+            (f" x{v.retry_backoff:g}" if v.retry_backoff != 1 else "")
+        extras = [f"timeout {v.timeout:g}s" if v.timeout else "", f"retries {v.retries}{wait}" if v.retries else "",
+                  f"pool {v.pool}" if v.pool else "", f"cwd {v.cwd}" if v.cwd else "",
+                  f"after {', '.join(preds[v.name])}" if preds[v.name] else ""]
         extra = ", ".join(x for x in extras if x)
         click.echo(f"  {v.name}" + (f"  ({extra})" if extra else "") + (f"  - {v.description}" if v.description else ""))
         for line in v.script.splitlines():
             click.echo(f"      | {line}")
+        for key, value in v.env.items():
+            click.echo(f"      env {key}={_shown_value(value)}")
         for input_name, schema in v.inputs.items():
             bits = [schema.get("type", "str")]
             if schema.get("required", True) and "default" not in schema:
@@ -708,6 +716,15 @@ def _shown_value(value) -> str:
         else simplejson.dumps(text, ensure_ascii=False)
 
 
+def _track_note(track: service.TrackInfo) -> str:
+    """The ERROR column: why the last attempt ended, and when a retry that waits starts."""
+    note = track.error or ""
+    if track.retry_at is not None:
+        note = f"retrying at {_when(track.retry_at)}" + (f": {note}" if note else
+                                                          f": exit code {track.exit_code}" if track.exit_code else "")
+    return _cut(note) if note else "-"
+
+
 @runs.command("show")
 @click.argument("run_id", metavar="RUN", type=int)
 @click.option("--state", "track_state", type=click.Choice([str(x) for x in TrackState]),
@@ -734,7 +751,7 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
            + ["ERROR"],
            [[t.vertex, t.state, str(t.attempt), "-" if t.exit_code is None else str(t.exit_code),
              _when(t.started_at), _when(t.finished_at), t.worker or "-"] + ([t.pool or "-"] if pools else [])
-            + [_cut(t.error) if t.error else "-"]
+            + [_track_note(t)]
             for t in info.tracks])
     shown = info.counts.get(track_state, 0) if track_state else info.total
     if offset or len(info.tracks) < shown:

@@ -170,11 +170,12 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
                defer: Callable[[str], None] | None = None) -> Outcome:
     """Run ``script`` to the end (or to ``timeout`` seconds) in a new process group.
 
-    The process gets this process's environment minus the engine's settings
-    (``settings.process_environ``), plus ``env``. When the shell exits, whatever it left running
-    is killed: its group, and every process that carries the attempt's marker (``env[MARKER]``)
-    wherever it moved (a new session or group); the pipes are then read for at most ``DRAIN``
-    seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
+    The process runs in ``cwd`` (default: this process's working directory; one that cannot be
+    entered is an Outcome with that error, not an exception) and gets this process's environment
+    minus the engine's settings (``settings.process_environ``), plus ``env``. When the shell
+    exits, whatever it left running is killed: its group, and every process that carries the
+    attempt's marker (``env[MARKER]``) wherever it moved (a new session or group); the pipes are
+    then read for at most ``DRAIN`` seconds. A vertex is finished when its script is, and leaves no orphans. On timeout the whole
     group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. With ``log_path`` the full
     output is appended to that file too (after a ``--- log_header ---`` line; emptied first with
     ``log_fresh``, as for a track's first attempt), secrets masked;
@@ -204,6 +205,10 @@ def run_script(script: str, env: Mapping[str, str] | None = None, *, timeout: fl
         if log is not None:
             log.close()
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        if cwd is not None and isinstance(exc, OSError) and exc.filename == cwd:  # the child's chdir failed
+            where = os.path.join(os.getcwd(), cwd) if not os.path.isabs(cwd) else cwd
+            return Outcome(None, False, "", "", time.monotonic() - started,
+                           error=f"cannot run in the working directory {where}: {why}")
         return Outcome(None, False, "", "", time.monotonic() - started, error=f"could not start bash: {why}")
     if on_spawn is not None:
         on_spawn(proc.pid)

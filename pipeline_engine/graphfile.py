@@ -125,13 +125,16 @@ def _items(node, kind):
 
 
 def _keep_text(root) -> None:
-    """Mark the plain scalars given as the default or the choices of a text input as text,
-    before construction: ``default: 0x1F`` of a str input stays "0x1F", ``true`` stays "true"."""
+    """Mark the plain scalars given as the default or the choices of a text input, or as a value
+    of a vertex's ``env``, as text before construction: ``default: 0x1F`` of a str input stays
+    "0x1F", ``true`` stays "true"."""
     def value_of(mapping, key):
         return next((v for k, v in _items(mapping, yaml.MappingNode)
                      if isinstance(k, yaml.ScalarNode) and k.value == key), None)
 
     for vertex in _items(value_of(root, "vertices"), yaml.SequenceNode):
+        for _, value in _items(value_of(vertex, "env"), yaml.MappingNode):
+            _as_text(value)  # env: {LEVEL: 3} is the text "3", as written
         for _, spec in _items(value_of(vertex, "inputs"), yaml.MappingNode):
             kind = value_of(spec, "type")
             if kind is None or isinstance(kind, yaml.ScalarNode) and kind.value in _TEXT_TYPES:

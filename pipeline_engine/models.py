@@ -35,6 +35,8 @@ from sqlalchemy.types import TypeDecorator
 from pipeline_engine.states import GraphStatus, PipelineState, TrackState
 
 NAME_LENGTH = 200
+#: characters of a vertex's working directory the database keeps
+CWD_LENGTH = 1024
 
 # Stable constraint names, so migrations and the DDL in sql/ are the same on every backend.
 NAMING = {
@@ -176,6 +178,14 @@ class Vertex(Base):
     priority: Mapped[float | None] = mapped_column(Double)
     #: the concurrency pool its tracks take a slot of while they run (``Pool.name``)
     pool: Mapped[str | None] = mapped_column(Name)
+    #: seconds before the second attempt after a failure; each later wait is ``retry_backoff``
+    #: times the one before
+    retry_delay: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    retry_backoff: Mapped[float] = mapped_column(Double, default=1.0, server_default="1")
+    #: the directory its script runs in (absolute, or relative to the worker's); None: the worker's
+    cwd: Mapped[str | None] = mapped_column(String(CWD_LENGTH))
+    #: variables added to its script's environment, name -> literal value; None: none
+    env: Mapped[dict | None] = mapped_column(JSONText)
 
 
 class Edge(Base):
@@ -313,3 +323,5 @@ class Track(Base):
     duration: Mapped[float | None] = mapped_column(Double)
     #: the vertex's pool when the run started
     pool: Mapped[str | None] = mapped_column(Name)
+    #: a pending track waiting for its retry is not claimed before this time
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)

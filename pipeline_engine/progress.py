@@ -61,7 +61,8 @@ class Progress:
         took = f" in {event.duration:.2f} s" if event.duration is not None else ""
         why = f": {event.error}" if event.error else ""
         if event.state == T.PENDING:
-            return f"  {event.vertex}: attempt {event.attempt} failed{took}{why}; retrying"
+            wait = f" in {event.retry_in:g} s" if event.retry_in else ""
+            return f"  {event.vertex}: attempt {event.attempt} failed{took}{why}; retrying{wait}"
         return f"  {event.vertex}: {event.state}{took}{why}"
 
     def notice(self, text: str) -> None:

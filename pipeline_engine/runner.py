@@ -32,9 +32,16 @@ pool and claims it: a freed slot is taken at once. Tracks of a pool found full w
 they are tried again when this worker frees a slot of their pool and at each look (``poll``), the
 way a slot freed by a busy worker of another process reaches them. On MariaDB the worker's
 connection reads committed rows, so the count after the lock sees every claim committed before it.
+
+Retries that wait. A failed attempt of a vertex with a ``retry_delay`` is recorded ``pending`` with
+the time before which no claim may take it (``track.not_before``; looks and claims skip it until
+then). It holds no thread and no pool slot meanwhile: the worker that recorded it keeps it aside in
+memory and wakes when its time comes (any worker's look finds it from then on); a cancel meanwhile
+just cancels a pending track.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -49,14 +56,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import simplejson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from pipeline_engine import dag, executor, params, recovery, store
+from pipeline_engine import dag, executor, params, recovery, spec, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
 from pipeline_engine.models import NAME_LENGTH, storable
@@ -99,6 +106,8 @@ class Event:
     error: str | None = None
     #: the run's id
     run: int | None = None
+    #: an ``ended`` attempt whose retry waits: seconds until it may start
+    retry_in: float | None = None
 
 
 @dataclass
@@ -112,6 +121,11 @@ class _Job:
     #: for a run whose scripts are not in memory: the vertex's script, its input schema and the
     #: track's stored values (JSON text), rendered only when the track runs
     source: tuple[str, str, str] | None = None
+    retry_delay: float = 0.0
+    retry_backoff: float = 1.0
+    #: the vertex's working directory and variables (``VertexSpec.cwd``, ``VertexSpec.env``)
+    cwd: str | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -129,13 +143,15 @@ class _Plan:
 class _Found:
     """What a batch learnt besides its claims: tracks known pending but not claimed (``rest``:
     back to the ready queue; ``aside``: their pool is full), the pipeline, pool and priority of
-    those a look found, and whether to look again at once."""
+    those a look found, whether to look again at once, and the retries that wait (``later``:
+    track id -> the time before which it is not claimed)."""
     rest: list[int]
     origin: dict[int, int]
     more: bool
     aside: list[int]
     pools: dict[int, str]
     prios: dict[int, float]
+    later: dict[int, datetime] = dataclasses.field(default_factory=dict)
 
 
 class _Ended(NamedTuple):
@@ -248,6 +264,10 @@ class Engine:
         self.pool_of: dict[int, str] = {}  # track id -> its pool, for tracks of vertices in one
         # tracks of pools found full, aside from ``ready`` until a slot may be free: pool -> heap
         self.blocked: dict[str, list[tuple[float, int]]] = {}
+        # retries that wait (they hold no thread and no slot meanwhile): (due, track id), and
+        # track id -> due
+        self.delayed: list[tuple[datetime, int]] = []
+        self._due_at: dict[int, datetime] = {}
 
     # --- what to run ---------------------------------------------------------------------------
 
@@ -266,7 +286,8 @@ class Engine:
         succs = {by_name[v]: [by_name[h] for h in heads]
                  for v, heads in dag.adjacency(list(by_name), edges).items()}
         jobs = {r.id: _Job(r.id, pipeline_id, r.vertex, r.timeout, r.max_attempts, succs[r.id],
-                           None if run is not None else (r.script, r.schema, r.values)) for r in rows}
+                           None if run is not None else (r.script, r.schema, r.values),
+                           r.retry_delay or 0.0, r.retry_backoff or 1.0, r.cwd, r.env or {}) for r in rows}
         plan = _Plan(pipeline_id, run.rendered if run is not None else {}, run.secrets if run is not None else [],
                      jobs, succs, owned)
         self.plans[pipeline_id] = plan
@@ -277,8 +298,36 @@ class Engine:
             if r.pool is not None:
                 self.pool_of[r.id] = r.pool
         if owned:
-            self._push([r.id for r in rows if r.state == T.PENDING])
+            stamp = store.now()
+            for r in rows:
+                if r.state == T.PENDING and r.not_before is not None and r.not_before > stamp:
+                    self._later(r.id, r.not_before)
+            self._push([r.id for r in rows if r.state == T.PENDING and r.id not in self._due_at])
         return plan
+
+    def _later(self, track_id: int, when: datetime) -> None:
+        """A track waiting for its retry: ready again at ``when`` (the database refuses to let it
+        be claimed before)."""
+        self._due_at[track_id] = when
+        heapq.heappush(self.delayed, (when, track_id))
+
+    def _wake_delayed(self) -> float | None:
+        """Retries whose wait is over join the ready queue. Returns 0 if some did, else the
+        seconds until the next one is due, or None when none waits."""
+        stamp, woke = store.now(), False
+        while self.delayed:
+            when, track_id = self.delayed[0]
+            if self._due_at.get(track_id) != when:  # forgotten, or due at another time since
+                heapq.heappop(self.delayed)
+                continue
+            if when > stamp:
+                return 0.0 if woke else (when - stamp).total_seconds()
+            heapq.heappop(self.delayed)
+            del self._due_at[track_id]
+            if track_id in self.jobs:
+                self._push([track_id])
+                woke = True
+        return 0.0 if woke else None
 
     def _push(self, track_ids) -> None:
         for track_id in track_ids:
@@ -324,6 +373,7 @@ class Engine:
                 self.attempts.pop(track_id, None)
                 self.priority.pop(track_id, None)
                 self.pool_of.pop(track_id, None)
+                self._due_at.pop(track_id, None)
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -370,6 +420,7 @@ class Engine:
                 now = time.monotonic()
                 for e in ended:
                     in_flight.pop(e.track_id, None)
+                self._wake_delayed()
                 look = now >= next_poll and not self.stopping.is_set()
                 # slots this worker freed are tried at once; every pool found full, at each poll
                 freed = {self.pool_of[e.track_id] for e in ended if e.track_id in self.pool_of}
@@ -426,6 +477,9 @@ class Engine:
                     if state != "running":
                         return state
                 wake = next_beat if in_flight and not self.blocked else min(next_beat, next_poll)
+                due_in = self._wake_delayed()  # also the retries this batch recorded
+                if due_in is not None:  # a retry's wait ends: claim it then, not at the next beat
+                    wake = min(wake, now + due_in)
                 ended = self._collect(in_flight, until=wake)
         except _GaveUp as exc:  # stopped by a signal while the database was failing
             self._abandon()
@@ -467,7 +521,7 @@ class Engine:
         for e in ended:
             wanted.update(filter(None, map(pool_at, self.jobs[e.track_id].successors)))
         sizes = store.lock_pools(conn, wanted)
-        events, ready, touched = self._record(conn, ended)
+        events, ready, touched, later = self._record(conn, ended)
         finished = []
         for pipeline_id in touched:
             plan = self.plans.get(pipeline_id)
@@ -477,7 +531,7 @@ class Engine:
         # what this worker knew was ready and what just became ready
         known = [*taken, *(t for t in ready if t not in in_flight)]
         seen = set(known)
-        found = _Found([], {}, False, [], {}, {})
+        found = _Found([], {}, False, [], {}, {}, later)
         pipelines: list[int] | None = None
 
         def learn(rows) -> None:
@@ -566,16 +620,21 @@ class Engine:
                 self._unrunnable.add(pipeline_id)  # not claimed again by this worker
         self._push(t for t in found.rest if origin.get(t) not in self._unrunnable and t in self.jobs)
         self._block(t for t in found.aside if origin.get(t) not in self._unrunnable and t in self.pool_of)
+        for track_id, when in found.later.items():
+            self._later(track_id, when)
         for track_id, attempt in claimed:
             self.attempts[track_id] = attempt
             in_flight[track_id] = attempt
 
-    def _record(self, conn: Connection, ended: list[_Ended]) -> tuple[list[Event], list[int], set[int]]:
+    def _record(self, conn: Connection, ended: list[_Ended]
+                ) -> tuple[list[Event], list[int], set[int], dict[int, datetime]]:
         """Write ended attempts; successors of those that succeeded are counted, retries go
-        back to pending, and a final failure marks its descendants. Returns the events, the
-        tracks that became pending and the pipelines where a track finished."""
+        back to pending (not claimed before their ``retry_delay`` has passed), and a final
+        failure marks its descendants. Returns the events, the tracks that became pending (due
+        now), the pipelines where a track finished, and the retries that wait, with their time."""
         released: Counter[int] = Counter()
         events, ready, touched, lost = [], [], set(), []
+        later: dict[int, datetime] = {}
         ends = []
         for track_id, attempt, outcome, started_at, finished_at in ended:
             job = self.jobs[track_id]
@@ -590,10 +649,12 @@ class Engine:
                 target = T.PENDING
             else:
                 target = T.FAILED
+            wait = spec.retry_wait(job.retry_delay, job.retry_backoff, attempt) if target == T.PENDING else 0.0
             ends.append({"track_id": track_id, "attempt": attempt, "target": target, "started_at": started_at,
                          "finished_at": finished_at, "exit_code": outcome.exit_code, "error": outcome.error,
                          "stdout": outcome.stdout, "stderr": outcome.stderr, "log_path": outcome.log_path,
-                         "duration": outcome.duration})
+                         "duration": outcome.duration,
+                         "not_before": finished_at + timedelta(seconds=wait) if wait > 0 else None})
         written = store.record_attempts(conn, ends, careful=self._careful)
         for end in ends:
             track_id, attempt, target = end["track_id"], end["attempt"], end["target"]
@@ -601,11 +662,14 @@ class Engine:
             if track_id not in written:
                 lost.append(track_id)  # no longer ours (cancelled, or taken back): its result does not count
                 continue
+            wait = (end["not_before"] - end["finished_at"]).total_seconds() if end["not_before"] else None
             events.append(Event("ended", job.vertex, target, attempt, end["duration"], end["error"],
-                                job.pipeline_id))
+                                job.pipeline_id, wait))
             if target == T.SUCCEEDED:
                 released.update(job.successors)
                 touched.add(job.pipeline_id)
+            elif target == T.PENDING and end["not_before"] is not None:
+                later[track_id] = end["not_before"]
             elif target == T.PENDING:
                 ready.append(track_id)
             else:
@@ -621,7 +685,7 @@ class Engine:
         now_ready = store.release_successors(conn, released)
         events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t], run=self.jobs[t].pipeline_id)
                    for t in now_ready]
-        return events, ready + now_ready, touched
+        return events, ready + now_ready, touched, later
 
     def _collect(self, in_flight: dict[int, int], until: float) -> list[_Ended]:
         """Wait for attempts to end, at most until ``until`` (monotonic). Take every one that has
@@ -797,9 +861,9 @@ class Engine:
             if self._lost(job.track_id, attempt):  # lost while it was being spawned
                 os.killpg(pgid, signal.SIGKILL)
 
-        env = {**rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
+        env = {**job.env, **rendered.env, executor.MARKER: executor.marker(self.db.key, job.track_id, attempt)}
         try:
-            return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets,
+            return executor.run_script(rendered.script, env, timeout=job.timeout, secrets=plan.secrets, cwd=job.cwd,
                                        output_cap=self.output_cap, log_path=path,
                                        log_header=f"attempt {attempt}", log_fresh=attempt == 1, on_spawn=spawned,
                                        defer=self._leftovers.put)

@@ -111,7 +111,8 @@ class GraphDetail:
         out = self.info.to_dict()
         out["vertices"] = [{"name": v.name, "description": v.description, "script": v.script,
                             "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
-                            "priority": v.priority, "pool": v.pool}
+                            "retry_delay": v.retry_delay, "retry_backoff": v.retry_backoff,
+                            "priority": v.priority, "pool": v.pool, "cwd": v.cwd, "env": dict(v.env)}
                            for v in self.spec.vertices]
         out["edges"] = [[t, h] for t, h in self.spec.edges]
         out["pools"] = dict(self.spec.pools)
@@ -148,7 +149,8 @@ def _info_counts(s: Session | None, graph: Graph, n_vertices: int, n_edges: int,
 
 def _vertex_spec(v: Vertex) -> VertexSpec:
     return VertexSpec(name=v.name, script=v.script, description=v.description, inputs=v.inputs,
-                      timeout=v.timeout, retries=v.retries, priority=v.priority, pool=v.pool)
+                      timeout=v.timeout, retries=v.retries, priority=v.priority, pool=v.pool,
+                      retry_delay=v.retry_delay, retry_backoff=v.retry_backoff, cwd=v.cwd, env=dict(v.env or {}))
 
 
 def _spec(s: Session, graph: Graph) -> GraphSpec:
@@ -195,6 +197,10 @@ def _text(where: str, what: str, value: str) -> None:
 def _vertex_text(spec: VertexSpec) -> VertexSpec:
     _text(f"vertex '{spec.name}'", "script", spec.script)
     _text(f"vertex '{spec.name}'", "description", spec.description)
+    if spec.cwd is not None:
+        _text(f"vertex '{spec.name}'", "cwd", spec.cwd)
+    for key, value in spec.env.items():
+        _text(f"vertex '{spec.name}'", f"env {key}", value)
     return spec
 
 
@@ -333,10 +339,13 @@ def diff_graph(db: Database, name: str, old: int, new: int) -> diff.GraphDiff:
 
 def add_vertex(db: Database, graph: str, name: str, script: str, *, description: str = "",
                inputs: Mapping[str, Any] | None = None, timeout: float | None = None,
-               retries: int = 0, priority: float | None = None, pool: str | None = None) -> VertexSpec:
+               retries: int = 0, priority: float | None = None, pool: str | None = None,
+               retry_delay: float = 0, retry_backoff: float = 1, cwd: str | None = None,
+               env: Mapping[str, str] | None = None) -> VertexSpec:
     """Add a vertex to a draft or checked graph (which becomes a draft)."""
     spec = _vertex_text(make_vertex(name, script, description=description, inputs=inputs, timeout=timeout,
-                                    retries=retries, priority=priority, pool=pool))
+                                    retries=retries, priority=priority, pool=pool, retry_delay=retry_delay,
+                                    retry_backoff=retry_backoff, cwd=cwd, env=env))
     with _write(db) as s:
         g = _editable(s, graph)
         if store.find_vertex(s, g.id, name) is not None:
@@ -352,9 +361,12 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
                   script: str | None = None, description: str | None = None,
                   inputs: Mapping[str, Any] | None = None, timeout: float | None = _UNSET,
                   retries: int | None = None, priority: float | None = _UNSET,
-                  pool: str | None = _UNSET) -> VertexSpec:
+                  pool: str | None = _UNSET, retry_delay: float | None = None,
+                  retry_backoff: float | None = None, cwd: str | None = _UNSET,
+                  env: Mapping[str, str] | None = None) -> VertexSpec:
     """Change a vertex's fields; those not given stay. ``timeout=None`` removes the limit,
-    ``priority=None`` the override, ``pool=None`` the pool."""
+    ``priority=None`` the override, ``pool=None`` the pool, ``cwd=None`` the directory (the
+    worker's again); ``env={}`` removes every variable."""
     with _write(db) as s:
         g = _editable(s, graph)
         row = store.get_vertex(s, g, name)
@@ -366,7 +378,11 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
             timeout=row.timeout if timeout is _UNSET else timeout,
             retries=retries if retries is not None else row.retries,
             priority=row.priority if priority is _UNSET else priority,
-            pool=row.pool if pool is _UNSET else pool)
+            pool=row.pool if pool is _UNSET else pool,
+            retry_delay=retry_delay if retry_delay is not None else row.retry_delay,
+            retry_backoff=retry_backoff if retry_backoff is not None else row.retry_backoff,
+            cwd=row.cwd if cwd is _UNSET else cwd,
+            env=env if env is not None else (row.env or {}))
         _vertex_text(spec)
         if spec.name != name and store.find_vertex(s, g.id, spec.name) is not None:
             raise AlreadyExistsError(f"graph '{graph}': cannot rename vertex '{name}':"
@@ -509,13 +525,15 @@ def copy_graph(db: Database, name: str, new_name: str, *, version: int | None = 
 # --- graph files -----------------------------------------------------------------------------
 
 def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, name: str | None = None,
-                 check: bool = False, seal: bool = False) -> GraphInfo:
+                 check: bool = False, seal: bool = False, apply_pools: bool = False) -> GraphInfo:
     """Import a graph file (a path), its parsed content, or a GraphSpec as a draft: version 1
     of a new name; for a name that exists, the next version when the newest is sealed, or in
     place of the newest when it is not (a name has at most one draft). A file identical to the
     newest version, sealed, creates nothing (``GraphInfo.unchanged``). With ``check`` and
-    ``seal`` do those steps too, all in one transaction. The file's ``pools`` are created, or
-    set to the file's sizes (``GraphInfo.notes`` says which changed)."""
+    ``seal`` do those steps too, all in one transaction. The file's ``pools`` that do not exist
+    are created; an existing pool keeps its size (set since with ``pool set``, perhaps) unless
+    ``apply_pools``, which sets it to the file's. ``GraphInfo.notes`` says, pool by pool, what
+    was created, changed, or kept at another size than the file's."""
     if isinstance(source, GraphSpec):
         spec = source
     elif isinstance(source, Mapping):
@@ -529,7 +547,7 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
         _vertex_text(vertex)
     with _write(db) as s:
         newest = store.find_graph(s, target, lock=True)
-        notes = _apply_pools(s, spec)
+        notes = _apply_pools(s, spec, apply_pools)
         if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
             return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
         if newest is None:
@@ -553,15 +571,24 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
         return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
 
 
-def _apply_pools(s: Session, spec: GraphSpec) -> list[str]:
-    """Create the pools a graph file names, or set them to its sizes; says which changed."""
+def _apply_pools(s: Session, spec: GraphSpec, apply: bool) -> list[str]:
+    """Create the pools a graph file names that do not exist; with ``apply``, set the others to
+    the file's sizes. Says, pool by pool, what was created, changed, or kept at another size."""
     notes = []
+    existing = store.find_pools(s, [p for p, _ in spec.pools], lock=True)
     for pool_name, size in spec.pools:
-        _, before = store.set_pool(s, pool_name, size)
-        if before is None:
+        pool = existing.get(pool_name)
+        if pool is None:
+            store.set_pool(s, pool_name, size)
             notes.append(f"pool '{pool_name}' created with size {size}")
-        elif before != size:
+        elif pool.size == size:
+            continue
+        elif apply:
+            _, before = store.set_pool(s, pool_name, size)
             notes.append(f"pool '{pool_name}' size {before} -> {size}")
+        else:
+            notes.append(f"pool '{pool_name}' kept at size {pool.size} (the file says {size};"
+                         " use --apply-pools to change it)")
     return notes
 
 
@@ -789,11 +816,17 @@ class TrackInfo:
     worker: str | None = None
     #: the concurrency pool it takes a slot of while it runs
     pool: str | None = None
+    #: pending, waiting for its retry: not started before this time
+    retry_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error,
-                "worker": self.worker, "pool": self.pool}
+                "worker": self.worker, "pool": self.pool, "retry_at": _iso(self.retry_at)}
+
+
+def _retry_at(t) -> datetime | None:
+    return t.not_before if t.state == TrackState.PENDING and t.not_before is not None else None
 
 
 @dataclass(frozen=True)
@@ -849,7 +882,7 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
         tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                             started_at=t.started_at, finished_at=t.finished_at, error=t.error,
                             stdout=t.stdout if output else "", stderr=t.stderr if output else "",
-                            log_path=t.log_path, worker=t.worker, pool=t.pool)
+                            log_path=t.log_path, worker=t.worker, pool=t.pool, retry_at=_retry_at(t))
                   for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
         return RunInfo(id=pipeline.id, graph=graph.name, version=graph.version, name=pipeline.name,
                        state=pipeline.state,
@@ -867,7 +900,7 @@ def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
             raise NotFoundError(f"run {run_id}: no vertex '{vertex}'")
         return TrackInfo(vertex=vertex, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                          started_at=t.started_at, finished_at=t.finished_at, error=t.error, stdout=t.stdout,
-                         stderr=t.stderr, log_path=t.log_path, worker=t.worker, pool=t.pool)
+                         stderr=t.stderr, log_path=t.log_path, worker=t.worker, pool=t.pool, retry_at=_retry_at(t))
 
 
 def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,

@@ -96,6 +96,12 @@ _SPECIAL_VARIABLES = re.compile(r"PATH|ENV|BASH\w*|PS[0-9]|PROMPT_COMMAND|SHELLO
                                 r"|TEXTDOMAINDIR|LANG|LC_\w+|LD_\w+|GLOBIGNORE|EXECIGNORE|FUNCNEST|INPUTRC"
                                 r"|HISTFILE|MAILPATH|MAIL|CDPATH")
 
+
+def special_variable(name: str) -> bool:
+    """Whether ``name`` is a variable that changes what bash runs or how it reads a script (PATH,
+    PS4, BASH_ENV, LC_ALL...): the same list the reader uses for a placeholder's assignments."""
+    return _SPECIAL_VARIABLES.fullmatch(name) is not None
+
 # Builtins and programs by what they do with their arguments (default: data, for programs).
 _DATA_BUILTINS = frozenset({
     "echo", ":", "true", "false", "cd", "pushd", "popd", "dirs", "pwd", "exit", "return", "shift",

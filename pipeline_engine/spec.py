@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_engine import dag, limits, params
+from pipeline_engine import dag, limits, params, shell
 from pipeline_engine.errors import GraphError, GraphFileError, PipelineEngineError
 
 NAME_MAX = 200
@@ -27,8 +27,24 @@ MAX_PRIORITY = 1e15
 #: largest pool size accepted (a guard against typos, far above any machine's process count)
 MAX_POOL_SIZE = 1_000_000
 
+#: longest wait before a retry, in seconds (a year): ``retry_delay`` and each wait it grows to
+MAX_RETRY_DELAY = MAX_TIMEOUT
+#: largest ``retry_backoff`` factor accepted
+MAX_RETRY_BACKOFF = 100
+#: longest working directory accepted, in characters (what the database keeps)
+CWD_MAX = 1024
+#: variables a vertex's ``env`` may set at most
+ENV_MAX = 1000
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: of the variables bash treats specially (``shell.special_variable``), those an ``env`` may set:
+#: the graph's author chooses where programs come from, as its script could
+ENV_ALLOWED = frozenset({"PATH"})
+#: prefixes the engine's own variables use: its settings and marker, and the inputs' PE_<name>
+ENV_RESERVED_PREFIXES = ("PIPELINE_ENGINE_", params.ENV_PREFIX)
+
 GRAPH_KEYS = ("name", "description", "vertices", "edges", "pools")
-VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "priority", "pool")
+VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "retry_delay", "retry_backoff",
+               "priority", "pool", "cwd", "env")
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,14 @@ class VertexSpec:
     priority: float | None = None
     #: the concurrency pool its tracks take a slot of while they run
     pool: str | None = None
+    #: seconds between a failed attempt and the next one (``retry_wait``)
+    retry_delay: float = 0.0
+    #: each wait before a retry is this factor times the one before
+    retry_backoff: float = 1.0
+    #: the directory its script runs in: absolute, or relative to the worker's; None: the worker's
+    cwd: str | None = None
+    #: variables added to its script's environment, name -> literal text
+    env: dict[str, str] = field(default_factory=dict)
 
     def schema(self) -> dict[str, params.InputSpec]:
         return params.parse_schema(self.name, self.inputs)
@@ -61,11 +85,35 @@ class VertexSpec:
             out["timeout"] = int(self.timeout) if float(self.timeout).is_integer() else self.timeout
         if self.retries:
             out["retries"] = self.retries
+        if self.retry_delay:
+            out["retry_delay"] = _plain(self.retry_delay)
+        if self.retry_backoff != 1:
+            out["retry_backoff"] = _plain(self.retry_backoff)
         if self.priority is not None:
             out["priority"] = int(self.priority) if float(self.priority).is_integer() else self.priority
         if self.pool is not None:
             out["pool"] = self.pool
+        if self.cwd is not None:
+            out["cwd"] = self.cwd
+        if self.env:
+            out["env"] = dict(self.env)
         return out
+
+
+def _plain(number: float) -> int | float:
+    return int(number) if float(number).is_integer() else number
+
+
+def retry_wait(delay: float, backoff: float, failed: int) -> float:
+    """Seconds to wait after attempt ``failed`` (1-based) failed, before the next one:
+    ``delay * backoff ** (failed - 1)``, at most MAX_RETRY_DELAY."""
+    if delay <= 0:
+        return 0.0
+    try:
+        wait = delay * backoff ** max(failed - 1, 0)
+    except OverflowError:
+        return float(MAX_RETRY_DELAY)
+    return min(wait, float(MAX_RETRY_DELAY))
 
 
 @dataclass(frozen=True)
@@ -155,8 +203,51 @@ def secret_clashes(schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> lis
     return problems
 
 
+def _cwd_problem(cwd: Any) -> str | None:
+    if not isinstance(cwd, str) or not cwd:
+        return f"cwd must be a non-empty string (a directory), got {params.shown(cwd)}"
+    if "\x00" in cwd:
+        return "cwd contains a NUL character"
+    if len(cwd) > CWD_MAX:
+        return f"cwd is {len(cwd)} characters long, over the {CWD_MAX} the database keeps"
+    if cwd.startswith("~"):
+        return f"cwd {params.shown(cwd)}: '~' is not expanded; give an absolute path"
+    return None
+
+
+def _env_problems(env: Any) -> list[str]:
+    """What is wrong with an ``env`` mapping: names must be shell identifiers that neither bash
+    (``shell.special_variable``, but PATH) nor the engine reserves; values literal strings."""
+    if not isinstance(env, Mapping):
+        return [f"env must be a mapping of variable names to strings, got {params.shown(env)}"]
+    if len(env) > ENV_MAX:
+        return [f"env sets {len(env)} variables, over the limit of {ENV_MAX}"]
+    problems = []
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_NAME.fullmatch(key) or len(key) > NAME_MAX:
+            problems.append(f"env: {params.shown(key)} is not a valid variable name (letters, digits and '_',"
+                            f" not starting with a digit, up to {NAME_MAX})")
+            continue
+        if key.startswith(ENV_RESERVED_PREFIXES):
+            problems.append(f"env: {key} is reserved: the engine sets the variables that start with"
+                            f" {' or '.join(ENV_RESERVED_PREFIXES)}"
+                            f" (inputs reach a script as {params.ENV_PREFIX}<name>)")
+        elif key == "IFS" or shell.special_variable(key) and key not in ENV_ALLOWED:
+            problems.append(f"env: {key} cannot be set: bash treats it specially (it changes what bash runs or"
+                            " how it reads the script)")
+        elif not isinstance(value, str):
+            problems.append(f"env: {key} must be a string, got {params.shown(value)} (quote it)")
+        elif "\x00" in value:
+            problems.append(f"env: {key} contains a NUL character")
+        elif (size := len(f"{key}={value}".encode("utf-8", "surrogateescape")) + 1) > limits.MAX_ARG_STRLEN:
+            problems.append(f"env: {key}=... is {size} bytes, over the kernel's limit of {limits.MAX_ARG_STRLEN}"
+                            " bytes for one environment variable (MAX_ARG_STRLEN, name and NUL counted)")
+    return problems
+
+
 def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = None,
-                timeout: Any = None, retries: Any = 0, priority: Any = None, pool: Any = None) -> VertexSpec:
+                timeout: Any = None, retries: Any = 0, priority: Any = None, pool: Any = None,
+                retry_delay: Any = 0, retry_backoff: Any = 1, cwd: Any = None, env: Any = None) -> VertexSpec:
     """Validate one vertex's fields; raise GraphError or InputSchemaError naming the vertex and
     every problem found (one per line)."""
     check_name("vertex", name)
@@ -182,6 +273,25 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         problems.append(GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES},"
                                    f" got {params.shown(retries)}"))
+    if retry_delay is None:
+        retry_delay = 0
+    if not _number(retry_delay) or not 0 <= retry_delay <= MAX_RETRY_DELAY:
+        problems.append(GraphError(f"{where}: retry_delay must be a number of seconds from 0 to {MAX_RETRY_DELAY}"
+                                   f" (a year), got {params.shown(retry_delay)}"))
+    else:
+        retry_delay = float(retry_delay)
+    if retry_backoff is None:
+        retry_backoff = 1
+    if not _number(retry_backoff) or not 1 <= retry_backoff <= MAX_RETRY_BACKOFF:
+        problems.append(GraphError(f"{where}: retry_backoff must be a factor from 1 to {MAX_RETRY_BACKOFF},"
+                                   f" got {params.shown(retry_backoff)}"))
+    else:
+        retry_backoff = float(retry_backoff)
+    if cwd is not None and (why := _cwd_problem(cwd)):
+        problems.append(GraphError(f"{where}: {why}"))
+    env_problems = [] if env is None else _env_problems(env)
+    problems += [GraphError(f"{where}: {p}") for p in env_problems]
+    env = {} if env is None or env_problems else dict(env)
     if priority is not None:
         if not _number(priority) or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
             problems.append(GraphError(f"{where}: priority must be a number from {-MAX_PRIORITY:g} to"
@@ -208,7 +318,7 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
     _raise(problems)
     return VertexSpec(name=name, script=script, description=description,
                       inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority,
-                      pool=pool)
+                      pool=pool, retry_delay=retry_delay, retry_backoff=retry_backoff, cwd=cwd, env=env)
 
 
 def _raise(problems: list[PipelineEngineError]) -> None:
@@ -243,7 +353,9 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
         try:
             vertex = make_vertex(data["name"], data.get("script"), description=data.get("description", ""),
                                  inputs=data.get("inputs"), timeout=data.get("timeout"),
-                                 retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"))
+                                 retries=data.get("retries", 0), priority=data.get("priority"), pool=data.get("pool"),
+                                 retry_delay=data.get("retry_delay", 0), retry_backoff=data.get("retry_backoff", 1),
+                                 cwd=data.get("cwd"), env=data.get("env"))
         except PipelineEngineError as exc:
             if "script" in data:
                 problems.append(exc)

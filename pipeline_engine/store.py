@@ -191,7 +191,8 @@ def next_position(s: Session, graph_id: int) -> int:
 def vertex_row(graph_id: int, position: int, v: VertexSpec) -> dict:
     return {"graph_id": graph_id, "position": position, "name": v.name, "script": v.script,
             "description": v.description, "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
-            "priority": v.priority, "pool": v.pool}
+            "priority": v.priority, "pool": v.pool, "retry_delay": v.retry_delay, "retry_backoff": v.retry_backoff,
+            "cwd": v.cwd, "env": v.env or None}
 
 
 def insert_definition(s: Session, graph_id: int, specs: Sequence[VertexSpec],
@@ -334,12 +335,14 @@ def find_track(s: Session, pipeline_id: int, vertex: str) -> Track | None:
 
 def plan_rows(s: Session, pipeline_id: int) -> list:
     """What a worker needs to run a pipeline's tracks, one light row per track (no ORM
-    objects, JSON left undecoded): id, state, attempt, max_attempts, priority, pool, vertex, timeout,
-    script, schema (vertex inputs) and values (track inputs) as JSON text."""
+    objects, JSON left undecoded): id, state, attempt, max_attempts, priority, pool, not_before, vertex,
+    timeout, retry_delay, retry_backoff, cwd, env (decoded: usually null), script, schema (vertex inputs)
+    and values (track inputs) as JSON text."""
     v = Vertex.__table__
     q = (select(_track.c.id, _track.c.state, _track.c.attempt, _track.c.max_attempts, _track.c.priority,
-                _track.c.pool,
-                v.c.name.label("vertex"), v.c.timeout, v.c.script, type_coerce(v.c.inputs, Text()).label("schema"),
+                _track.c.pool, _track.c.not_before,
+                v.c.name.label("vertex"), v.c.timeout, v.c.retry_delay, v.c.retry_backoff, v.c.cwd, v.c.env,
+                v.c.script, type_coerce(v.c.inputs, Text()).label("schema"),
                 type_coerce(_track.c.inputs, Text()).label("values"))
          .select_from(_track.join(v, v.c.id == _track.c.vertex_id))
          .where(_track.c.pipeline_id == pipeline_id).order_by(v.c.position))
@@ -362,16 +365,19 @@ _track = Track.__table__
 LOG_PATH_LENGTH = _track.c.log_path.type.length
 _ids = bindparam("ids", expanding=True)
 
-_CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending")
+#: a pending track is due unless it waits for its retry until a time still to come. "Now" is the
+#: claiming worker's clock, as for every time the store writes and compares (heartbeats, leases)
+_due = or_(_track.c.not_before.is_(None), _track.c.not_before <= bindparam("stamp"))
+_CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending", _due)
           .values(state="running", attempt=_track.c.attempt + 1, worker=bindparam("worker"),
                   started_at=bindparam("stamp"), heartbeat_at=bindparam("stamp"), finished_at=None,
-                  exit_code=None, error=None))
+                  exit_code=None, error=None, not_before=None))
 _CLAIMED = select(_track.c.id, _track.c.attempt).where(_track.c.id.in_(_ids), _track.c.state == "running",
                                                         _track.c.worker == bindparam("worker"))
 _RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _track.c.state == "running",
                                 _track.c.attempt == bindparam("at_attempt"))
            .values(state=bindparam("target"), worker=None, started_at=bindparam("started_at"),
-                   finished_at=bindparam("finished_at"),
+                   finished_at=bindparam("finished_at"), not_before=bindparam("not_before"),
                    exit_code=bindparam("exit_code"), error=bindparam("error"), stdout=bindparam("stdout"),
                    stderr=bindparam("stderr"), log_path=bindparam("log_path"), duration=bindparam("duration")))
 _n = bindparam("n")
@@ -390,8 +396,8 @@ _UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _track.c.state =
 def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
                  attempts: Mapping[int, int] | None = None) -> list[tuple[int, int]]:
     """Move pending tracks to running for ``worker``, each only if it is still pending (another
-    worker may have taken it). Returns (track id, attempt) of the tracks this call claimed.
-    ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
+    worker may have taken it) and due (not waiting for its retry). Returns (track id, attempt)
+    of the tracks this call claimed. ``attempts`` (track id -> attempts so far, as the caller last saw them) saves a query when
     every track was claimed."""
     if not track_ids:
         return []
@@ -430,7 +436,8 @@ def record_attempts(conn: Connection, ends: Sequence[Mapping], *, careful: bool 
     """Write the ends of attempts, each only if its track is still running that attempt (a
     lease taken over or a cancelled run must not be overwritten), in one statement (executemany:
     one round trip where the driver pipelines it). Each end maps track_id, attempt, target,
-    started_at, finished_at, exit_code, error, stdout, stderr, log_path, duration. Returns the
+    started_at, finished_at, exit_code, error, stdout, stderr, log_path, duration, and optionally
+    not_before (a retry that waits: pending, not claimed before then). Returns the
     ids of the tracks written; when some were not, those that were are told apart by the state
     and end time this call wrote.
 
@@ -442,7 +449,7 @@ def record_attempts(conn: Connection, ends: Sequence[Mapping], *, careful: bool 
     rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": e["target"],
              "started_at": e["started_at"], "finished_at": e["finished_at"], "exit_code": e["exit_code"],
              "error": e["error"], "stdout": e["stdout"], "stderr": e["stderr"], "log_path": e["log_path"],
-             "duration": e["duration"]} for e in ends]
+             "duration": e["duration"], "not_before": e.get("not_before")} for e in ends]
     if careful:
         return {r["track_id"] for r in rows if _record_one(conn, r)}
     try:
@@ -623,11 +630,14 @@ def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int,
     """Up to ``limit`` pending tracks of these pipelines as (id, pipeline id, pool, priority), highest
     priority first, skipping rows another worker has locked (``FOR UPDATE SKIP LOCKED`` on
     MariaDB 10.6+ and PostgreSQL; SQLite's write lock serialises writers). Tracks of a pool
-    with no free slot are left out; with ``pools``, only tracks of those pools are looked for."""
+    with no free slot are left out, and so are tracks waiting for their retry (``not_before``
+    still to come: a condition on the pending rows the indexes find, which are few); with
+    ``pools``, only tracks of those pools are looked for."""
     if not pipeline_ids or limit <= 0:
         return []
     q = (select(_track.c.id, _track.c.pipeline_id, _track.c.pool, _track.c.priority)
-         .where(_track.c.state == "pending", _track.c.pipeline_id.in_(list(pipeline_ids)))
+         .where(_track.c.state == "pending", _track.c.pipeline_id.in_(list(pipeline_ids)),
+                or_(_track.c.not_before.is_(None), _track.c.not_before <= now()))
          .order_by(_track.c.priority.desc(), _track.c.id).limit(limit))
     if pools is None:
         q = q.where(or_(_track.c.pool.is_(None), _track.c.pool.in_(_OPEN_POOLS)))
@@ -874,7 +884,7 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
             s.execute(update(Track).where(Track.id == t.id).values(
                 state="pending" if waiting_on[t.id] == 0 else "waiting", waiting_on=waiting_on[t.id],
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
-                finished_at=None, worker=None))
+                finished_at=None, worker=None, not_before=None))
     return [v.name for t, v in rows if t.id in again]
 
 

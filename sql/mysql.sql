@@ -172,3 +172,17 @@ ALTER TABLE graph DROP INDEX uq_graph_name;
 ALTER TABLE graph ADD CONSTRAINT uq_graph_name_version UNIQUE (name, version);
 
 UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';
+
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE vertex ADD COLUMN retry_delay DOUBLE NOT NULL DEFAULT '0';
+
+ALTER TABLE vertex ADD COLUMN retry_backoff DOUBLE NOT NULL DEFAULT '1';
+
+ALTER TABLE vertex ADD COLUMN cwd VARCHAR(1024);
+
+ALTER TABLE vertex ADD COLUMN env MEDIUMTEXT;
+
+ALTER TABLE track ADD COLUMN not_before DATETIME(6);
+
+UPDATE pipeline_engine_version SET version_num='0006' WHERE pipeline_engine_version.version_num = '0005';

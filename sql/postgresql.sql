@@ -175,4 +175,18 @@ ALTER TABLE graph ADD CONSTRAINT uq_graph_name_version UNIQUE (name, version);
 
 UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';
 
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE vertex ADD COLUMN retry_delay DOUBLE PRECISION DEFAULT '0' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN retry_backoff DOUBLE PRECISION DEFAULT '1' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN cwd VARCHAR(1024);
+
+ALTER TABLE vertex ADD COLUMN env TEXT;
+
+ALTER TABLE track ADD COLUMN not_before TIMESTAMP WITHOUT TIME ZONE;
+
+UPDATE pipeline_engine_version SET version_num='0006' WHERE pipeline_engine_version.version_num = '0005';
+
 COMMIT;

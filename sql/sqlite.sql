@@ -256,3 +256,17 @@ CREATE INDEX ix_track_worker ON track (worker);
 CREATE INDEX ix_track_vertex_id_state ON track (vertex_id, state);
 
 UPDATE pipeline_engine_version SET version_num='0005' WHERE pipeline_engine_version.version_num = '0004';
+
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE vertex ADD COLUMN retry_delay DOUBLE DEFAULT '0' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN retry_backoff DOUBLE DEFAULT '1' NOT NULL;
+
+ALTER TABLE vertex ADD COLUMN cwd VARCHAR(1024);
+
+ALTER TABLE vertex ADD COLUMN env TEXT;
+
+ALTER TABLE track ADD COLUMN not_before DATETIME;
+
+UPDATE pipeline_engine_version SET version_num='0006' WHERE pipeline_engine_version.version_num = '0005';

@@ -28,7 +28,7 @@ def test_import_check_seal_show_list_export_delete(cli, example, tmp_path):
     assert [v["name"] for v in shown["vertices"]] == ["A", "B", "C", "D"]
     assert shown["edges"] == [["A", "B"], ["A", "C"], ["C", "B"], ["B", "D"]]
     assert set(shown["vertices"][0]) == {"name", "description", "script", "inputs", "timeout", "retries", "priority",
-                                         "pool"}
+                                         "pool", "retry_delay", "retry_backoff", "cwd", "env"}
 
     code, out, _ = cli("graph", "show", "diamond")
     assert code == 0 and "status:      sealed" in out and "C -> B" in out

@@ -65,8 +65,14 @@ def test_a_graph_file_names_pools_and_sets_their_sizes(db):
     assert exported["pools"] == {"warehouse": 3}
     assert service.import_graph(db, exported, name="etl2").notes == ()  # it carried the size there is now
     assert dataclasses.replace(service.show_graph(db, "etl2").spec, name="etl") == service.show_graph(db, "etl").spec
+    # a file imported again does not undo a `pool set` made since (issue 11, item 14)
     graph["name"] = "etl3"
-    assert service.import_graph(db, graph).notes == ("pool 'warehouse' size 3 -> 2",)
+    assert service.import_graph(db, graph).notes == (
+        "pool 'warehouse' kept at size 3 (the file says 2; use --apply-pools to change it)",)
+    assert [(p.name, p.size) for p in service.list_pools(db)] == [("warehouse", 3)]
+    graph["name"] = "etl4"
+    assert service.import_graph(db, graph, apply_pools=True).notes == ("pool 'warehouse' size 3 -> 2",)
+    assert [(p.name, p.size) for p in service.list_pools(db)] == [("warehouse", 2)]
 
 
 def test_bad_pools_in_a_graph_file_are_named_and_nothing_is_written(db, unchanged):
@@ -251,9 +257,14 @@ def test_graph_import_says_which_pools_it_set(cli, example):
                                               "graph 'sales-report' version 1 imported: 7 vertices, 7 edges, sealed"]
     assert cli("pool", "set", "reporting_host", "3")[0] == 0
     code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--name", "again")
+    assert code == 0 and out.splitlines()[0] == ("pool 'reporting_host' kept at size 3 (the file says 1;"
+                                                 " use --apply-pools to change it)")
+    code, out, _ = cli("graph", "show", "sales-report")
+    assert "report  (pool reporting_host, after" in out and "pools:       reporting_host (size 3)" in out
+    code, out, _ = cli("graph", "import", example("sales-report.yaml"), "--name", "third", "--apply-pools")
     assert code == 0 and out.splitlines()[0] == "pool 'reporting_host' size 3 -> 1"
     code, out, _ = cli("graph", "show", "sales-report")
-    assert "report  (pool reporting_host, after" in out and "pools:       reporting_host (size 1)" in out
+    assert "pools:       reporting_host (size 1)" in out
 
 
 def test_a_slot_is_not_left_waiting_behind_work_queued_ahead(db, tmp_path):
