@@ -192,10 +192,30 @@ def parse(text: str, fmt: str | None = None) -> Any:
     except simplejson.JSONDecodeError as exc:
         raise GraphFileError(f"not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
-        message = " ".join(str(exc).split())
-        raise GraphFileError(f"not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}") from None
+        raise GraphFileError(_yaml_problem(exc)) from None
     except RecursionError:  # simplejson recurses per level: deeper than Python allows
         raise GraphFileError(f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _mark(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line, where it is first: ``line 3, column 5: not valid YAML:
+    expected ..., (while parsing a block mapping that starts at line 1, column 1)``."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None or mark is None:  # a reader error (a control character) has no mark
+        message = " ".join(str(exc).split())
+        return f"not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}"
+    message = " ".join(problem.split())
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and (context_mark.line, context_mark.column) != (mark.line, mark.column):
+        message += f" ({' '.join(context.split())} that starts at {_mark(context_mark)})"
+    elif context:
+        message += f" ({' '.join(context.split())})"
+    return f"{_mark(mark)}: not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}"
 
 
 def loads(text: str, fmt: str | None = None) -> GraphSpec:
