@@ -122,13 +122,13 @@ def graph() -> None:
 
 
 @graph.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--name", help="Import under this name instead of the file's.")
 @click.option("--check", "do_check", is_flag=True, help="Also check the graph for cycles.")
 @click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
 @pass_ctx
 def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
-    """Create a draft graph from a YAML or JSON graph file."""
+    """Create a draft graph from a YAML or JSON graph file (- reads standard input)."""
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
