@@ -660,22 +660,114 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
         click.echo(f"(vertices {offset + 1}-{offset + len(info.tracks)} of {shown}; --limit and --offset page)")
 
 
+_FOLLOW_POLL = 0.2  # seconds between looks at a followed log file and its track's state
+
+
 @cli.command("logs")
 @click.argument("run_id", metavar="RUN", type=int)
 @click.argument("vertex")
 @click.option("--tail", is_flag=True, help="Print the tails kept in the database even when the log file exists.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Print new output as it arrives (like tail -f) until the vertex has ended, its retries too.")
 @pass_ctx
-def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool) -> None:
+def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -> None:
     """Print the output of one vertex of a run: its full log file (every attempt, stdout and
     stderr as they came) when it is on this machine, else the tails kept in the database
-    (stdout, then stderr on stderr)."""
+    (stdout, then stderr on stderr). A vertex that printed nothing, has not started, or ended
+    with an error (a timeout, a lost worker...) says so on stderr, after its output."""
+    if follow and tail:
+        raise click.UsageError("--follow prints the log file as it grows: leave out --tail")
     track = service.track_output(ctx.db, run_id, vertex)
-    if not tail and track.log_path and os.path.isfile(track.log_path):
+    if follow:
+        track, from_file = _follow(ctx, run_id, vertex, track)
+    else:
+        from_file = not tail and _print_file(track.log_path)
+    if not from_file:
+        click.echo(track.stdout, nl=False)
+        click.echo(track.stderr, nl=False, err=True)
+    note = _logs_note(run_id, track, from_file, follow)
+    if note:
+        click.echo(note, err=True)
+
+
+def _print_file(path: str | None) -> bool:
+    """Copy the file at ``path`` to stdout; False when there is none here."""
+    if not path or not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return True
+
+
+def _follow(ctx: Context, run_id: int, vertex: str, track: service.TrackInfo) -> tuple[service.TrackInfo, bool]:
+    """Copy the vertex's log file to stdout as it grows, until its track has ended (retries
+    append to the same file). Returns the track as last read, and whether the file was here."""
+    from pipeline_engine.runner import log_path
+    from pipeline_engine.settings import this_host
+
+    # the path is recorded when an attempt ends: while the first one runs, it is this machine's
+    local = log_path(os.path.join(ctx.settings.logs, ctx.db.key), run_id, vertex)
+    out, f, said = sys.stdout.buffer, None, set()
+    try:
+        while True:
+            # the state is read before the file: an attempt's bytes are all written before its end is
+            ended = track.state in TRACK_FINISHED
+            if f is None:
+                path = next((p for p in (track.log_path, local) if p and os.path.isfile(p)), None)
+                f = open(path, "rb") if path else None
+            if f is not None:
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                out.flush()
+            if ended:
+                return track, f is not None
+            who = f"vertex '{vertex}' of run {run_id}"
+            if track.attempt == 0 and "start" not in said:
+                said.add("start")
+                click.echo(f"{who} has not started yet ({track.state}): its log follows when it starts", err=True)
+            elif f is None and track.worker and track.worker.split(":")[0] != this_host() and "host" not in said:
+                said.add("host")
+                click.echo(f"{who} runs on {track.worker.split(':')[0]}: its log file is not on this machine;"
+                           " the tails kept in the database follow when it ends", err=True)
+            time.sleep(_FOLLOW_POLL)
+            track = service.track_output(ctx.db, run_id, vertex)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _logs_note(run_id: int, track: service.TrackInfo, from_file: bool, follow: bool) -> str | None:
+    """What ``logs`` says on stderr besides the output: a vertex that has not started, is still
+    running, printed nothing in its last attempt, or ended with an engine error."""
+    who = f"vertex '{track.vertex}' of run {run_id}"
+    error = track.error if track.error and track.error != track.state else None
+    why = f": {error}" if error else ""
+    if track.attempt == 0:
+        if track.state in (TrackState.WAITING, TrackState.PENDING):
+            return f"{who} has not started yet ({track.state}){why}"
+        return f"{who} never started ({track.state}){why}"
+    if track.state == TrackState.RUNNING:
+        return None if follow else (f"{who} is running (attempt {track.attempt}): "
+                                    f"`{PROG} logs {run_id} {track.vertex} --follow` prints the rest as it comes")
+    state = "failed, a retry is pending" if track.state == TrackState.PENDING else track.state
+    what = f"{who} (attempt {track.attempt}, {state})"
+    # the tails are the last attempt's; the log file holds every attempt, each after its header
+    silent = not track.stdout and not track.stderr and (not from_file or _ends_with_header(track))
+    if silent:
+        return f"{what} printed nothing{why}"
+    return f"{what}{why}" if error else None
+
+
+def _ends_with_header(track: service.TrackInfo) -> bool:
+    """Whether the log file ends with the header of the track's last attempt (it printed nothing)."""
+    header = f"--- attempt {track.attempt} ---\n".encode()
+    try:
         with open(track.log_path, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
-        return
-    click.echo(track.stdout, nl=False)
-    click.echo(track.stderr, nl=False, err=True)
+            f.seek(max(0, os.path.getsize(track.log_path) - len(header)))
+            return f.read() == header
+    except (OSError, TypeError):
+        return True
 
 
 # --- entry point ---------------------------------------------------------------------------
