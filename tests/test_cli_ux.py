@@ -55,3 +55,47 @@ def test_graph_import_dash_reads_yaml_or_json_from_standard_input(db, db_url):
     result = _pe("--db", db_url, "graph", "import", "-", stdin='{"name": "g", "vertices": [')
     assert result.returncode == 2 and "<stdin>: not valid JSON" in result.stderr and "Traceback" not in result.stderr
     assert [g.name for g in service.list_graphs(db)] == ["piped", "piped-json", "renamed"]
+
+
+# --- the demo -------------------------------------------------------------------------------------
+
+def _demo(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    temp, home = tmp_path / "tmp", tmp_path / "home"
+    temp.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_ENGINE_")}
+    env.update(TMPDIR=str(temp), HOME=str(home), TERM="xterm-256color",
+               PE=os.path.join(os.path.dirname(sys.executable), "pipeline-engine"))
+    return subprocess.run([os.path.join(ROOT, "scripts", "demo"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_demo_into_a_pipe_prints_no_escape_codes_and_leaves_nothing_behind(tmp_path):
+    # it printed \033[1m into pipes, and left its database in /tmp, its logs in ~/.local/state and
+    # the run's files in /tmp/pipeline-engine-demo
+    result = _demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" not in result.stdout and "\x1b[" not in result.stderr
+    assert "$ pipeline-engine run sales-report" in result.stdout and "cycle: " in result.stderr
+    assert "run 1 succeeded: 7 succeeded" in result.stdout
+    assert os.listdir(tmp_path / "tmp") == [] and os.listdir(tmp_path / "home") == []
+
+
+def test_the_demo_keeps_its_files_when_asked_and_says_where(tmp_path):
+    result = _demo(tmp_path, "--keep")
+    assert result.returncode == 0, result.stderr
+    [kept] = os.listdir(tmp_path / "tmp")
+    where = os.path.join(tmp_path, "tmp", kept)
+    assert result.stdout.splitlines()[-1] == f"kept in {where}: demo.db (the database), logs/ (the log files)," \
+                                             " work/ (the files the run wrote)"
+    assert {"demo.db", "logs", "work"} <= set(os.listdir(where))
+    assert os.listdir(tmp_path / "home") == []
+
+
+def test_run_progress_into_a_pipe_prints_no_escape_codes(db, db_url):
+    service.import_graph(db, {"name": "g", "vertices": [{"name": "a", "script": "echo a"},
+                                                        {"name": "b", "script": "sleep 0.5; exit 1"}]}, seal=True)
+    result = _pe("--db", db_url, "run", "g", env={**os.environ, "TERM": "xterm-256color"})
+    assert result.returncode == 1
+    assert "\x1b[" not in result.stdout and "\x1b[" not in result.stderr
+    assert "  a: succeeded" in result.stderr and "  b: failed" in result.stderr
