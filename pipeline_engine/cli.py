@@ -11,18 +11,25 @@ import sys
 import time
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
-import simplejson
 
-from pipeline_engine import __version__, prompt, service
-from pipeline_engine.db import Database, connect
+from pipeline_engine import __version__
 from pipeline_engine.errors import DatabaseError, PipelineEngineError
-from pipeline_engine.graphfile import FORMATS
 from pipeline_engine.settings import Settings, default_db_url
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 
+if TYPE_CHECKING:
+    from pipeline_engine import service
+    from pipeline_engine.db import Database
+
+# Only what every command needs is imported here: `--help` and `--version` start without the
+# database libraries (SQLAlchemy, Alembic), YAML or the engine, which each command imports itself.
+
 PROG = "pipeline-engine"
+#: the graph file formats (``graphfile.FORMATS``, which would import YAML for every command)
+FORMATS = ("yaml", "json")
 
 
 class Context:
@@ -36,6 +43,8 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from pipeline_engine.db import connect
+
             # a SQLite path the user gave is not created behind their back (a typo would make a new,
             # empty database): only the embedded default is, and `db upgrade` creates any
             self._db = connect(self.url, create=self.url == default_db_url())
@@ -54,6 +63,8 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def _echo_json(data) -> None:
+    import simplejson
+
     click.echo(simplejson.dumps(data, indent=2))
 
 
@@ -106,6 +117,8 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply the schema migrations (any backend)."""
+    from pipeline_engine.db import Database
+
     database = Database(ctx.url, auto_migrate=True)
     before, after = database.upgrade()
     if before == after:
@@ -129,6 +142,8 @@ def graph() -> None:
 @pass_ctx
 def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_seal: bool) -> None:
     """Create a draft graph from a YAML or JSON graph file (- reads standard input)."""
+    from pipeline_engine import service
+
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
@@ -142,6 +157,8 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
 @pass_ctx
 def graph_check(ctx: Context, name: str) -> None:
     """Check a graph for cycles; an acyclic draft becomes checked. Exit 1 on a cycle."""
+    from pipeline_engine import service
+
     result = service.check_graph(ctx.db, name)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -154,6 +171,8 @@ def graph_check(ctx: Context, name: str) -> None:
 @pass_ctx
 def graph_seal(ctx: Context, name: str) -> None:
     """Seal a checked graph: it never changes again, and it can run."""
+    from pipeline_engine import service
+
     info = service.seal_graph(ctx.db, name)
     for warning in info.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -166,6 +185,8 @@ def graph_seal(ctx: Context, name: str) -> None:
 @pass_ctx
 def graph_copy(ctx: Context, name: str, new: str) -> None:
     """Copy a graph into a new editable draft."""
+    from pipeline_engine import service
+
     info = service.copy_graph(ctx.db, name, new)
     click.echo(f"graph '{name}' copied to draft '{info.name}'")
 
@@ -176,6 +197,8 @@ def graph_copy(ctx: Context, name: str, new: str) -> None:
 @pass_ctx
 def graph_rename(ctx: Context, name: str, new: str) -> None:
     """Rename a graph."""
+    from pipeline_engine import service
+
     service.rename_graph(ctx.db, name, new)
     click.echo(f"graph '{name}' renamed to '{new}'")
 
@@ -185,6 +208,8 @@ def graph_rename(ctx: Context, name: str, new: str) -> None:
 @pass_ctx
 def graph_list(ctx: Context, as_json: bool) -> None:
     """List the graphs."""
+    from pipeline_engine import service
+
     graphs = service.list_graphs(ctx.db)
     if as_json:
         _echo_json([g.to_dict() for g in graphs])
@@ -202,6 +227,10 @@ def graph_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def graph_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show a graph: status, vertices with their inputs, edges."""
+    import simplejson
+
+    from pipeline_engine import service
+
     detail = service.show_graph(ctx.db, name)
     if as_json:
         _echo_json(detail.to_dict())
@@ -250,6 +279,8 @@ def graph_show(ctx: Context, name: str, as_json: bool) -> None:
 @pass_ctx
 def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
     """Print a graph as a graph file that imports to the same graph."""
+    from pipeline_engine import service
+
     text = service.export_graph(ctx.db, name, fmt)
     if output:
         with open(output, "w", encoding="utf-8") as f:
@@ -265,6 +296,8 @@ def graph_export(ctx: Context, name: str, fmt: str, output: str | None) -> None:
 @pass_ctx
 def graph_delete(ctx: Context, name: str, with_runs: bool, dry_run: bool) -> None:
     """Delete a graph, its vertices and edges."""
+    from pipeline_engine import service
+
     gone = service.delete_graph(ctx.db, name, with_runs=with_runs, dry_run=dry_run)
     what = (f"{_n(gone.vertices, 'vertex')}, {_n(gone.edges, 'edge')}, {_n(len(gone.runs), 'run')},"
             f" {_n(gone.tracks, 'track')}")
@@ -290,6 +323,8 @@ def pool() -> None:
 @pass_ctx
 def pool_set(ctx: Context, name: str, size: int, description: str | None) -> None:
     """Create the pool NAME or change its size. 0 holds its tracks pending."""
+    from pipeline_engine import service
+
     if size < 0:
         raise click.BadParameter(f"the size of a pool must be 0 or more, got {size}", param_hint="'SIZE'")
     info = service.set_pool(ctx.db, name, size, description=description)
@@ -301,6 +336,8 @@ def pool_set(ctx: Context, name: str, size: int, description: str | None) -> Non
 @pass_ctx
 def pool_list(ctx: Context, as_json: bool) -> None:
     """List the pools with their running and pending tracks."""
+    from pipeline_engine import service
+
     pools = service.list_pools(ctx.db)
     if as_json:
         _echo_json([p.to_dict() for p in pools])
@@ -316,6 +353,8 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def pool_delete(ctx: Context, name: str) -> None:
     """Delete a pool that no vertex names."""
+    from pipeline_engine import service
+
     service.delete_pool(ctx.db, name)
     click.echo(f"pool '{name}' deleted")
 
@@ -327,6 +366,8 @@ def _ask(find_missing, parameters: list[str], no_input: bool) -> list[str]:
     reports; unchanged with ``--no-input`` or when stdin is not a terminal (the service then
     says what is missing). Asks until nothing is missing: an answer given per vertex (a name
     declared with different types) leaves other vertices that declare the name unanswered."""
+    from pipeline_engine import prompt
+
     if no_input or not sys.stdin.isatty():
         return parameters
     parameters = list(parameters)
@@ -345,6 +386,8 @@ def _gather(parameters: tuple[str, ...], declared: set[str]) -> list[str]:
 
 
 def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input: bool) -> list[str]:
+    from pipeline_engine import service
+
     parameters = _gather(parameters, service.input_names(ctx.db, name))
     return _ask(lambda given: service.missing_inputs(ctx.db, name, given), parameters, no_input)
 
@@ -352,6 +395,8 @@ def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input:
 def _ask_secrets(ctx: Context, run_id: int, parameters: tuple[str, ...], no_input: bool) -> list[str]:
     """A run's secrets are never stored: whoever takes it over is asked again for those of the
     vertices that will run."""
+    from pipeline_engine import service
+
     parameters = _gather(parameters, service.secret_names(ctx.db, run_id))
     return _ask(lambda given: service.missing_secrets(ctx.db, run_id, given), parameters, no_input)
 
@@ -369,6 +414,7 @@ _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY
 def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float) -> None:
     """Execute a run in this process with live progress, then print the summary and exit:
     0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
+    from pipeline_engine import service
     from pipeline_engine.progress import Progress, elapsed
     from pipeline_engine.runner import Engine
 
@@ -409,6 +455,8 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
 
 def _tell_no_worker(ctx: Context, run_id: int) -> None:
     """A run left to the workers, when none is alive to take it, would look stuck: say so."""
+    from pipeline_engine import service
+
     if not service.worker_alive(ctx.db):
         click.echo(f"run {run_id} queued; no worker is alive to take it: start one with {PROG} worker", err=True)
 
@@ -432,6 +480,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     (default ~/.local/state/pipeline_engine/logs), one directory per database and run.
     Ctrl-C or SIGTERM stops claiming and lets running vertices finish (--grace); a second
     one terminates them. The run can then be resumed."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     if not detach:
@@ -459,6 +508,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
                grace: float) -> None:
     """Adopt a running run whose engine died and execute the rest of it here. Its secret inputs
     (never stored) are asked for again; -p takes only those."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     ctx.log_dir  # noqa: B018 -- refused before anything changes
@@ -482,6 +532,7 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
               detach: bool, grace: float) -> None:
     """Start the failed, upstream_failed and cancelled vertices of a finished run again (a new
     attempt each); succeeded ones are kept. Exit 0 when the run then succeeded, 1 when not."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     if not detach:
@@ -505,6 +556,8 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
 def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
     """Cancel a running run: its processes are terminated (killed after a grace period) by the
     workers running them; every unfinished vertex becomes cancelled."""
+    from pipeline_engine import service
+
     counts = service.cancel_run(ctx.db, run_id, wait=wait)
     click.echo(f"run {run_id} cancelled: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
@@ -546,6 +599,8 @@ def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: 
 @pass_ctx
 def workers_cmd(ctx: Context, as_json: bool) -> None:
     """List live workers: name, host, pid, last heartbeat, tracks held."""
+    from pipeline_engine import service
+
     found = service.list_workers(ctx.db)
     if as_json:
         _echo_json([w.to_dict() for w in found])
@@ -564,6 +619,8 @@ def workers_cmd(ctx: Context, as_json: bool) -> None:
 def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
     """Delete finished runs older than DAYS days, with their tracks and their log files on this
     machine, in short transactions that never wait on running work."""
+    from pipeline_engine import service
+
     runs, tracks = service.prune_runs(ctx.db, days, batch=batch, on_batch=lambda ids: _drop_logs(ctx, ids),
                                       dry_run=dry_run)
     if dry_run:
@@ -577,6 +634,8 @@ def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
 def recover_cmd(ctx: Context) -> None:
     """Take back now the running tracks of workers whose lease ran out (every worker also does
     this on its own every few seconds)."""
+    from pipeline_engine import service
+
     n = service.recover(ctx.db)
     click.echo(f"{n} track(s) taken back")
 
@@ -596,6 +655,8 @@ def runs() -> None:
 def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: int | None, offset: int,
               as_json: bool) -> None:
     """List runs, newest first, with how many of their vertices are done."""
+    from pipeline_engine import service
+
     found = service.list_runs(ctx.db, graph=graph_name, state=state, limit=limit, offset=offset)
     if as_json:
         _echo_json([r.to_dict() for r in found])
@@ -622,6 +683,8 @@ def _cut(text: str, width: int = _ERROR_WIDTH) -> str:
 
 def _shown_value(value) -> str:
     """A parameter's value as typed on a command line: quoted when it would not read as one word."""
+    import simplejson
+
     text = value if isinstance(value, str) else simplejson.dumps(value)
     return text if text and all(c.isprintable() and not c.isspace() and c not in "\"'\\" for c in text) \
         else simplejson.dumps(text, ensure_ascii=False)
@@ -638,6 +701,8 @@ def _shown_value(value) -> str:
 @pass_ctx
 def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, offset: int, as_json: bool) -> None:
     """Show a run: its counts by state and a page of its vertices, with the worker running each."""
+    from pipeline_engine import service
+
     info = service.show_run(ctx.db, run_id, limit=limit, offset=offset, state=track_state, output=False)
     if as_json:
         _echo_json(info.to_dict())
@@ -675,6 +740,8 @@ def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -
     stderr as they came) when it is on this machine, else the tails kept in the database
     (stdout, then stderr on stderr). A vertex that printed nothing, has not started, or ended
     with an error (a timeout, a lost worker...) says so on stderr, after its output."""
+    from pipeline_engine import service
+
     if follow and tail:
         raise click.UsageError("--follow prints the log file as it grows: leave out --tail")
     track = service.track_output(ctx.db, run_id, vertex)
@@ -703,6 +770,7 @@ def _print_file(path: str | None) -> bool:
 def _follow(ctx: Context, run_id: int, vertex: str, track: service.TrackInfo) -> tuple[service.TrackInfo, bool]:
     """Copy the vertex's log file to stdout as it grows, until its track has ended (retries
     append to the same file). Returns the track as last read, and whether the file was here."""
+    from pipeline_engine import service
     from pipeline_engine.runner import log_path
     from pipeline_engine.settings import this_host
 

@@ -99,3 +99,29 @@ def test_run_progress_into_a_pipe_prints_no_escape_codes(db, db_url):
     assert result.returncode == 1
     assert "\x1b[" not in result.stdout and "\x1b[" not in result.stderr
     assert "  a: succeeded" in result.stderr and "  b: failed" in result.stderr
+
+
+# --- a fast start ---------------------------------------------------------------------------------
+
+_HEAVY = ("sqlalchemy", "alembic", "yaml", "pymysql", "psycopg", "pipeline_engine.service", "pipeline_engine.db",
+          "pipeline_engine.runner", "pipeline_engine.graphfile")
+
+
+def test_help_and_version_import_no_database_library_nor_the_engine():
+    # `--version` imported SQLAlchemy, the models, the engine and YAML: about a second on this machine
+    for args in (["--version"], ["--help"], ["graph", "--help"], ["logs", "--help"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline_engine", *args], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+        assert not {m for m in imported if m.split(".")[0] in _HEAVY or m in _HEAVY}, (args, sorted(imported))
+    assert "pipeline-engine, version" in subprocess.run([sys.executable, "-m", "pipeline_engine", "--version"],
+                                                        cwd=ROOT, capture_output=True, text=True).stdout
+
+
+def test_the_formats_the_cli_offers_are_the_graph_files():
+    from pipeline_engine import cli, graphfile
+
+    assert cli.FORMATS == graphfile.FORMATS
+    from pipeline_engine import Database, connect  # still there, imported when asked for
+    assert callable(Database) and callable(connect)
