@@ -55,6 +55,12 @@ def test_follow_prints_the_log_as_it_grows_and_ends_with_the_vertex(db, db_url, 
         assert seen == b"--- attempt 1 ---\none\ntwo\n", seen
         time.sleep(0.5)
         assert follow.poll() is None and run.poll() is None  # both wait for the gate
+        # (without --follow: what is there now, and a word that there is more to come)
+        now = subprocess.run([sys.executable, "-m", "pipeline_engine", "--db", db_url, "logs", run_id, "talk"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=20)
+        assert (now.returncode, now.stdout) == (0, "--- attempt 1 ---\none\ntwo\n")
+        assert now.stderr == f"vertex 'talk' of run {run_id} is running (attempt 1): `pipeline-engine logs {run_id}" \
+                             " talk --follow` prints the rest as it comes\n"
         # Then, once the vertex ends, the follower prints the rest, its last bytes too, and exits
         gate.touch()
         out, err = follow.communicate(timeout=20)
