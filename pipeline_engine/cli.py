@@ -748,7 +748,7 @@ def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -
     if follow:
         track, from_file = _follow(ctx, run_id, vertex, track)
     else:
-        from_file = not tail and _print_file(track.log_path)
+        from_file = not tail and _print_file(_log_file(ctx, run_id, track))
     if not from_file:
         click.echo(track.stdout, nl=False)
         click.echo(track.stderr, nl=False, err=True)
@@ -757,9 +757,20 @@ def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -
         click.echo(note, err=True)
 
 
+def _log_file(ctx: Context, run_id: int, track: service.TrackInfo) -> str | None:
+    """The track's log file on this machine, if there is one. A track records its path when an
+    attempt ends: while its first attempt runs, the file is where this machine's runs put it."""
+    from pipeline_engine.runner import log_path
+
+    paths = [track.log_path]
+    if track.state not in TRACK_FINISHED:
+        paths.append(log_path(os.path.join(ctx.settings.logs, ctx.db.key), run_id, track.vertex))
+    return next((p for p in paths if p and os.path.isfile(p)), None)
+
+
 def _print_file(path: str | None) -> bool:
-    """Copy the file at ``path`` to stdout; False when there is none here."""
-    if not path or not os.path.isfile(path):
+    """Copy the file at ``path`` to stdout; False when there is none."""
+    if path is None:
         return False
     with open(path, "rb") as f:
         shutil.copyfileobj(f, sys.stdout.buffer)
@@ -771,18 +782,15 @@ def _follow(ctx: Context, run_id: int, vertex: str, track: service.TrackInfo) ->
     """Copy the vertex's log file to stdout as it grows, until its track has ended (retries
     append to the same file). Returns the track as last read, and whether the file was here."""
     from pipeline_engine import service
-    from pipeline_engine.runner import log_path
     from pipeline_engine.settings import this_host
 
-    # the path is recorded when an attempt ends: while the first one runs, it is this machine's
-    local = log_path(os.path.join(ctx.settings.logs, ctx.db.key), run_id, vertex)
     out, f, said = sys.stdout.buffer, None, set()
     try:
         while True:
             # the state is read before the file: an attempt's bytes are all written before its end is
             ended = track.state in TRACK_FINISHED
             if f is None:
-                path = next((p for p in (track.log_path, local) if p and os.path.isfile(p)), None)
+                path = _log_file(ctx, run_id, track)
                 f = open(path, "rb") if path else None
             if f is not None:
                 while chunk := f.read(65536):
