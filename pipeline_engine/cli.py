@@ -144,6 +144,8 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
     """Create a draft graph from a YAML or JSON graph file (- reads standard input)."""
     from pipeline_engine import service
 
+    if file == "-" and sys.stdin.isatty():
+        click.echo("reading the graph file from standard input (end it with Ctrl-D)", err=True)
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
