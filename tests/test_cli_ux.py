@@ -57,6 +57,22 @@ def test_graph_import_dash_reads_yaml_or_json_from_standard_input(db, db_url):
     assert [g.name for g in service.list_graphs(db)] == ["piped", "piped-json", "renamed"]
 
 
+def test_graph_import_dash_on_a_terminal_says_it_reads_standard_input(db_url):
+    import pexpect
+
+    child = pexpect.spawn(sys.executable, ["-m", "pipeline_engine", "--db", db_url, "graph", "import", "-"], cwd=ROOT,
+                          encoding="utf-8", timeout=20)
+    try:
+        child.expect_exact("reading the graph file from standard input (end it with Ctrl-D)")
+        child.send("name: typed\nvertices:\n  - {name: a, script: echo a}\n")
+        child.sendeof()
+        child.expect_exact("graph 'typed' imported: 1 vertex, 0 edges, draft")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
 # --- the demo -------------------------------------------------------------------------------------
 
 def _demo(tmp_path, *args: str) -> subprocess.CompletedProcess:
