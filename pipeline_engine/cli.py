@@ -11,18 +11,25 @@ import sys
 import time
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
-import simplejson
 
-from pipeline_engine import __version__, prompt, service
-from pipeline_engine.db import Database, connect
+from pipeline_engine import __version__
 from pipeline_engine.errors import DatabaseError, PipelineEngineError
-from pipeline_engine.graphfile import FORMATS
 from pipeline_engine.settings import Settings, default_db_url
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 
+if TYPE_CHECKING:
+    from pipeline_engine import service
+    from pipeline_engine.db import Database
+
+# Only what every command needs is imported here: `--help` and `--version` start without the
+# database libraries (SQLAlchemy, Alembic), YAML or the engine, which each command imports itself.
+
 PROG = "pipeline-engine"
+#: the graph file formats (``graphfile.FORMATS``, which would import YAML for every command)
+FORMATS = ("yaml", "json")
 
 
 class Context:
@@ -36,6 +43,8 @@ class Context:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from pipeline_engine.db import connect
+
             # a SQLite path the user gave is not created behind their back (a typo would make a new,
             # empty database): only the embedded default is, and `db upgrade` creates any
             self._db = connect(self.url, create=self.url == default_db_url())
@@ -54,6 +63,8 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def _echo_json(data) -> None:
+    import simplejson
+
     click.echo(simplejson.dumps(data, indent=2))
 
 
@@ -106,6 +117,8 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply the schema migrations (any backend)."""
+    from pipeline_engine.db import Database
+
     database = Database(ctx.url, auto_migrate=True)
     before, after = database.upgrade()
     if before == after:
@@ -122,7 +135,7 @@ def graph() -> None:
 
 
 @graph.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--name", help="Import under this name instead of the file's.")
 @click.option("--check", "do_check", is_flag=True, help="Also check the graph for cycles.")
 @click.option("--seal", "do_seal", is_flag=True, help="Also check and seal the graph.")
@@ -134,13 +147,18 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
     version of one whose newest version is sealed (its draft, if it has one, is replaced).
     A file identical to the newest sealed version imports nothing. The file's pools that do
     not exist are created; existing ones keep their size unless --apply-pools."""
+    from pipeline_engine import service
+
+    if file == "-" and sys.stdin.isatty():
+        click.echo("reading the graph file from standard input (end it with Ctrl-D)", err=True)
     info = service.import_graph(ctx.db, file, name=name, check=do_check, seal=do_seal, apply_pools=apply_pools)
     for warning in info.warnings:  # what graph check would say, as it says it
         click.echo(f"warning: {warning}", err=True)
     for note in info.notes:  # the pools the file set; the summary stays the last line
         click.echo(note)
     if info.unchanged:
-        click.echo(f"graph '{info.name}' version {info.version} is sealed and identical to {file}: nothing imported")
+        source = "the standard input" if file == "-" else file
+        click.echo(f"graph '{info.name}' version {info.version} is sealed and identical to {source}: nothing imported")
         return
     click.echo(f"graph '{info.name}' version {info.version} imported: {_n(info.vertices, 'vertex')},"
                f" {_n(info.edges, 'edge')}, {info.status}")
@@ -151,6 +169,8 @@ def graph_import(ctx: Context, file: str, name: str | None, do_check: bool, do_s
 @pass_ctx
 def graph_check(ctx: Context, name: str) -> None:
     """Check a graph for cycles; an acyclic draft becomes checked. Exit 1 on a cycle."""
+    from pipeline_engine import service
+
     result = service.check_graph(ctx.db, name)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -163,6 +183,8 @@ def graph_check(ctx: Context, name: str) -> None:
 @pass_ctx
 def graph_seal(ctx: Context, name: str) -> None:
     """Seal a checked graph: it never changes again, and it can run."""
+    from pipeline_engine import service
+
     info = service.seal_graph(ctx.db, name)
     for warning in info.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -180,6 +202,8 @@ _VERSION = click.option("--version", "version", type=click.IntRange(min=1), meta
 @pass_ctx
 def graph_copy(ctx: Context, name: str, new: str, version: int | None) -> None:
     """Copy a version of a graph into a new graph, as its first version (a draft)."""
+    from pipeline_engine import service
+
     detail = service.show_graph(ctx.db, name, version=version)
     info = service.copy_graph(ctx.db, name, new, version=detail.info.version)
     click.echo(f"graph '{name}' version {detail.info.version} copied to draft '{info.name}' (version 1)")
@@ -191,6 +215,8 @@ def graph_copy(ctx: Context, name: str, new: str, version: int | None) -> None:
 @pass_ctx
 def graph_rename(ctx: Context, name: str, new: str) -> None:
     """Rename a graph."""
+    from pipeline_engine import service
+
     service.rename_graph(ctx.db, name, new)
     click.echo(f"graph '{name}' renamed to '{new}'")
 
@@ -200,6 +226,8 @@ def graph_rename(ctx: Context, name: str, new: str) -> None:
 @pass_ctx
 def graph_list(ctx: Context, as_json: bool) -> None:
     """List the graphs: the newest version of each, and the version runs use."""
+    from pipeline_engine import service
+
     graphs = service.list_graphs(ctx.db)
     if as_json:
         _echo_json([g.to_dict() for g in graphs])
@@ -218,6 +246,8 @@ def graph_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def graph_versions(ctx: Context, name: str, as_json: bool) -> None:
     """List the versions of a graph, oldest first, with their runs."""
+    from pipeline_engine import service
+
     versions = service.list_versions(ctx.db, name)
     if as_json:
         _echo_json([v.to_dict() for v in versions])
@@ -234,6 +264,8 @@ def graph_versions(ctx: Context, name: str, as_json: bool) -> None:
 @pass_ctx
 def graph_diff(ctx: Context, name: str, old: int, new: int, as_json: bool) -> None:
     """Show what version B of a graph changes in version A: vertices, edges, inputs, scripts."""
+    from pipeline_engine import service
+
     change = service.diff_graph(ctx.db, name, old, new)
     if as_json:
         _echo_json(change.to_dict())
@@ -244,6 +276,8 @@ def graph_diff(ctx: Context, name: str, old: int, new: int, as_json: bool) -> No
 
 
 def _json(value) -> str:
+    import simplejson
+
     return "-" if value is None else simplejson.dumps(value)
 
 
@@ -276,6 +310,9 @@ def _diff_lines(change) -> list[str]:
 @pass_ctx
 def graph_show(ctx: Context, name: str, version: int | None, as_json: bool) -> None:
     """Show a version of a graph: status, vertices with their inputs, edges."""
+    import simplejson
+    from pipeline_engine import service
+
     detail = service.show_graph(ctx.db, name, version=version)
     if as_json:
         _echo_json(detail.to_dict())
@@ -332,6 +369,8 @@ def graph_show(ctx: Context, name: str, version: int | None, as_json: bool) -> N
 @pass_ctx
 def graph_export(ctx: Context, name: str, version: int | None, fmt: str, output: str | None) -> None:
     """Print a version of a graph as a graph file that imports to the same graph."""
+    from pipeline_engine import service
+
     text = service.export_graph(ctx.db, name, fmt, version=version)
     if output:
         with open(output, "w", encoding="utf-8") as f:
@@ -349,6 +388,8 @@ def graph_export(ctx: Context, name: str, version: int | None, fmt: str, output:
 @pass_ctx
 def graph_delete(ctx: Context, name: str, version: int | None, with_runs: bool, dry_run: bool) -> None:
     """Delete a graph (every version, or one), its vertices and edges."""
+    from pipeline_engine import service
+
     gone = service.delete_graph(ctx.db, name, version=version, with_runs=with_runs, dry_run=dry_run)
     target = f"graph '{name}'" + (f" version {version}" if version is not None else "")
     what = (f"{_n(len(gone.versions), 'version')}, {_n(gone.vertices, 'vertex')}, {_n(gone.edges, 'edge')},"
@@ -375,6 +416,8 @@ def pool() -> None:
 @pass_ctx
 def pool_set(ctx: Context, name: str, size: int, description: str | None) -> None:
     """Create the pool NAME or change its size. 0 holds its tracks pending."""
+    from pipeline_engine import service
+
     if size < 0:
         raise click.BadParameter(f"the size of a pool must be 0 or more, got {size}", param_hint="'SIZE'")
     info = service.set_pool(ctx.db, name, size, description=description)
@@ -386,6 +429,8 @@ def pool_set(ctx: Context, name: str, size: int, description: str | None) -> Non
 @pass_ctx
 def pool_list(ctx: Context, as_json: bool) -> None:
     """List the pools with their running and pending tracks."""
+    from pipeline_engine import service
+
     pools = service.list_pools(ctx.db)
     if as_json:
         _echo_json([p.to_dict() for p in pools])
@@ -401,6 +446,8 @@ def pool_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def pool_delete(ctx: Context, name: str) -> None:
     """Delete a pool that no vertex names."""
+    from pipeline_engine import service
+
     service.delete_pool(ctx.db, name)
     click.echo(f"pool '{name}' deleted")
 
@@ -412,6 +459,8 @@ def _ask(find_missing, parameters: list[str], no_input: bool) -> list[str]:
     reports; unchanged with ``--no-input`` or when stdin is not a terminal (the service then
     says what is missing). Asks until nothing is missing: an answer given per vertex (a name
     declared with different types) leaves other vertices that declare the name unanswered."""
+    from pipeline_engine import prompt
+
     if no_input or not sys.stdin.isatty():
         return parameters
     parameters = list(parameters)
@@ -431,6 +480,9 @@ def _gather(parameters: tuple[str, ...], declared: set[str]) -> list[str]:
 
 def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input: bool,
                  version: int | None = None) -> list[str]:
+
+    from pipeline_engine import service
+
     parameters = _gather(parameters, service.input_names(ctx.db, name, version=version))
     return _ask(lambda given: service.missing_inputs(ctx.db, name, given, version=version), parameters, no_input)
 
@@ -438,6 +490,8 @@ def _ask_missing(ctx: Context, name: str, parameters: tuple[str, ...], no_input:
 def _ask_secrets(ctx: Context, run_id: int, parameters: tuple[str, ...], no_input: bool) -> list[str]:
     """A run's secrets are never stored: whoever takes it over is asked again for those of the
     vertices that will run."""
+    from pipeline_engine import service
+
     parameters = _gather(parameters, service.secret_names(ctx.db, run_id))
     return _ask(lambda given: service.missing_secrets(ctx.db, run_id, given), parameters, no_input)
 
@@ -455,6 +509,7 @@ _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY
 def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float) -> None:
     """Execute a run in this process with live progress, then print the summary and exit:
     0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
+    from pipeline_engine import service
     from pipeline_engine.progress import Progress, elapsed
     from pipeline_engine.runner import Engine
 
@@ -495,6 +550,8 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
 
 def _tell_no_worker(ctx: Context, run_id: int) -> None:
     """A run left to the workers, when none is alive to take it, would look stuck: say so."""
+    from pipeline_engine import service
+
     if not service.worker_alive(ctx.db):
         click.echo(f"run {run_id} queued; no worker is alive to take it: start one with {PROG} worker", err=True)
 
@@ -521,6 +578,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     (default ~/.local/state/pipeline_engine/logs), one directory per database and run.
     Ctrl-C or SIGTERM stops claiming and lets running vertices finish (--grace); a second
     one terminates them. The run can then be resumed."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     if not detach:
@@ -548,6 +606,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
                grace: float) -> None:
     """Adopt a running run whose engine died and execute the rest of it here. Its secret inputs
     (never stored) are asked for again; -p takes only those."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     ctx.log_dir  # noqa: B018 -- refused before anything changes
@@ -571,6 +630,7 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
               detach: bool, grace: float) -> None:
     """Start the failed, upstream_failed and cancelled vertices of a finished run again (a new
     attempt each); succeeded ones are kept. Exit 0 when the run then succeeded, 1 when not."""
+    from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
     if not detach:
@@ -594,6 +654,8 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
 def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
     """Cancel a running run: its processes are terminated (killed after a grace period) by the
     workers running them; every unfinished vertex becomes cancelled."""
+    from pipeline_engine import service
+
     counts = service.cancel_run(ctx.db, run_id, wait=wait)
     click.echo(f"run {run_id} cancelled: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
@@ -635,6 +697,8 @@ def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: 
 @pass_ctx
 def workers_cmd(ctx: Context, as_json: bool) -> None:
     """List live workers: name, host, pid, last heartbeat, tracks held."""
+    from pipeline_engine import service
+
     found = service.list_workers(ctx.db)
     if as_json:
         _echo_json([w.to_dict() for w in found])
@@ -653,6 +717,8 @@ def workers_cmd(ctx: Context, as_json: bool) -> None:
 def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
     """Delete finished runs older than DAYS days, with their tracks and their log files on this
     machine, in short transactions that never wait on running work."""
+    from pipeline_engine import service
+
     runs, tracks = service.prune_runs(ctx.db, days, batch=batch, on_batch=lambda ids: _drop_logs(ctx, ids),
                                       dry_run=dry_run)
     if dry_run:
@@ -666,6 +732,8 @@ def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
 def recover_cmd(ctx: Context) -> None:
     """Take back now the running tracks of workers whose lease ran out (every worker also does
     this on its own every few seconds)."""
+    from pipeline_engine import service
+
     n = service.recover(ctx.db)
     click.echo(f"{n} track(s) taken back")
 
@@ -685,6 +753,8 @@ def runs() -> None:
 def runs_list(ctx: Context, graph_name: str | None, state: str | None, limit: int | None, offset: int,
               as_json: bool) -> None:
     """List runs, newest first, with how many of their vertices are done."""
+    from pipeline_engine import service
+
     found = service.list_runs(ctx.db, graph=graph_name, state=state, limit=limit, offset=offset)
     if as_json:
         _echo_json([r.to_dict() for r in found])
@@ -711,6 +781,8 @@ def _cut(text: str, width: int = _ERROR_WIDTH) -> str:
 
 def _shown_value(value) -> str:
     """A parameter's value as typed on a command line: quoted when it would not read as one word."""
+    import simplejson
+
     text = value if isinstance(value, str) else simplejson.dumps(value)
     return text if text and all(c.isprintable() and not c.isspace() and c not in "\"'\\" for c in text) \
         else simplejson.dumps(text, ensure_ascii=False)
@@ -736,6 +808,8 @@ def _track_note(track: service.TrackInfo) -> str:
 @pass_ctx
 def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, offset: int, as_json: bool) -> None:
     """Show a run: its counts by state and a page of its vertices, with the worker running each."""
+    from pipeline_engine import service
+
     info = service.show_run(ctx.db, run_id, limit=limit, offset=offset, state=track_state, output=False)
     if as_json:
         _echo_json(info.to_dict())
@@ -758,22 +832,125 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
         click.echo(f"(vertices {offset + 1}-{offset + len(info.tracks)} of {shown}; --limit and --offset page)")
 
 
+_FOLLOW_POLL = 0.2  # seconds between looks at a followed log file and its track's state
+
+
 @cli.command("logs")
 @click.argument("run_id", metavar="RUN", type=int)
 @click.argument("vertex")
 @click.option("--tail", is_flag=True, help="Print the tails kept in the database even when the log file exists.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Print new output as it arrives (like tail -f) until the vertex has ended, its retries too.")
 @pass_ctx
-def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool) -> None:
+def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -> None:
     """Print the output of one vertex of a run: its full log file (every attempt, stdout and
     stderr as they came) when it is on this machine, else the tails kept in the database
-    (stdout, then stderr on stderr)."""
+    (stdout, then stderr on stderr). A vertex that printed nothing, has not started, or ended
+    with an error (a timeout, a lost worker...) says so on stderr, after its output."""
+    from pipeline_engine import service
+
+    if follow and tail:
+        raise click.UsageError("--follow prints the log file as it grows: leave out --tail")
     track = service.track_output(ctx.db, run_id, vertex)
-    if not tail and track.log_path and os.path.isfile(track.log_path):
+    if follow:
+        track, from_file = _follow(ctx, run_id, vertex, track)
+    else:
+        from_file = not tail and _print_file(_log_file(ctx, run_id, track))
+    if not from_file:
+        click.echo(track.stdout, nl=False)
+        click.echo(track.stderr, nl=False, err=True)
+    note = _logs_note(run_id, track, from_file, follow)
+    if note:
+        click.echo(note, err=True)
+
+
+def _log_file(ctx: Context, run_id: int, track: service.TrackInfo) -> str | None:
+    """The track's log file on this machine, if there is one. A track records its path when an
+    attempt ends: while its first attempt runs, the file is where this machine's runs put it."""
+    from pipeline_engine.runner import log_path
+
+    paths = [track.log_path]
+    if track.state not in TRACK_FINISHED:
+        paths.append(log_path(os.path.join(ctx.settings.logs, ctx.db.key), run_id, track.vertex))
+    return next((p for p in paths if p and os.path.isfile(p)), None)
+
+
+def _print_file(path: str | None) -> bool:
+    """Copy the file at ``path`` to stdout; False when there is none."""
+    if path is None:
+        return False
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return True
+
+
+def _follow(ctx: Context, run_id: int, vertex: str, track: service.TrackInfo) -> tuple[service.TrackInfo, bool]:
+    """Copy the vertex's log file to stdout as it grows, until its track has ended (retries
+    append to the same file). Returns the track as last read, and whether the file was here."""
+    from pipeline_engine import service
+    from pipeline_engine.settings import this_host
+
+    out, f, said = sys.stdout.buffer, None, set()
+    try:
+        while True:
+            # the state is read before the file: an attempt's bytes are all written before its end is
+            ended = track.state in TRACK_FINISHED
+            if f is None:
+                path = _log_file(ctx, run_id, track)
+                f = open(path, "rb") if path else None
+            if f is not None:
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                out.flush()
+            if ended:
+                return track, f is not None
+            who = f"vertex '{vertex}' of run {run_id}"
+            if track.attempt == 0 and "start" not in said:
+                said.add("start")
+                click.echo(f"{who} has not started yet ({track.state}): its log follows when it starts", err=True)
+            elif f is None and track.worker and track.worker.split(":")[0] != this_host() and "host" not in said:
+                said.add("host")
+                click.echo(f"{who} runs on {track.worker.split(':')[0]}: its log file is not on this machine;"
+                           " the tails kept in the database follow when it ends", err=True)
+            time.sleep(_FOLLOW_POLL)
+            track = service.track_output(ctx.db, run_id, vertex)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _logs_note(run_id: int, track: service.TrackInfo, from_file: bool, follow: bool) -> str | None:
+    """What ``logs`` says on stderr besides the output: a vertex that has not started, is still
+    running, printed nothing in its last attempt, or ended with an engine error."""
+    who = f"vertex '{track.vertex}' of run {run_id}"
+    error = track.error if track.error and track.error != track.state else None
+    why = f": {error}" if error else ""
+    if track.attempt == 0:
+        if track.state in (TrackState.WAITING, TrackState.PENDING):
+            return f"{who} has not started yet ({track.state}){why}"
+        return f"{who} never started ({track.state}){why}"
+    if track.state == TrackState.RUNNING:
+        return None if follow else (f"{who} is running (attempt {track.attempt}): "
+                                    f"`{PROG} logs {run_id} {track.vertex} --follow` prints the rest as it comes")
+    state = "failed, a retry is pending" if track.state == TrackState.PENDING else track.state
+    what = f"{who} (attempt {track.attempt}, {state})"
+    # the tails are the last attempt's; the log file holds every attempt, each after its header
+    silent = not track.stdout and not track.stderr and (not from_file or _ends_with_header(track))
+    if silent:
+        return f"{what} printed nothing{why}"
+    return f"{what}{why}" if error else None
+
+
+def _ends_with_header(track: service.TrackInfo) -> bool:
+    """Whether the log file ends with the header of the track's last attempt (it printed nothing)."""
+    header = f"--- attempt {track.attempt} ---\n".encode()
+    try:
         with open(track.log_path, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
-        return
-    click.echo(track.stdout, nl=False)
-    click.echo(track.stderr, nl=False, err=True)
+            f.seek(max(0, os.path.getsize(track.log_path) - len(header)))
+            return f.read() == header
+    except (OSError, TypeError):
+        return True
 
 
 # --- entry point ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+import sys
+from typing import Any, BinaryIO
 
 import simplejson
 import yaml
@@ -182,7 +183,17 @@ def parse(text: str, fmt: str | None = None) -> Any:
     if len(text) > MAX_FILE_BYTES // 4:
         _check_size(len(text.encode("utf-8", "surrogateescape")), "the graph file")
     if fmt is None:
-        fmt = "json" if text.lstrip().startswith("{") else "yaml"
+        if not text.lstrip().startswith("{"):
+            return parse(text, "yaml")
+        try:  # JSON, or a YAML flow mapping (`{name: g, ...}`): whichever it parses as
+            return parse(text, "json")
+        except GraphFileError as exc:
+            if not getattr(exc, "json_syntax", False):
+                raise
+            try:
+                return parse(text, "yaml")
+            except GraphFileError:
+                raise exc from None
     try:
         if fmt == "json":
             data = simplejson.loads(text, object_pairs_hook=_no_duplicates,
@@ -193,12 +204,34 @@ def parse(text: str, fmt: str | None = None) -> Any:
             return data
         return yaml.load(text, Loader=_Loader)
     except simplejson.JSONDecodeError as exc:
-        raise GraphFileError(f"not valid JSON: {exc}") from None
+        err = GraphFileError(f"not valid JSON: {exc}")
+        err.json_syntax = True
+        raise err from None
     except yaml.YAMLError as exc:
-        message = " ".join(str(exc).split())
-        raise GraphFileError(f"not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}") from None
+        raise GraphFileError(_yaml_problem(exc)) from None
     except RecursionError:  # simplejson recurses per level: deeper than Python allows
         raise GraphFileError(f"not valid JSON: nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _mark(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line, where it is first: ``line 3, column 5: not valid YAML:
+    expected ..., (while parsing a block mapping that starts at line 1, column 1)``."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None or mark is None:  # a reader error (a control character) has no mark
+        message = " ".join(str(exc).split())
+        return f"not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}"
+    message = " ".join(problem.split())
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and (context_mark.line, context_mark.column) != (mark.line, mark.column):
+        message += f" ({' '.join(context.split())} that starts at {_mark(context_mark)})"
+    elif context:
+        message += f" ({' '.join(context.split())})"
+    return f"{_mark(mark)}: not valid YAML: {message if len(message) <= 300 else message[:297] + '...'}"
 
 
 def loads(text: str, fmt: str | None = None) -> GraphSpec:
@@ -206,8 +239,15 @@ def loads(text: str, fmt: str | None = None) -> GraphSpec:
     return graph_from_dict(parse(text, fmt))
 
 
+#: how messages name a graph file read from standard input
+STDIN = "<stdin>"
+
+
 def load(path: str) -> GraphSpec:
-    """Read, parse and validate a graph file; the format follows the extension."""
+    """Read, parse and validate a graph file; the format follows the extension. ``-`` reads
+    standard input, YAML or JSON, whichever it parses as."""
+    if path == "-":
+        return load_stream(sys.stdin.buffer, STDIN)
     ext = os.path.splitext(path)[1].lower()
     fmt = "json" if ext == ".json" else "yaml" if ext in (".yaml", ".yml") else None
     try:
@@ -215,15 +255,32 @@ def load(path: str) -> GraphSpec:
             data = f.read(MAX_FILE_BYTES + 1)  # never more: a huge file (or /dev/zero) is refused unread
         if len(data) > MAX_FILE_BYTES:
             _check_size(max(len(data), os.path.getsize(path)), f"graph file {path}")
-        text = data.decode("utf-8")
     except OSError as exc:
         raise GraphFileError(f"cannot read graph file {path}: {exc.strerror}") from None
+    return _load_bytes(data, path, fmt)
+
+
+def load_stream(stream: BinaryIO, where: str) -> GraphSpec:
+    """Read, parse and validate a graph file from ``stream`` (named ``where`` in messages)."""
+    try:
+        data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise GraphFileError(f"cannot read graph file {where}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise GraphFileError(f"graph file {where} is over the limit of {MAX_FILE_BYTES} bytes"
+                             f" ({MAX_FILE_BYTES // 1024 // 1024} MiB) for a graph file")
+    return _load_bytes(data, where, None)
+
+
+def _load_bytes(data: bytes, where: str, fmt: str | None) -> GraphSpec:
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise GraphFileError(f"graph file {path} is not UTF-8 text") from None
+        raise GraphFileError(f"graph file {where} is not UTF-8 text") from None
     try:
         return loads(text, fmt)
     except GraphFileError as exc:
-        err = GraphFileError(f"{path}: {exc}")
+        err = GraphFileError(f"{where}: {exc}")
         err.problems = getattr(exc, "problems", [str(exc)])
         raise err from None
 
