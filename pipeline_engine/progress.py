@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from pipeline_engine.runner import Event
+from pipeline_engine.events import Event
 from pipeline_engine.states import TrackState as T
 
 #: the order states are shown in

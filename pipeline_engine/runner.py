@@ -66,6 +66,7 @@ from sqlalchemy.engine import Connection
 from pipeline_engine import dag, executor, params, recovery, spec, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
+from pipeline_engine.events import Bus, Event  # noqa: F401 -- runner.Event stays importable
 from pipeline_engine.models import NAME_LENGTH, storable
 from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
@@ -90,24 +91,6 @@ _MAX_BACKOFF = 5.0
 #: a worker's transactions last milliseconds; the server ends one left idle this long at least
 _MIN_IDLE_LIMIT = 5.0
 _WAKE = object()  # put in the outbox to wake the dispatcher (a stop was asked)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A change the runner made, for progress displays: a track ``started`` an attempt or
-    ``ended`` one in ``state`` (pending again when a retry follows), became ``ready`` (its
-    predecessors all succeeded) or was ``skipped`` (upstream_failed). Delivered from the runner's
-    threads: a listener must be thread-safe and quick."""
-    kind: str
-    vertex: str
-    state: str
-    attempt: int
-    duration: float | None = None
-    error: str | None = None
-    #: the run's id
-    run: int | None = None
-    #: an ``ended`` attempt whose retry waits: seconds until it may start
-    retry_in: float | None = None
 
 
 @dataclass
@@ -229,7 +212,8 @@ class Engine:
         #: the session (a frozen worker's locks must not outlive its lease by much)
         self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
         self.log_dir = None if log_dir is None else check_log_dir(log_dir)
-        self.output_cap, self.on_event, self.on_stop = output_cap, on_event, on_stop
+        self.output_cap, self.on_stop = output_cap, on_stop
+        self.events = Bus(on_event)
         self.plans: dict[int, _Plan] = {}
         self.jobs: dict[int, _Job] = {}
         self.attempts: dict[int, int] = {}
@@ -375,6 +359,30 @@ class Engine:
                 self.pool_of.pop(track_id, None)
                 self._due_at.pop(track_id, None)
 
+    def _evict(self, in_flight: dict[int, int], keep: int | None = None) -> None:
+        """Forget the runs that ended without this worker finishing them (another worker did,
+        ``cancel``, the sweep), once none of their tracks is in flight here: a long-lived
+        worker's memory holds the runs it serves, not every run it ever served."""
+        busy = {self.jobs[t].pipeline_id for t in in_flight if t in self.jobs}
+        idle = [p for p in self.plans if p not in busy and p != keep]
+        gone = set(self._unrunnable)
+        if idle or gone:
+            running = self._tx(lambda c: store.running_pipelines(c, [*idle, *gone]))
+            gone -= running
+            self._unrunnable -= gone
+            ended = [p for p in idle if p not in running]
+            if not ended:
+                return
+            for pipeline_id in ended:
+                self._forget(pipeline_id)
+            # the queues keep only the tracks still known
+            self.ready = [item for item in self.ready if item[1] in self.jobs]
+            heapq.heapify(self.ready)
+            for heap in self.blocked.values():
+                heap[:] = [item for item in heap if item[1] in self.jobs]
+                heapq.heapify(heap)
+            self._queued &= self.jobs.keys()
+
     # --- entry points --------------------------------------------------------------------------
 
     def run(self, run_id: int) -> str:
@@ -462,6 +470,7 @@ class Engine:
                 now = time.monotonic()
                 if now >= next_beat:
                     self._heartbeat(in_flight)
+                    self._evict(in_flight, keep=until)
                     self._kill_leftovers()
                     next_beat = now + self.heartbeat_every
                 if now >= next_sweep:
@@ -943,9 +952,7 @@ class Engine:
         return self._tx(lambda c: store.pipeline_state(c, pipeline_id))
 
     def _emit(self, events: list[Event]) -> None:
-        if self.on_event is not None:
-            for event in events:
-                self.on_event(event)
+        self.events.emit(events)
 
 
 # Kept for callers of the first API: a run executed in this process.

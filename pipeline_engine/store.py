@@ -744,6 +744,16 @@ def pipeline_state(conn: Connection, pipeline_id: int) -> str | None:
     return conn.scalar(select(_pipeline.c.state).where(_pipeline.c.id == pipeline_id))
 
 
+def running_pipelines(conn: Connection, pipeline_ids: Sequence[int]) -> set[int]:
+    """Those of ``pipeline_ids`` that are still running."""
+    out: set[int] = set()
+    ids = list(pipeline_ids)
+    for i in range(0, len(ids), 500):
+        out.update(conn.scalars(select(Pipeline.id).where(Pipeline.id.in_(ids[i:i + 500]),
+                                                         Pipeline.state == "running")))
+    return out
+
+
 def pipeline_graph(s: Session, pipeline_id: int) -> int | None:
     return s.scalar(select(Pipeline.graph_id).where(Pipeline.id == pipeline_id))
 
