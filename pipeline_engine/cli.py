@@ -1,7 +1,8 @@
 """The command line: parse, call ``service``, render. Nothing else lives here.
 
-Exit codes: 0 success; 1 a check found a cycle (later: a run failed); 2 a usage or
-validation error; 3 a database error; 130 interrupted.
+Exit codes (each error carries its own, ``errors``): 0 success; 1 a check found a cycle, or a
+run failed or was cancelled; 2 a usage or validation error, something not found, a conflict;
+3 the database is unavailable or unusable; 130 interrupted.
 """
 from __future__ import annotations
 

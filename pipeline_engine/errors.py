@@ -1,8 +1,14 @@
 """One exception tree for everything a user can get wrong or run into.
 
-Every error carries the process exit code the CLI uses for it, and a message
-that names the graph, vertex, edge or input at fault. The class docstring is
-the default message.
+Every error carries the process exit code the CLI uses for it, the HTTP status the API
+answers with, and a message that names the graph, vertex, edge or input at fault (one line
+per problem: ``problems``). The class docstring is the default message. Four families:
+
+- ``ValidationError`` -- the request is wrong (a graph, an input, a setting): exit 2, 422;
+- ``NotFoundError`` -- what it names does not exist: exit 2, 404;
+- ``ConflictError`` -- it is right but the state does not allow it now (a sealed graph, a pool
+  in use, a run in the wrong state): exit 2, 409;
+- ``DatabaseError`` -- the database is unavailable or unusable: exit 3, 503.
 """
 from __future__ import annotations
 
@@ -12,13 +18,27 @@ class PipelineEngineError(Exception):
 
     #: exit code of the CLI when this error ends a command
     exit_code = 2
+    #: status of the API's answer when this error ends a request
+    http_status = 422
 
     def __init__(self, message: str | None = None):
         super().__init__(message or (self.__doc__ or "").strip())
+        #: one line per problem (an error may report several at once)
+        self.problems: list[str] = [line for line in str(self).splitlines() if line.strip()]
 
     @property
     def message(self) -> str:
         return str(self)
+
+
+class ValidationError(PipelineEngineError):
+    """The request is not valid."""
+
+
+class ConflictError(PipelineEngineError):
+    """The request is valid, but not in the state things are in now."""
+
+    http_status = 409
 
 
 # --- looking things up -------------------------------------------------------
@@ -26,14 +46,16 @@ class PipelineEngineError(Exception):
 class NotFoundError(PipelineEngineError):
     """Not found."""
 
+    http_status = 404
 
-class AlreadyExistsError(PipelineEngineError):
+
+class AlreadyExistsError(ConflictError):
     """Already exists."""
 
 
 # --- graphs ------------------------------------------------------------------
 
-class GraphError(PipelineEngineError):
+class GraphError(ValidationError):
     """The graph is not valid."""
 
 
@@ -49,11 +71,11 @@ class CycleError(GraphError):
         super().__init__(f"graph '{graph}': cycle: {' -> '.join(self.cycle)}")
 
 
-class SealedGraphError(GraphError):
-    """The graph is sealed and cannot change; copy it into a new draft instead."""
+class SealedGraphError(ConflictError, GraphError):
+    """The graph version is sealed and cannot change; start the next version instead."""
 
 
-class GraphStatusError(GraphError):
+class GraphStatusError(ConflictError, GraphError):
     """The graph is not in the status this operation needs."""
 
 
@@ -63,7 +85,7 @@ class GraphFileError(GraphError):
 
 # --- inputs and parameters ---------------------------------------------------
 
-class InputError(PipelineEngineError):
+class InputError(ValidationError):
     """An input is not valid."""
 
 
@@ -77,16 +99,22 @@ class ParameterError(InputError):
 
 # --- settings ----------------------------------------------------------------
 
-class SettingError(PipelineEngineError):
+class SettingError(ValidationError):
     """A setting is not valid."""
 
 
 # --- runs --------------------------------------------------------------------
 
-class StateError(PipelineEngineError):
+class StateError(ConflictError):
     """Illegal state transition."""
 
-    exit_code = 1
+
+class RunStateError(ConflictError):
+    """The run is not in the state this operation needs."""
+
+
+class PoolInUseError(ConflictError):
+    """The pool is named by vertices and cannot be deleted."""
 
 
 # --- the database ------------------------------------------------------------
@@ -95,6 +123,7 @@ class DatabaseError(PipelineEngineError):
     """The database failed; the driver's error is the __cause__."""
 
     exit_code = 3
+    http_status = 503
 
 
 class SchemaVersionError(DatabaseError):

@@ -30,8 +30,9 @@ from pipeline_engine.errors import (
     GraphStatusError,
     NotFoundError,
     ParameterError,
+    PoolInUseError,
+    RunStateError,
     SealedGraphError,
-    StateError,
 )
 from pipeline_engine.models import Edge, Graph, Vertex, storable
 from pipeline_engine.spec import (
@@ -651,7 +652,7 @@ def delete_pool(db: Database, name: str) -> None:
             raise NotFoundError(f"pool '{name}' not found")
         users = store.pool_users(s, name)
         if users:
-            raise StateError(f"pool '{name}' is named by vertices of graph {', '.join(repr(g) for g in users)}:"
+            raise PoolInUseError(f"pool '{name}' is named by vertices of graph {', '.join(repr(g) for g in users)}:"
                              " a graph that names it could not run without it (set its size to 0 to hold"
                              " its tracks instead)")
         store.delete_pool(s, pool)
@@ -1011,7 +1012,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
-            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
+            raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
         store.cancel_pipeline(s, run_id)
     deadline = time.monotonic() + wait
     while True:
@@ -1036,10 +1037,10 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
     with _write(db) as s:
         pipeline = _pipeline(s, run_id, lock=True)  # before its tracks, as prune locks them
         if pipeline.state not in (PipelineState.FAILED, PipelineState.CANCELLED):
-            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a failed or cancelled run can be"
+            raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a failed or cancelled run can be"
                                    " retried")
         if store.track_holders(s, run_id):
-            raise GraphStatusError(f"run {run_id}: a worker still holds some of its tracks; wait for the cancel"
+            raise RunStateError(f"run {run_id}: a worker still holds some of its tracks; wait for the cancel"
                                    " to finish")
         if detach and pipeline.secret_inputs:
             raise ParameterError(f"run {run_id} has secret inputs, which are never stored: retry it without"
@@ -1057,11 +1058,11 @@ def resume_run(db: Database, run_id: int, owner: str) -> None:
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
-            raise GraphStatusError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be resumed"
+            raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be resumed"
                                    f" (pipeline-engine retry {run_id} starts a finished one again)")
         live = {w.name for w, _ in recovery.live_workers(s)}
         if pipeline.owner is not None and pipeline.owner in live:
-            raise GraphStatusError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
+            raise RunStateError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
         pipeline.owner = owner
         s.flush()
         recovery.take_back_from_dead(s.connection(), db.key, run_id, live)
