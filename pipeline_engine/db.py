@@ -5,10 +5,10 @@ one transaction on it.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -24,6 +24,8 @@ from pipeline_engine.errors import (DatabaseError, DatabaseMissingError, Databas
 # The driver each bare scheme means here: PyMySQL for MySQL/MariaDB, psycopg 3 for PostgreSQL.
 _DRIVERS = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
             "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+# the backend named in a database's key: mysql:// and mariadb:// reach the same servers
+_FAMILY = {"mariadb": "mysql"}
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -102,6 +104,8 @@ class Database:
         #: the embedded SQLite default migrates itself on first use; servers need `db upgrade`
         self.auto_migrate = self.dialect == "sqlite" if auto_migrate is None else auto_migrate
         self._schema_ok = False
+        #: the installation id, read (or made) once, on first use
+        self._installation: str | None = None
         self._schema_lock = threading.Lock()
 
     def _open_file(self, create: bool) -> None:
@@ -152,11 +156,18 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
     @property
+    def installation_id(self) -> str:
+        """The id the database records for itself (made by its first user; see ``ensure_schema``)."""
+        self.ensure_schema()
+        return self._installation
+
+    @property
     def key(self) -> str:
-        """A short name for this database, stable across processes: it keeps the log files of
-        different databases (whose run ids repeat) apart."""
-        digest = hashlib.sha1(self.safe_url.encode("utf-8")).hexdigest()[:10]
-        return f"{self.dialect}-{digest}"
+        """A short name for this database, stable across processes and the same through every URL
+        that reaches it (``localhost`` or ``127.0.0.1``, a relative or absolute SQLite path):
+        ``<backend>-<installation id>``. It marks the processes of its attempts (leftovers are
+        found by it) and names its logs directory (run ids repeat across databases)."""
+        return f"{_FAMILY.get(self.dialect, self.dialect)}-{self.installation_id}"
 
     @property
     def is_mysql(self) -> bool:
@@ -238,26 +249,59 @@ class Database:
 
     def ensure_schema(self) -> None:
         """Make sure the schema is at the newest migration: upgrade the embedded SQLite
-        default, or raise SchemaVersionError for a server that needs `db upgrade`."""
-        if self._schema_ok:
+        default, or raise SchemaVersionError for a server that needs `db upgrade`. Then read
+        the installation id, once, before any caller's transaction holds a lock it would wait on."""
+        if self._schema_ok and self._installation is not None:
             return
         with self._schema_lock:
-            if self._schema_ok:
-                return
-            from pipeline_engine import migrate
+            if not self._schema_ok:
+                self._check_schema()
+                self._schema_ok = True
+            if self._installation is None:
+                self._installation = self._read_installation()
 
-            with self._connect(write=True) as conn, self._migrating(conn):
-                with conn.begin():
-                    current = migrate.current_revision(conn)
-                    head = migrate.head_revision()
-                    if current != head:
-                        if not self.auto_migrate:
-                            raise SchemaVersionError(
-                                f"database {self.safe_url} is at schema {current or 'none'}, this version"
-                                f" needs {head}: run `pipeline-engine --db URL db upgrade`")
-                        migrate.upgrade(conn)
-                        self._check_foreign_keys(conn)
-            self._schema_ok = True
+    def _check_schema(self) -> None:
+        from pipeline_engine import migrate
+
+        with self._connect(write=True) as conn, self._migrating(conn):
+            with conn.begin():
+                current = migrate.current_revision(conn)
+                head = migrate.head_revision()
+                if current != head:
+                    if not self.auto_migrate:
+                        raise SchemaVersionError(
+                            f"database {self.safe_url} is at schema {current or 'none'}, this version"
+                            f" needs {head}: run `pipeline-engine --db URL db upgrade`")
+                    migrate.upgrade(conn)
+                    self._check_foreign_keys(conn)
+
+    def _read_installation(self) -> str:
+        """The installation id, made by the database's first user. Race-free on every backend:
+        the table's primary key is a constant, so it admits one row; of first users creating it
+        at once one commits, the others get an IntegrityError (PostgreSQL and InnoDB make them
+        wait for the winner's commit; SQLite writers take turns) and read the winner's id. Each
+        step is a transaction of its own, so the read after a lost race sees the winner's
+        commit under MySQL's REPEATABLE READ too."""
+        from pipeline_engine import store
+
+        tries = 5
+        for attempt in range(tries):
+            with self._connect(write=False) as conn, conn.begin():
+                found = store.installation_id(conn)
+            if found is not None:
+                return found
+            mine = uuid.uuid4().hex
+            try:
+                with self._connect(write=True) as conn, conn.begin():
+                    store.create_installation(conn, mine)
+                return mine
+            except sa_exc.IntegrityError:
+                continue  # another process made it first: read its id
+            except DatabaseError:
+                # InnoDB: creators that waited on one that rolled back can deadlock; one wins
+                if attempt == tries - 1:
+                    raise
+        raise DatabaseError(f"database {self.safe_url}: cannot read its installation id")
 
     def upgrade(self) -> tuple[str | None, str]:
         """Apply every pending migration; returns (revision before, revision after)."""

@@ -325,3 +325,19 @@ class Track(Base):
     pool: Mapped[str | None] = mapped_column(Name)
     #: a pending track waiting for its retry is not claimed before this time
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Installation(Base):
+    """This database's identity, whatever the URL that reaches it: one row (``slot`` is always
+    1), made by the first process that uses the database (``store.create_installation``), not
+    by the migration, so the DDL in ``sql/`` holds no random value. Process markers and log
+    directories are named after ``id``."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("slot = 1", name="slot"), _TABLE_OPTIONS)
+
+    #: the primary key admits one row: of two first users creating it at once, one wins
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: 32 random hex digits
+    id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -15,12 +15,25 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Pipeline, Pool, Track, Vertex, Worker
+from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --- installation --------------------------------------------------------------
+
+def installation_id(conn: Connection) -> str | None:
+    """The database's installation id, None before its first use made one."""
+    return conn.execute(select(Installation.id).where(Installation.slot == 1)).scalar_one_or_none()
+
+
+def create_installation(conn: Connection, installation: str) -> None:
+    """Record ``installation`` as the database's id. Raises IntegrityError when it has one
+    already: the table's primary key admits one row, so of concurrent creators one wins."""
+    conn.execute(insert(Installation).values(slot=1, id=installation, created_at=now()))
 
 
 # --- graphs --------------------------------------------------------------------

@@ -189,4 +189,16 @@ ALTER TABLE track ADD COLUMN not_before TIMESTAMP WITHOUT TIME ZONE;
 
 UPDATE pipeline_engine_version SET version_num='0006' WHERE pipeline_engine_version.version_num = '0005';
 
+-- Running upgrade 0006 -> 0007
+
+CREATE TABLE installation (
+    slot INTEGER NOT NULL,
+    id VARCHAR(32) NOT NULL,
+    created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    CONSTRAINT pk_installation PRIMARY KEY (slot),
+    CONSTRAINT ck_installation_slot CHECK (slot = 1)
+);
+
+UPDATE pipeline_engine_version SET version_num='0007' WHERE pipeline_engine_version.version_num = '0006';
+
 COMMIT;

@@ -208,6 +208,7 @@ def db_url(request, backend, tmp_path, sqlite_template) -> str:
 @pytest.fixture
 def db(db_url) -> Database:
     database = Database(db_url, auto_migrate=False)
+    database.key  # noqa: B018 -- used once, as any database is before a test's commands: its installation id is made
     yield database
     database.dispose()
 

@@ -143,7 +143,7 @@ def test_a_server_database_that_turns_read_only_mid_run_stops_the_worker(backend
         url = make_url(db_url).update_query_dict(
             {"init_command": "SET SESSION tx_read_only = (SELECT flag FROM pe_test_read_only)"}
         ).render_as_string(hide_password=False)
-    key = Database(url).key  # the worker's processes carry it
+    key = db.key  # the worker's processes carry it, whatever URL it reaches the database by
     script = once_then(tmp_path, "v", "sleep 60")
     service.import_graph(db, {"name": "one", "vertices": [{"name": "v", "script": script, "retries": 1}]}, seal=True)
     run = service.start_run(db, "one", detach=True)
@@ -241,7 +241,7 @@ class Relay:
 def test_a_signal_while_the_database_is_retried_stops_within_the_grace(backend, command, db, db_url, tmp_path):
     relay = Relay(make_url(SERVER_URLS[backend]).port or (3306 if backend == "mariadb" else 5432))
     url = make_url(db_url).set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
-    key = Database(url).key
+    key = db.key  # the same through the relay
     script = once_then(tmp_path, "v", "sleep 60")
     service.import_graph(db, {"name": "one", "vertices": [{"name": "v", "script": script, "retries": 1}]}, seal=True)
     log = tmp_path / "out.log"
