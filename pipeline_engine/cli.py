@@ -51,6 +51,14 @@ class Context:
             self._db = connect(self.url, create=self.url == default_db_url())
         return self._db
 
+    def ready_to_run(self) -> None:
+        """Refuse, before anything changes, what would keep this process from running scripts:
+        a logs directory that cannot work, a bash older than the one the placeholder reader models."""
+        from pipeline_engine.executor import check_bash
+
+        self.log_dir  # noqa: B018 -- checked on first use
+        check_bash()
+
     @property
     def log_dir(self) -> str:
         """Where runs write their log files: one directory per database (run ids repeat across
@@ -583,7 +591,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     from pipeline_engine.runner import worker_name
 
     if not detach:
-        ctx.log_dir  # noqa: B018 -- a logs directory that cannot work is refused before the run starts
+        ctx.ready_to_run()
     parameters = _ask_missing(ctx, name, parameters, no_input, version)
     engine_name = worker_name()
     run = service.start_run(ctx.db, name, list(parameters), name=run_name, workers=workers,
@@ -610,7 +618,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
     from pipeline_engine import service
     from pipeline_engine.runner import worker_name
 
-    ctx.log_dir  # noqa: B018 -- refused before anything changes
+    ctx.ready_to_run()
     parameters = _ask_secrets(ctx, run_id, parameters, no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
@@ -635,7 +643,7 @@ def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: i
     from pipeline_engine.runner import worker_name
 
     if not detach:
-        ctx.log_dir  # noqa: B018 -- refused before anything changes
+        ctx.ready_to_run()
     parameters = _ask_secrets(ctx, run_id, parameters, no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()

@@ -16,10 +16,50 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pipeline_engine.errors import SettingError
 from pipeline_engine.params import MASK
 from pipeline_engine.settings import process_environ
+from pipeline_engine.shell import BASH_MODELLED
 
 SHELL = ("/bin/bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c")
+_checked_bash: dict[str, tuple[int, int]] = {}
+
+
+def bash_version(bash: str = SHELL[0]) -> tuple[int, int]:
+    """(major, minor) of the bash at ``bash``, as it reports itself; SettingError if it does
+    not run."""
+    try:
+        out = subprocess.run([bash, "--noprofile", "--norc", "-c",
+                              'printf "%s.%s" "${BASH_VERSINFO[0]}" "${BASH_VERSINFO[1]}"'],
+                             capture_output=True, text=True, timeout=30, env=process_environ_str())
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SettingError(f"{bash} cannot run: {exc}; vertices are bash scripts") from None
+    major, _, minor = out.stdout.strip().partition(".")
+    if out.returncode != 0 or not (major.isdigit() and minor.isdigit()):
+        raise SettingError(f"{bash} does not report a bash version (exit {out.returncode}); vertices are bash"
+                           " scripts")
+    return int(major), int(minor)
+
+
+def check_bash(bash: str = SHELL[0]) -> tuple[int, int]:
+    """The version of the bash that runs scripts, if it is at least the one whose grammar
+    ``shell`` models; else SettingError: an older bash may parse a script otherwise than the
+    reader that keeps ``{param}`` values from running as code. Checked once per process."""
+    if bash not in _checked_bash:
+        found = bash_version(bash)
+        if found < BASH_MODELLED:
+            want = ".".join(map(str, BASH_MODELLED))
+            raise SettingError(f"{bash} is bash {found[0]}.{found[1]}: pipeline_engine reads scripts as bash {want}"
+                               f" parses them (that is how a parameter's value never runs as code) and runs"
+                               f" them with bash {want} or newer only; install it as {bash}")
+        _checked_bash[bash] = found
+    return _checked_bash[bash]
+
+
+def process_environ_str() -> dict[str, str]:
+    return {os.fsdecode(k): os.fsdecode(v) for k, v in process_environ().items()}
+
+
 #: bytes of stdout and of stderr kept per track
 DEFAULT_OUTPUT_CAP = 64 * 1024
 #: seconds between SIGTERM and SIGKILL when a process group is stopped

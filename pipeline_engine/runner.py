@@ -202,6 +202,7 @@ class Engine:
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None, host: str | None = None,
                  on_stop: Callable[[str], None] | None = None):
+        executor.check_bash()  # before anything runs: the scripts' bash must read them as shell.py does
         self.db = db
         self.host = host or this_host()
         self.workers = workers or DEFAULT_WORKERS

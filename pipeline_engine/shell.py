@@ -23,6 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+#: the bash whose grammar this reader models (checked against 5.2.15): an older one may read a
+#: script otherwise, so the engine refuses to run scripts with it (``executor.check_bash``)
+BASH_MODELLED = (5, 2)
+
 #: marks are characters from Unicode's supplementary private use area B
 MARK_BASE = 0x100000
 MARK_LIMIT = 0x10FFFE
