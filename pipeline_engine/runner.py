@@ -68,9 +68,9 @@ from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
 from pipeline_engine.events import Bus, Event  # noqa: F401 -- runner.Event stays importable
 from pipeline_engine.models import NAME_LENGTH, storable
-from pipeline_engine.service import RunStart
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
+from pipeline_engine.views import RunStart
 
 log = logging.getLogger("pipeline_engine.runner")
 

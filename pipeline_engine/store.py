@@ -183,6 +183,34 @@ def delete_vertex(s: Session, vertex: Vertex) -> None:
     s.flush()
 
 
+def add_vertex(s: Session, row: Mapping[str, Any]) -> None:
+    """Insert a vertex (``vertex_row``'s form)."""
+    s.add(Vertex(**row))
+    s.flush()
+
+
+def update_vertex(s: Session, vertex: Vertex, values: Mapping[str, Any]) -> None:
+    """Set a vertex's columns (``vertex_row``'s form)."""
+    for key, value in values.items():
+        setattr(vertex, key, value)
+    s.flush()
+
+
+def add_edge(s: Session, graph_id: int, tail_id: int, head_id: int) -> None:
+    s.add(Edge(graph_id=graph_id, tail_id=tail_id, head_id=head_id))
+    s.flush()
+
+
+def delete_edge(s: Session, edge: Edge) -> None:
+    s.delete(edge)
+    s.flush()
+
+
+def set_description(s: Session, graph: Graph, description: str) -> None:
+    graph.description = description
+    s.flush()
+
+
 def edge_names(s: Session, graph_id: int) -> list[tuple[str, str]]:
     """The graph's edges as (tail name, head name), in the order they were added."""
     tail, head = aliased(Vertex), aliased(Vertex)
@@ -765,6 +793,25 @@ def running_pipelines(conn: Connection, pipeline_ids: Sequence[int]) -> set[int]
         out.update(conn.scalars(select(Pipeline.id).where(Pipeline.id.in_(ids[i:i + 500]),
                                                          Pipeline.state == "running")))
     return out
+
+
+def restart_pipeline(s: Session, pipeline_id: int, state: str, owner: str | None) -> bool:
+    """``retry``: a finished run (still in ``state``) is running again, owned by ``owner`` (None:
+    left to the workers). False when it changed meanwhile (compare-and-set)."""
+    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == state)
+                     .values(state="running", finished_at=None, owner=owner)).rowcount == 1
+    s.expire_all()
+    return done
+
+
+def adopt_pipeline(s: Session, pipeline_id: int, owner_before: str | None, owner: str) -> bool:
+    """``resume``: a running run's owner becomes ``owner``, if it is still running and still
+    ``owner_before``'s (compare-and-set)."""
+    held = Pipeline.owner.is_(None) if owner_before is None else Pipeline.owner == owner_before
+    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running", held)
+                     .values(owner=owner)).rowcount == 1
+    s.expire_all()
+    return done
 
 
 def pipeline_graph(s: Session, pipeline_id: int) -> int | None:

@@ -1,0 +1,64 @@
+"""Operating the installation: workers, recovery of dead workers' tracks, pruning old runs."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from pipeline_engine import recovery, store
+from pipeline_engine.db import Database
+from pipeline_engine.errors import GraphError
+from pipeline_engine.service._base import _write
+from pipeline_engine.views import WorkerInfo
+
+
+def _worker_alive(s: Session) -> bool:
+    owners = store.running_owners(s)
+    return any(w.name not in owners for w, _ in recovery.live_workers(s))
+
+
+def worker_alive(db: Database) -> bool:
+    """Whether a worker that takes runs nobody owns (``run --detach``) is alive now: not
+    stopped, its heartbeat within its lease, and not a ``run`` or ``resume`` process (those run
+    their own run only)."""
+    with db.transaction(write=False) as s:
+        return _worker_alive(s)
+
+
+def list_workers(db: Database) -> list[WorkerInfo]:
+    """Live workers (not stopped, heartbeat within their lease), by name."""
+    with db.transaction(write=False) as s:
+        return [WorkerInfo(w.name, w.host, w.pid, w.concurrency, w.lease, w.started_at, w.heartbeat_at, n)
+                for w, n in recovery.live_workers(s)]
+
+
+def recover(db: Database) -> int:
+    """Take back now the running tracks of workers whose lease ran out; returns how many."""
+    with _write(db) as s:
+        return recovery.recover_expired(s.connection(), db.key)
+
+
+def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
+               on_batch: Callable[[list[int]], None] | None = None, dry_run: bool = False) -> tuple[int, int]:
+    """Delete the runs that finished more than ``older_than_days`` ago, with their tracks, in
+    transactions of ``batch`` runs (short: running work is never waited on). ``on_batch``
+    gets each batch's run ids once deleted. Returns (runs, tracks) deleted; with ``dry_run``,
+    what would be deleted now, and nothing is."""
+    if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)) or older_than_days < 0:
+        raise GraphError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
+    before = store.now() - timedelta(days=older_than_days)
+    if dry_run:
+        with db.transaction(write=False) as s:
+            return store.count_old_finished_runs(s.connection(), before)
+    runs = tracks = 0
+    while True:
+        with _write(db) as s:
+            conn = s.connection()
+            candidates = store.old_finished_runs(conn, before, batch)
+            ids, n = store.delete_runs(conn, candidates, before)  # a run retried meanwhile is kept
+        runs, tracks = runs + len(ids), tracks + n
+        if ids and on_batch is not None:
+            on_batch(ids)
+        if len(candidates) < batch:
+            return runs, tracks

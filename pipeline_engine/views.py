@@ -1,0 +1,219 @@
+"""What the service returns: plain values, each with the one JSON form (``to_dict``) that the
+CLI's ``--json`` and the API speak. Pure: no database."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline_engine import params
+from pipeline_engine.spec import GraphSpec
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    name: str
+    description: str
+    status: str
+    vertices: int
+    edges: int
+    created_at: datetime
+    updated_at: datetime
+    sealed_at: datetime | None
+    #: what else the operation changed, for the user to read (an import's pool sizes)
+    notes: tuple[str, ...] = ()
+    #: what the check the operation made warns about (as ``graph check``), if it made one
+    warnings: tuple[str, ...] = ()
+    #: which version of the name this is (1, 2, 3...)
+    version: int = 1
+    #: the newest sealed version of the name: the one ``run NAME`` runs (None: none yet)
+    sealed_version: int | None = None
+    #: an import found the newest sealed version identical to the file and created nothing
+    unchanged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "description": self.description, "status": self.status,
+                "vertices": self.vertices, "edges": self.edges, "created_at": _iso(self.created_at),
+                "updated_at": _iso(self.updated_at), "sealed_at": _iso(self.sealed_at),
+                "sealed_version": self.sealed_version}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a graph name, as ``graph versions`` lists it."""
+
+    version: int
+    status: str
+    created_at: datetime
+    sealed_at: datetime | None
+    #: how many runs it has
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "status": self.status, "created_at": _iso(self.created_at),
+                "sealed_at": _iso(self.sealed_at), "runs": self.runs}
+
+
+@dataclass(frozen=True)
+class GraphDetail:
+    """A graph's definition and its status."""
+
+    info: GraphInfo
+    spec: GraphSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.info.to_dict()
+        out["vertices"] = [{"name": v.name, "description": v.description, "script": v.script,
+                            "inputs": v.inputs, "timeout": v.timeout, "retries": v.retries,
+                            "retry_delay": v.retry_delay, "retry_backoff": v.retry_backoff,
+                            "priority": v.priority, "pool": v.pool, "cwd": v.cwd, "env": dict(v.env)}
+                           for v in self.spec.vertices]
+        out["edges"] = [[t, h] for t, h in self.spec.edges]
+        out["pools"] = dict(self.spec.pools)
+        return out
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    graph: str
+    status: str
+    #: a topological order of the vertices (Kahn's)
+    order: list[str]
+    #: things that are allowed but probably unintended, e.g. a {word} that names no input
+    warnings: list[str] = field(default_factory=list)
+    #: the version checked: the newest
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a deletion removed (or, with ``dry_run``, would remove)."""
+
+    vertices: int
+    edges: int
+    runs: tuple[int, ...]  #: the runs' ids (their log files are the caller's to remove)
+    tracks: int
+    #: the versions deleted
+    versions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A pool, with its tracks that run (each holds a slot) and that wait, counted in SQL."""
+
+    name: str
+    size: int
+    description: str
+    running: int
+    pending: int
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "description": self.description, "running": self.running,
+                "pending": self.pending, "updated_at": _iso(self.updated_at)}
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run just created. ``rendered`` holds each vertex's script and environment with the
+    real secret values: it lives in memory only and is never stored."""
+
+    id: int
+    graph: str
+    name: str | None
+    #: the version of the graph it runs
+    version: int
+    #: vertex names of the tracks that are ready (the roots)
+    pending: list[str]
+    waiting: list[str]
+    rendered: dict[str, params.Rendered] = field(repr=False)
+    #: the run's secret values, to mask in captured output
+    secrets: list[str] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    vertex: str
+    state: str
+    attempt: int
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    stdout: str = field(repr=False, default="")
+    stderr: str = field(repr=False, default="")
+    log_path: str | None = None
+    #: the worker running it now
+    worker: str | None = None
+    #: the concurrency pool it takes a slot of while it runs
+    pool: str | None = None
+    #: pending, waiting for its retry: not started before this time
+    retry_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error,
+                "worker": self.worker, "pool": self.pool, "retry_at": _iso(self.retry_at)}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    graph: str
+    name: str | None
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    #: track counts by state, aggregated in SQL
+    counts: dict[str, int] = field(default_factory=dict)
+    #: the process that runs it alone (``run``, ``resume``); None: any worker
+    owner: str | None = None
+    #: the version of the graph it runs
+    version: int = 1
+
+    @property
+    def for_workers(self) -> bool:
+        """Running, left to the workers (``--detach``), with tracks waiting to start."""
+        return self.state == "running" and self.owner is None and self.counts.get("pending", 0) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "graph": self.graph, "version": self.version, "name": self.name, "state": self.state,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts}
+
+
+@dataclass(frozen=True)
+class RunInfo(RunSummary):
+    #: one page of the run's tracks (all of them unless a limit was asked)
+    tracks: list[TrackInfo] = field(default_factory=list)
+    #: how many tracks the run has
+    total: int = 0
+    #: the parameters given to the run, secrets as ``params.MASK`` (their values are never stored)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: some worker that takes runs nobody owns is alive now
+    worker_alive: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "total": self.total, "tracks": [t.to_dict() for t in self.tracks],
+                "parameters": self.parameters, "worker_alive": self.worker_alive}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    lease: float
+    started_at: datetime
+    heartbeat_at: datetime
+    #: tracks it runs now
+    tracks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "pid": self.pid, "concurrency": self.concurrency,
+                "lease": self.lease, "started_at": _iso(self.started_at), "heartbeat_at": _iso(self.heartbeat_at),
+                "tracks": self.tracks}
