@@ -664,7 +664,8 @@ class Engine:
                 candidates.append(track_id)
         if found.aside and len(candidates) < free:
             found.more = True  # what can run besides a full pool's tracks: look again at once
-        claimed = store.claim_tracks(conn, candidates, self.name, ChainMap(handed, self.attempts))
+        claimed = store.claim_tracks(conn, candidates, self.name, ChainMap(handed, self.attempts) if handed
+                                     else self.attempts)
         if until is not None and not in_flight and not claimed and not found.rest and not found.aside \
                 and not self.ready and not self.blocked:
             store.finish_if_done(conn, until)
@@ -714,7 +715,7 @@ class Engine:
                 events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, "interrupted",
                                     job.pipeline_id))
                 continue
-            if self._was_fenced(track_id, attempt):
+            if self._fenced and self._was_fenced(track_id, attempt):
                 if store.hand_back(conn, self.name, track_id, attempt, _FENCED):
                     handed[track_id] = attempt - 1
                     ready.append(track_id)
@@ -837,9 +838,11 @@ class Engine:
             groups = [self._procs[t] for t in victims if t in self._procs]
         if not victims:
             return
-        log.warning("%s: no heartbeat renewed for %.1f s (lease %g s): killing %d running attempt(s), whose"
-                    " tracks other workers may take back", self.name, time.monotonic() - (self._renewed or 0.0),
-                    self.lease, len(victims))
+        silent = time.monotonic() - (self._renewed or 0.0)
+        why = "its tracks may have been taken back by another worker already" if silent > self.lease else \
+            "before another worker can take its tracks back"  # past the lease: it was paused (SIGSTOP), or slow
+        log.warning("%s: no heartbeat renewed for %.1f s (lease %g s): killing %d running attempt(s), %s",
+                    self.name, silent, self.lease, len(victims), why)
         for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -854,6 +857,8 @@ class Engine:
     def _unfence(self, ended: list[_Ended]) -> None:
         """These attempts' ends are written: forget that they were fenced (the same track may be
         claimed again under the same attempt number, a hand-back not counting)."""
+        if not self._fenced:
+            return
         with self._lock:
             for e in ended:
                 if self._fenced.get(e.track_id) == e.attempt:
