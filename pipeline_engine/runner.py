@@ -29,7 +29,9 @@ fence_margin`` seconds, and the threads start nothing claimed meanwhile. Those a
 recorded nothing: once the database answers, each is handed back (``pending``, the attempt not
 counted) if this worker still holds it, else left to the worker that took it. The dispatcher may
 be stuck much longer than the lease inside one statement (a connection that hangs: the drivers
-have no read timeout), hence a thread of its own.
+have no read timeout), hence a thread of its own. While a transaction is retried, a heartbeat is
+tried about every second between the retries, so that a batch that keeps failing on a database
+that still answers (deadlocks, say) does not fence the worker.
 
 Concurrency pools. A track of a vertex that names a pool is claimed only in a transaction that
 has locked the pool's row and counted its running tracks (``store.pool_room``), so no more than
@@ -271,6 +273,10 @@ class Engine:
         # attempts killed or not started because the heartbeat failed too long (track id ->
         # attempt): recorded nothing, handed back if still held
         self._fenced: dict[int, int] = {}
+        # the dispatcher's tracks in flight, for a heartbeat between another transaction's retries
+        self._held: dict[int, int] | None = None
+        self._renewing = False  # a heartbeat is being written (its own retries renew nothing more)
+        self._next_retry_beat = 0.0
         # attempts lost (track id -> attempt): do not start, kill if started. By attempt: the
         # same track may come back to this worker (a retry, a take-back) and must run then
         self._revoked: dict[int, int] = {}
@@ -470,6 +476,7 @@ class Engine:
             self._tx(lambda c: store.register_worker(c, self.name, self.host, os.getpid(),
                                                      self.workers, self.lease))
             self._renewed = began  # it holds nothing yet: whatever it claims is renewed from now on
+            self._held = in_flight
             watchdog.start()
             ended: list[_Ended] = []
             next_beat = next_sweep = next_poll = next_recheck = 0.0
@@ -561,7 +568,7 @@ class Engine:
             watching.set()
             if watchdog.is_alive():
                 watchdog.join()
-            self._renewed = None
+            self._renewed, self._held = None, None
             self._kill_leftovers()
             try:
                 self._tx(lambda c: store.stop_worker(c, self.name), attempts=3)
@@ -796,10 +803,14 @@ class Engine:
 
     # --- leases ----------------------------------------------------------------------------------
 
-    def _heartbeat(self, in_flight: dict[int, int]) -> None:
+    def _heartbeat(self, in_flight: dict[int, int], attempts: int | None = None) -> None:
         self.db.check_file()  # writes to a deleted SQLite file succeed, into nothing: stop instead
         began = time.monotonic()  # the time it writes is later: the lease is counted from then
-        lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)))
+        self._renewing = True
+        try:
+            lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)), attempts=attempts)
+        finally:
+            self._renewing = False
         with self._lock:
             was_cut_off = self._cut_off()
             if self._renewed is not None:
@@ -1053,13 +1064,7 @@ class Engine:
                 if self._grace_over():
                     raise _GaveUp(f"database error on {self.db.safe_url}: {_first_line(cause)}") from exc
                 log.warning("%s: database error (%s); retrying in %.2f s", self.name, _first_line(cause), delay)
-                try:
-                    if self._conn is not None:
-                        self._conn.invalidate()
-                        self._conn.close()
-                except Exception:  # noqa: BLE001 -- the connection is gone either way
-                    pass
-                self._conn = None
+                self._drop_connection()
                 self._faulted = True
                 self._pause(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
@@ -1068,12 +1073,38 @@ class Engine:
         return self.stopping.is_set() and self._stop_deadline is not None \
             and time.monotonic() >= self._stop_deadline
 
+    def _drop_connection(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.invalidate()
+                self._conn.close()
+        except Exception:  # noqa: BLE001 -- the connection is gone either way
+            pass
+        self._conn = None
+
     def _pause(self, seconds: float) -> None:
         """Sleep between retries, cut short when a stop's grace ends (a signal during a long
-        backoff is not left waiting)."""
+        backoff is not left waiting). The lease is renewed meanwhile when the database takes a
+        heartbeat: a transaction that keeps failing (deadlocks, say) must not fence the worker."""
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0 and not self._grace_over():
+            self._beat_while_retrying()
             time.sleep(min(left, 0.05))
+
+    def _beat_while_retrying(self) -> None:
+        """One try of a heartbeat, when one is due, from inside another transaction's retries
+        (on the dispatcher's thread: it owns the connection)."""
+        now = time.monotonic()
+        if self._held is None or self._renewing or self._renewed is None or now < self._next_retry_beat \
+                or now - self._renewed < self.heartbeat_every:
+            return
+        self._next_retry_beat = now + self.heartbeat_every
+        try:
+            self._heartbeat(self._held, attempts=1)
+        except DatabaseUnusableError:
+            raise
+        except DatabaseError:  # the database does not answer it either: the retry goes on
+            self._drop_connection()
 
     def _abandon(self) -> None:
         """The database cannot take this worker's results: start nothing more and end every

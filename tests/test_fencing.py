@@ -2,8 +2,9 @@
 open, no byte passes) kills the processes it runs before its lease runs out, so that another
 worker taking its track back never runs an attempt beside it; once the partition heals it records
 nothing for the killed attempt and goes on serving. The partition is a TCP proxy on loopback,
-written here, between the worker and a real MariaDB or PostgreSQL server. SQLite has no network
-to cut: these tests do not run on it.
+written here, between the worker and a real MariaDB or PostgreSQL server. The other side: a
+worker whose transaction keeps failing on a database that still answers renews its lease between
+the retries and kills nothing. SQLite has no network to cut: these tests do not run on it.
 """
 from __future__ import annotations
 
@@ -236,3 +237,64 @@ def test_the_fencing_margin_leaves_at_least_two_heartbeats_and_a_second_before_t
         with pytest.raises(SettingError):
             Engine(db, lease=30, fence_margin=wrong)
     db.dispose()
+
+
+_REFUSE = {  # a fault of the server's own making: every change of a track's state fails as a deadlock would
+    "postgresql": ["CREATE FUNCTION pe_refuse() RETURNS trigger AS $$ BEGIN"
+                   " IF NEW.state IS DISTINCT FROM OLD.state THEN"
+                   " RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = '40001'; END IF;"
+                   " RETURN NEW; END $$ LANGUAGE plpgsql",
+                   "CREATE TRIGGER pe_refuse BEFORE UPDATE ON track FOR EACH ROW EXECUTE FUNCTION pe_refuse()"],
+    "mariadb": ["CREATE TRIGGER pe_refuse BEFORE UPDATE ON track FOR EACH ROW BEGIN"
+                " IF NOT (NEW.state <=> OLD.state) THEN"
+                " SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'injected deadlock'; END IF; END"],
+}
+_ALLOW = {"postgresql": ["DROP TRIGGER pe_refuse ON track", "DROP FUNCTION pe_refuse()"],
+          "mariadb": ["DROP TRIGGER pe_refuse"]}
+
+
+@pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
+def test_a_worker_whose_transaction_keeps_failing_renews_its_lease_meanwhile_and_kills_nothing(
+        backend, db, db_url, tmp_path):
+    """The other side of fencing: a database that answers heartbeats while the dispatcher's batch
+    keeps failing (here every change of a track's state, refused by a trigger as a deadlock would
+    be, for longer than the lease) must not fence the worker: it renews its lease between the
+    batch's retries, and its running attempt goes on to its end."""
+    from sqlalchemy import text
+
+    side = tmp_path / "long"
+    ticks = ('for i in $(seq 140); do echo "$PIPELINE_ENGINE_TRACK $EPOCHREALTIME" >> {0}; sleep 0.05; done;'
+             ' echo "$PIPELINE_ENGINE_TRACK done $EPOCHREALTIME" >> {0}').format(side)
+    service.import_graph(db, {"name": "refused", "vertices": [{"name": "long", "script": ticks},
+                                                              {"name": "short", "script": "sleep 0.3"}]}, seal=True)
+    run = service.start_run(db, "refused", detach=True)
+    log = tmp_path / "w.log"
+    w = worker(db_url, open(log, "w"), "--concurrency", "2", "--lease", f"{LEASE:g}", "--poll", "0.05")
+    refusing = False
+    try:
+        try:
+            wait_for(lambda: {t.state for t in run_tracks(db, run.id).values()} == {"running"}, 30, "both to start")
+            # Given every write of a track's end refused, for longer than the lease
+            with db.engine.begin() as conn:
+                for statement in _REFUSE[backend]:
+                    conn.execute(text(statement))
+            refusing = True
+            wait_for(lambda: "retrying" in log.read_text(), 10, "the worker to retry the short track's end")
+            time.sleep(LEASE + 2)
+            # Then the worker renewed its lease meanwhile: it killed nothing, nobody may take its tracks
+            assert "no heartbeat renewed" not in log.read_text()
+            assert any(_has_marker(p, executor.marker(db.key, run_tracks(db, run.id)["long"].id, 1))
+                       for p in processes_of(db.key))
+            assert {t.state for t in run_tracks(db, run.id).values()} == {"running"}
+        finally:
+            if refusing:
+                with db.engine.begin() as conn:
+                    for statement in _ALLOW[backend]:
+                        conn.execute(text(statement))
+        # When the writes are allowed again, the run ends with each attempt recorded once
+        assert wait_for(lambda: finished(db, run.id), 30, "the run to finish") == "succeeded"
+    finally:
+        stop(w)
+    assert {(t.state, t.attempt) for t in run_tracks(db, run.id).values()} == {("succeeded", 1)}
+    seen = attempts_in(side)
+    assert len(seen) == 1 and all(a["done"] for a in seen.values())
