@@ -674,7 +674,8 @@ def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
               help="Tracks run at once.")
 @click.option("--name", "worker_name_", help="This worker's name (default host:pid:random); unique.")
 @click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
-              help="Seconds without a heartbeat after which other workers take this one's tracks back.")
+              help="Seconds without a heartbeat after which other workers take this one's tracks back"
+                   " (cut off from the database, it kills its running vertices shortly before).")
 @_GRACE
 @click.option("--poll", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
               help="Seconds between looks for new work when idle.")

@@ -21,6 +21,18 @@ cancelled) kills its process group and records nothing for it. A database fault 
 backoff on a new connection while the processes run on; results are written once it is back,
 and every write is a compare-and-set, so none is written twice.
 
+Self-fencing. Others may take a track back once its lease (counted from the last heartbeat that
+renewed it) has run out, so a worker must not run it past that moment: a watchdog thread, which
+needs no database, kills (SIGKILL, the whole group, then the processes carrying the attempt's
+marker) every process this worker runs once no heartbeat has succeeded for ``lease -
+fence_margin`` seconds, and the threads start nothing claimed meanwhile. Those attempts are
+recorded nothing: once the database answers, each is handed back (``pending``, the attempt not
+counted) if this worker still holds it, else left to the worker that took it. The dispatcher may
+be stuck much longer than the lease inside one statement (a connection that hangs: the drivers
+have no read timeout), hence a thread of its own. While a transaction is retried, a heartbeat is
+tried about every second between the retries, so that a batch that keeps failing on a database
+that still answers (deadlocks, say) does not fence the worker.
+
 Concurrency pools. A track of a vertex that names a pool is claimed only in a transaction that
 has locked the pool's row and counted its running tracks (``store.pool_room``), so no more than
 its size run at once across every worker and run; pool rows are locked first in a transaction,
@@ -53,7 +65,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -90,7 +102,18 @@ _LOOK_AHEAD = 256
 _MAX_BACKOFF = 5.0
 #: a worker's transactions last milliseconds; the server ends one left idle this long at least
 _MIN_IDLE_LIMIT = 5.0
+#: the fencing margin: a worker that has not renewed its heartbeat for ``lease - margin`` kills its
+#: processes. At least this many seconds (it covers the watchdog's tick, the kill, and the
+#: difference between this host's clock and a taker's: leases are judged on wall clocks) ...
+FENCE_MARGIN_MIN = 1.0
+#: ... and a quarter of the lease, but never more than a third of it, so that a worker misses at
+#: least two heartbeats before it kills anything (``heartbeat_every`` is at most a third)
+FENCE_MARGIN_SHARE = 0.25
+#: seconds between the watchdog's looks at the last successful heartbeat (at most)
+_FENCE_TICK = 0.1
 _WAKE = object()  # put in the outbox to wake the dispatcher (a stop was asked)
+#: why a fenced attempt's track went back to pending (its error, and its "ended" event's)
+_FENCED = "stopped: its worker could not renew its lease in time (the database did not answer); it runs again"
 
 
 @dataclass
@@ -126,8 +149,8 @@ class _Plan:
 class _Found:
     """What a batch learnt besides its claims: tracks known pending but not claimed (``rest``:
     back to the ready queue; ``aside``: their pool is full), the pipeline, pool and priority of
-    those a look found, whether to look again at once, and the retries that wait (``later``:
-    track id -> the time before which it is not claimed)."""
+    those a look found, whether to look again at once, the retries that wait (``later``:
+    track id -> the time before which it is not claimed), and the fenced attempts handed back."""
     rest: list[int]
     origin: dict[int, int]
     more: bool
@@ -135,6 +158,8 @@ class _Found:
     pools: dict[int, str]
     prios: dict[int, float]
     later: dict[int, datetime] = dataclasses.field(default_factory=dict)
+    #: fenced attempts this batch handed back: track id -> its attempts so far now
+    handed: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 class _Ended(NamedTuple):
@@ -179,6 +204,13 @@ def check_log_dir(log_dir: str) -> str:
     return log_dir
 
 
+def default_fence_margin(lease: float) -> float:
+    """The default fencing margin for ``lease``: ``max(FENCE_MARGIN_MIN, FENCE_MARGIN_SHARE *
+    lease)``, at most a third of the lease (30 s: 7.5 s, the processes killed after 22.5 s
+    without a heartbeat; 3 s: 1 s; 1.5 s: 0.5 s)."""
+    return min(max(FENCE_MARGIN_MIN, FENCE_MARGIN_SHARE * lease), lease / 3)
+
+
 def worker_name() -> str:
     """This process's identity in the database: host, pid and a random suffix (pids repeat)."""
     return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -201,7 +233,7 @@ class Engine:
                  lease: float = DEFAULT_LEASE, grace: float = DEFAULT_GRACE, poll: float = DEFAULT_POLL,
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None, host: str | None = None,
-                 on_stop: Callable[[str], None] | None = None):
+                 on_stop: Callable[[str], None] | None = None, fence_margin: float | None = None):
         executor.check_bash()  # before anything runs: the scripts' bash must read them as shell.py does
         self.db = db
         self.host = host or this_host()
@@ -209,6 +241,13 @@ class Engine:
         self.name = name or worker_name()
         self.lease, self.grace, self.poll = lease, grace, poll
         self.heartbeat_every = min(1.0, lease / 3)
+        #: seconds before the lease runs out when a worker cut off from the database kills its
+        #: processes (see "Self-fencing" above); ``fence_margin`` (0 < margin < lease) overrides it
+        margin = default_fence_margin(lease) if fence_margin is None else fence_margin
+        if not 0 < margin < lease:
+            raise SettingError(f"fence margin {margin:g} s must be more than 0 and less than the lease ({lease:g} s)")
+        self.fence_margin = margin
+        self.fence_after = lease - margin
         #: seconds the database server lets this worker sit inside a transaction before it ends
         #: the session (a frozen worker's locks must not outlive its lease by much)
         self.idle_limit = min(max(lease / 3, _MIN_IDLE_LIMIT), 30.0)
@@ -228,6 +267,17 @@ class Engine:
         self._told = 0  # what ``on_stop`` was told: 0 nothing, 1 the graceful stop, 2 the stop now
         self._lock = threading.Lock()
         self._procs: dict[int, int] = {}  # track id -> process group, while it runs
+        self._running: dict[int, int] = {}  # track id -> attempt, while its process runs
+        #: monotonic time at which the last heartbeat that succeeded began (every track this
+        #: worker holds was renewed or claimed since); None while not serving
+        self._renewed: float | None = None
+        # attempts killed or not started because the heartbeat failed too long (track id ->
+        # attempt): recorded nothing, handed back if still held
+        self._fenced: dict[int, int] = {}
+        # the dispatcher's tracks in flight, for a heartbeat between another transaction's retries
+        self._held: dict[int, int] | None = None
+        self._renewing = False  # a heartbeat is being written (its own retries renew nothing more)
+        self._next_retry_beat = 0.0
         # attempts lost (track id -> attempt): do not start, kill if started. By attempt: the
         # same track may come back to this worker (a retry, a take-back) and must run then
         self._revoked: dict[int, int] = {}
@@ -420,15 +470,24 @@ class Engine:
         for thread in threads:
             thread.start()
         in_flight: dict[int, int] = {}  # claimed track id -> attempt, until its end is recorded
+        watching = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(watching,), daemon=True, name=f"{self.name}-fence")
         try:
+            began = time.monotonic()
             self._tx(lambda c: store.register_worker(c, self.name, self.host, os.getpid(),
                                                      self.workers, self.lease))
+            self._renewed = began  # it holds nothing yet: whatever it claims is renewed from now on
+            self._held = in_flight
+            watchdog.start()
             ended: list[_Ended] = []
             next_beat = next_sweep = next_poll = next_recheck = 0.0
             while True:
                 now = time.monotonic()
                 for e in ended:
                     in_flight.pop(e.track_id, None)
+                if self._cut_off():  # renew first: what the batch claims must not be fenced at once
+                    self._heartbeat(in_flight)
+                    next_beat = time.monotonic() + self.heartbeat_every
                 self._wake_delayed()
                 look = now >= next_poll and not self.stopping.is_set()
                 # slots this worker freed are tried at once; every pool found full, at each poll
@@ -452,6 +511,7 @@ class Engine:
                         events, found, claimed, finished = self._tx(batch)
                     finally:
                         self._careful = False
+                self._unfence(ended)  # before a track handed back and claimed again is started
                 if self._faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self._faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}
@@ -506,6 +566,10 @@ class Engine:
                 self._inbox.put((math.inf, next(self._seq), None))  # after any work left
             for thread in threads:
                 thread.join()
+            watching.set()
+            if watchdog.is_alive():
+                watchdog.join()
+            self._renewed, self._held = None, None
             self._kill_leftovers()
             try:
                 self._tx(lambda c: store.stop_worker(c, self.name), attempts=3)
@@ -531,7 +595,7 @@ class Engine:
         for e in ended:
             wanted.update(filter(None, map(pool_at, self.jobs[e.track_id].successors)))
         sizes = store.lock_pools(conn, wanted)
-        events, ready, touched, later = self._record(conn, ended)
+        events, ready, touched, later, handed = self._record(conn, ended)
         finished = []
         for pipeline_id in touched:
             plan = self.plans.get(pipeline_id)
@@ -541,7 +605,7 @@ class Engine:
         # what this worker knew was ready and what just became ready
         known = [*taken, *(t for t in ready if t not in in_flight)]
         seen = set(known)
-        found = _Found([], {}, False, [], {}, {}, later)
+        found = _Found([], {}, False, [], {}, {}, later, handed)
         pipelines: list[int] | None = None
 
         def learn(rows) -> None:
@@ -608,7 +672,8 @@ class Engine:
                 candidates.append(track_id)
         if found.aside and len(candidates) < free:
             found.more = True  # what can run besides a full pool's tracks: look again at once
-        claimed = store.claim_tracks(conn, candidates, self.name, self.attempts)
+        claimed = store.claim_tracks(conn, candidates, self.name, ChainMap(handed, self.attempts) if handed
+                                     else self.attempts)
         if until is not None and not in_flight and not claimed and not found.rest and not found.aside \
                 and not self.ready and not self.blocked:
             store.finish_if_done(conn, until)
@@ -632,19 +697,24 @@ class Engine:
         self._block(t for t in found.aside if origin.get(t) not in self._unrunnable and t in self.pool_of)
         for track_id, when in found.later.items():
             self._later(track_id, when)
+        self.attempts.update(found.handed)
         for track_id, attempt in claimed:
             self.attempts[track_id] = attempt
             in_flight[track_id] = attempt
 
     def _record(self, conn: Connection, ended: list[_Ended]
-                ) -> tuple[list[Event], list[int], set[int], dict[int, datetime]]:
+                ) -> tuple[list[Event], list[int], set[int], dict[int, datetime], dict[int, int]]:
         """Write ended attempts; successors of those that succeeded are counted, retries go
         back to pending (not claimed before their ``retry_delay`` has passed), and a final
-        failure marks its descendants. Returns the events, the tracks that became pending (due
-        now), the pipelines where a track finished, and the retries that wait, with their time."""
+        failure marks its descendants. Fenced attempts are not recorded: handed back if still
+        held. Returns the events, the tracks that became pending (due now), the pipelines where a
+        track finished, the retries that wait, with their time, and the fenced tracks handed back
+        (track id -> its attempts so far now)."""
         released: Counter[int] = Counter()
         events, ready, touched, lost = [], [], set(), []
         later: dict[int, datetime] = {}
+        handed: dict[int, int] = {}
+        fenced_lost: list[int] = []
         ends = []
         for track_id, attempt, outcome, started_at, finished_at in ended:
             job = self.jobs[track_id]
@@ -652,6 +722,15 @@ class Engine:
                 store.hand_back(conn, self.name, track_id, attempt, "interrupted: its worker stopped")
                 events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, "interrupted",
                                     job.pipeline_id))
+                continue
+            if self._fenced and self._was_fenced(track_id, attempt):
+                if store.hand_back(conn, self.name, track_id, attempt, _FENCED):
+                    handed[track_id] = attempt - 1
+                    ready.append(track_id)
+                    events.append(Event("ended", job.vertex, T.PENDING, attempt, outcome.duration, _FENCED,
+                                        job.pipeline_id))
+                else:
+                    fenced_lost.append(track_id)  # taken back (or cancelled): the taker runs it
                 continue
             if outcome.ok:
                 target = T.SUCCEEDED
@@ -688,14 +767,18 @@ class Engine:
                 store.mark_upstream_failed(conn, below)
                 events += [Event("skipped", self.jobs[t].vertex, T.UPSTREAM_FAILED, self.attempts[t],
                                  run=job.pipeline_id) for t in below]
+        if fenced_lost:
+            log.warning("%s: %d killed attempt(s) not recorded: their tracks were taken back by another worker"
+                        " (or cancelled) while this worker could not reach the database", self.name, len(fenced_lost))
         if lost:
             log.warning("%s: %d result(s) not recorded: their tracks were taken back by another worker or"
                         " cancelled", self.name, len(lost))
-            store.release_worker(conn, self.name, lost)
+        if lost or fenced_lost:
+            store.release_worker(conn, self.name, lost + fenced_lost)
         now_ready = store.release_successors(conn, released)
         events += [Event("ready", self.jobs[t].vertex, T.PENDING, self.attempts[t], run=self.jobs[t].pipeline_id)
                    for t in now_ready]
-        return events, ready + now_ready, touched, later
+        return events, ready + now_ready, touched, later, handed
 
     def _collect(self, in_flight: dict[int, int], until: float) -> list[_Ended]:
         """Wait for attempts to end, at most until ``until`` (monotonic). Take every one that has
@@ -721,9 +804,21 @@ class Engine:
 
     # --- leases ----------------------------------------------------------------------------------
 
-    def _heartbeat(self, in_flight: dict[int, int]) -> None:
+    def _heartbeat(self, in_flight: dict[int, int], attempts: int | None = None) -> None:
         self.db.check_file()  # writes to a deleted SQLite file succeed, into nothing: stop instead
-        lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)))
+        began = time.monotonic()  # the time it writes is later: the lease is counted from then
+        self._renewing = True
+        try:
+            lost = self._tx(lambda c: store.heartbeat(c, self.name, list(in_flight)), attempts=attempts)
+        finally:
+            self._renewing = False
+        with self._lock:
+            was_cut_off = self._cut_off()
+            if self._renewed is not None:
+                self._renewed = max(self._renewed, began)
+            cut_off = self._cut_off()
+        if was_cut_off and not cut_off:
+            log.warning("%s: the database answers again: its heartbeat is renewed, it runs tracks again", self.name)
         if lost:
             cancelled = [t for t, state in lost.items() if state == T.CANCELLED]
             taken = [t for t in lost if t not in cancelled]
@@ -732,6 +827,54 @@ class Engine:
                             self.name, len(taken))
             self._revoke({t: in_flight[t] for t in taken if t in in_flight}, kill=True)
             self._revoke({t: in_flight[t] for t in cancelled if t in in_flight}, kill=False)
+
+    def _cut_off(self) -> bool:
+        """Whether no heartbeat has succeeded for ``fence_after`` seconds: others may take this
+        worker's tracks back soon, so it must run none of them."""
+        return self._renewed is not None and time.monotonic() - self._renewed > self.fence_after
+
+    def _watch(self, done: threading.Event) -> None:
+        """The watchdog thread: fence this worker whenever it is cut off. It reads a clock and
+        kills processes; no database, so that a dispatcher stuck in a statement cannot delay it."""
+        tick = min(_FENCE_TICK, self.fence_margin / 4)
+        while not done.wait(tick):
+            if self._cut_off():
+                self._fence()
+
+    def _fence(self) -> None:
+        """Kill every attempt this worker runs (SIGKILL to its process group, then to whatever
+        carries its marker elsewhere) and mark them fenced: nothing is recorded for them."""
+        with self._lock:
+            victims = {t: a for t, a in self._running.items() if self._fenced.get(t) != a}
+            self._fenced.update(victims)
+            groups = [self._procs[t] for t in victims if t in self._procs]
+        if not victims:
+            return
+        silent = time.monotonic() - (self._renewed or 0.0)
+        why = "its tracks may have been taken back by another worker already" if silent > self.lease else \
+            "before another worker can take its tracks back"  # past the lease: it was paused (SIGSTOP), or slow
+        log.warning("%s: no heartbeat renewed for %.1f s (lease %g s): killing %d running attempt(s), %s",
+                    self.name, silent, self.lease, len(victims), why)
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        executor.kill_marked(executor.marker(self.db.key, t, a) for t, a in victims.items())
+
+    def _was_fenced(self, track_id: int, attempt: int) -> bool:
+        with self._lock:
+            return self._fenced.get(track_id) == attempt
+
+    def _unfence(self, ended: list[_Ended]) -> None:
+        """These attempts' ends are written: forget that they were fenced (the same track may be
+        claimed again under the same attempt number, a hand-back not counting)."""
+        if not self._fenced:
+            return
+        with self._lock:
+            for e in ended:
+                if self._fenced.get(e.track_id) == e.attempt:
+                    del self._fenced[e.track_id]
 
     def _sweep(self) -> None:
         """Take back the tracks of workers whose lease ran out, and finish their pipelines."""
@@ -827,6 +970,7 @@ class Engine:
                 outcome = self._attempt(j, attempt)
             with self._lock:
                 self._procs.pop(track_id, None)
+                self._running.pop(track_id, None)
                 if self._revoked.get(track_id) == attempt:
                     del self._revoked[track_id]  # that attempt is over: nothing more to stop
             # a successor may outrank every track queued: then let the dispatcher write this end
@@ -852,8 +996,12 @@ class Engine:
         return best is not None and max(self.priority.get(t, 0.0) for t in job.successors) > best
 
     def _lost(self, track_id: int, attempt: int) -> bool:
+        """Whether this attempt must not run: the database cannot take results, the track is no
+        longer ours, or this worker is cut off from the database (then the attempt is fenced)."""
         with self._lock:
-            return self._abandoned or self._revoked.get(track_id) == attempt
+            if self._cut_off():
+                self._fenced[track_id] = attempt
+            return self._abandoned or self._revoked.get(track_id) == attempt or self._fenced.get(track_id) == attempt
 
     def _attempt(self, job: _Job, attempt: int) -> executor.Outcome:
         plan = self.plans[job.pipeline_id]
@@ -868,6 +1016,7 @@ class Engine:
         def spawned(pgid: int) -> None:
             with self._lock:
                 self._procs[job.track_id] = pgid
+                self._running[job.track_id] = attempt
             if self._lost(job.track_id, attempt):  # lost while it was being spawned
                 os.killpg(pgid, signal.SIGKILL)
 
@@ -916,13 +1065,7 @@ class Engine:
                 if self._grace_over():
                     raise _GaveUp(f"database error on {self.db.safe_url}: {_first_line(cause)}") from exc
                 log.warning("%s: database error (%s); retrying in %.2f s", self.name, _first_line(cause), delay)
-                try:
-                    if self._conn is not None:
-                        self._conn.invalidate()
-                        self._conn.close()
-                except Exception:  # noqa: BLE001 -- the connection is gone either way
-                    pass
-                self._conn = None
+                self._drop_connection()
                 self._faulted = True
                 self._pause(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
@@ -931,12 +1074,38 @@ class Engine:
         return self.stopping.is_set() and self._stop_deadline is not None \
             and time.monotonic() >= self._stop_deadline
 
+    def _drop_connection(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.invalidate()
+                self._conn.close()
+        except Exception:  # noqa: BLE001 -- the connection is gone either way
+            pass
+        self._conn = None
+
     def _pause(self, seconds: float) -> None:
         """Sleep between retries, cut short when a stop's grace ends (a signal during a long
-        backoff is not left waiting)."""
+        backoff is not left waiting). The lease is renewed meanwhile when the database takes a
+        heartbeat: a transaction that keeps failing (deadlocks, say) must not fence the worker."""
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0 and not self._grace_over():
+            self._beat_while_retrying()
             time.sleep(min(left, 0.05))
+
+    def _beat_while_retrying(self) -> None:
+        """One try of a heartbeat, when one is due, from inside another transaction's retries
+        (on the dispatcher's thread: it owns the connection)."""
+        now = time.monotonic()
+        if self._held is None or self._renewing or self._renewed is None or now < self._next_retry_beat \
+                or now - self._renewed < self.heartbeat_every:
+            return
+        self._next_retry_beat = now + self.heartbeat_every
+        try:
+            self._heartbeat(self._held, attempts=1)
+        except DatabaseUnusableError:
+            raise
+        except DatabaseError:  # the database does not answer it either: the retry goes on
+            self._drop_connection()
 
     def _abandon(self) -> None:
         """The database cannot take this worker's results: start nothing more and end every
