@@ -66,7 +66,7 @@ def _vertex_change(old: VertexSpec, new: VertexSpec) -> VertexChange | None:
     removed = {k: v for k, v in old.inputs.items() if k not in new.inputs}
     changed = {k: (old.inputs[k], new.inputs[k]) for k in old.inputs
                if k in new.inputs and old.inputs[k] != new.inputs[k]}
-    script = ()
+    script: tuple[str, ...] = ()
     if old.script != new.script:
         script = tuple(difflib.unified_diff(old.script.splitlines(), new.script.splitlines(), lineterm="", n=2))[2:]
     if not (fields or added or removed or changed or script):

@@ -81,7 +81,7 @@ class _Loader(yaml.SafeLoader):
                     raise GraphFileError(f"line {key_node.start_mark.line + 1}: key {params.shown(key)} is given twice")
                 seen.add(key)
             except TypeError:
-                raise GraphFileError(f"line {key_node.start_mark.line + 1}: a key must be a plain value")
+                raise GraphFileError(f"line {key_node.start_mark.line + 1}: a key must be a plain value") from None
         return super().construct_mapping(node, deep=deep)
 
     def construct_core_int(self, node):

@@ -103,6 +103,7 @@ class InputSpec:
     def _coerce(self, raw: Any, hide: bool) -> Any:
         bad = ValueError(f"expected {self.type}, got {_show(raw, hide)}")
         text = raw.strip() if isinstance(raw, str) else None
+        value: Any  # the input's type
         if self.type == "int":
             if _is_number(raw) and isinstance(raw, int):
                 value = raw
@@ -135,7 +136,7 @@ class InputSpec:
                 raise bad
         elif self.type == "ip":
             try:
-                address = ipaddress.ip_address(text)
+                address = ipaddress.ip_address(text or "")
             except ValueError:
                 raise bad from None
             zone = getattr(address, "scope_id", None)
@@ -455,7 +456,9 @@ def compile_script(vertex: str, script: str, schema: Mapping[str, InputSpec]) ->
     stands where bash takes its value as data (or, for an int input, in arithmetic or as a name),
     and unless the whole script is one the reader follows with certainty.
     """
-    parts, literal, slots = [], [], []
+    parts: list[Any] = []  # literal text and slot numbers; then literal text and Slots
+    literal: list[str] = []
+    slots: list[str] = []
     used: dict[str, None] = {}
     unknown: dict[str, None] = {}
     pos = 0

@@ -402,9 +402,10 @@ class _Reader:
         return bool(words) and words[0].lit in _DECLARE and not words[0].special
 
     def assignment(self, word: _Word) -> None:
+        name = word.assign or ""  # called for assignments only
         for k, form in word.assign_marks:
-            self.assigned.append((k, form, word.assign, self.line(word.start)))
-        if _SPECIAL_VARIABLES.fullmatch(word.assign):
+            self.assigned.append((k, form, name, self.line(word.start)))
+        if _SPECIAL_VARIABLES.fullmatch(name):
             self.defer([(word.start, word.end)], SPECIAL, f"{word.assign}=")
         elif word.assign in self.references:
             self.defer([(word.start, word.end)], NAME, f"{word.assign}=, a reference (declare -n)")
@@ -571,8 +572,8 @@ class _Reader:
                 if nxt == "\n":
                     self.i += 2
                     continue
-                if nxt and _mark_of(nxt) is not None:
-                    self.site(_mark_of(nxt), WORD, BACKSLASH, i=self.i)
+                if nxt and (k := _mark_of(nxt)) is not None:
+                    self.site(k, WORD, BACKSLASH, i=self.i)
                     w.lit = None
                 w.literal(nxt)
                 w.quoted = True
@@ -621,8 +622,8 @@ class _Reader:
                 w.lit = None
             elif form == ANSI and c == "\\":
                 nxt = self.s[self.i + 1:self.i + 2]
-                if nxt and _mark_of(nxt) is not None:
-                    self.site(_mark_of(nxt), form, BACKSLASH, i=self.i)
+                if nxt and (k := _mark_of(nxt)) is not None:
+                    self.site(k, form, BACKSLASH, i=self.i)
                 w.lit = None  # escapes are not resolved here
                 self.i += 2
                 continue
@@ -665,8 +666,8 @@ class _Reader:
                 self.i += 1
             elif c == "\\":
                 nxt = s[self.i + 1:self.i + 2]
-                if nxt and _mark_of(nxt) is not None:
-                    self.site(_mark_of(nxt), form, BACKSLASH, i=self.i)
+                if nxt and (k := _mark_of(nxt)) is not None:
+                    self.site(k, form, BACKSLASH, i=self.i)
                     if w is not None:
                         w.lit = None
                     self.i += 1
@@ -778,8 +779,8 @@ class _Reader:
                 self.site(k, WORD, BACKTICK, i=self.i)
             if c == "\\":
                 nxt = self.s[self.i + 1:self.i + 2]
-                if nxt and _mark_of(nxt) is not None:
-                    self.site(_mark_of(nxt), WORD, BACKTICK, i=self.i)
+                if nxt and (k := _mark_of(nxt)) is not None:
+                    self.site(k, WORD, BACKTICK, i=self.i)
                 self.i += 1
             self.i += 1
         raise self.unsure("a backtick that is not closed", start)
@@ -796,8 +797,8 @@ class _Reader:
             self.i += 1
             while s[self.i - 1].isdigit() and self.i < self.n and s[self.i].isdigit():
                 self.i += 1
-        elif self.i < self.n and _mark_of(s[self.i]) is not None:
-            self.site(_mark_of(s[self.i]), WORD, BRACE, i=self.i)
+        elif self.i < self.n and (k := _mark_of(s[self.i])) is not None:
+            self.site(k, WORD, BRACE, i=self.i)
             self.i += 1
         else:
             raise self.unsure("a '${' that is not a parameter expansion", start)
@@ -831,8 +832,8 @@ class _Reader:
                 self.i += 1
             elif c == "\\":
                 nxt = s[self.i + 1:self.i + 2]
-                if nxt and _mark_of(nxt) is not None:
-                    self.site(_mark_of(nxt), WORD, BRACE, i=self.i)
+                if nxt and (k := _mark_of(nxt)) is not None:
+                    self.site(k, WORD, BRACE, i=self.i)
                 self.i += 2
             elif c in "'\"" and quoted_context:
                 # inside double quotes, bash treats quotes in ${…} differently by operator

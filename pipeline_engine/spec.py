@@ -317,7 +317,7 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
             problems.append(exc)
     _raise(problems)
     return VertexSpec(name=name, script=script, description=description,
-                      inputs=params.schema_to_dict(schema), timeout=timeout, retries=retries, priority=priority,
+                      inputs=params.schema_to_dict(schema or {}), timeout=timeout, retries=retries, priority=priority,
                       pool=pool, retry_delay=retry_delay, retry_backoff=retry_backoff, cwd=cwd, env=env)
 
 
@@ -380,7 +380,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
     if unknown:
         problems.append(f"graph: unknown key {', '.join(params.shown(k) for k in unknown)}"
                         f" (allowed: {', '.join(GRAPH_KEYS)})")
-    name = data.get("name")
+    name: Any = data.get("name")  # a valid name once no problem is found
     try:
         check_graph_name(name)
     except GraphError as exc:
