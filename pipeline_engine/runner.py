@@ -1126,22 +1126,13 @@ class Engine:
 
 
 # Kept for callers of the first API: a run executed in this process.
-class Runner(Engine):
-    def __init__(self, db: Database, run: RunStart, *, workers: int | None = None, **kwargs):
-        super().__init__(db, workers=workers, name=kwargs.pop("name", None) or run_owner(db, run.id), **kwargs)
-        self.run_start = run
-        self.adopt(run)
-
-    def execute(self) -> str:
-        return self.run(self.run_start.id)
-
-
-def run_owner(db: Database, run_id: int) -> str | None:
-    with db.transaction(write=False) as s:
-        return store.pipeline_owner(s, run_id)
-
-
 def run_pipeline(db: Database, run: RunStart, *, workers: int | None = None, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None, **kwargs) -> str:
-    """Execute a started run to its end in this process; returns its final state."""
-    return Runner(db, run, workers=workers, log_dir=log_dir, on_event=on_event, **kwargs).execute()
+    """Execute a started run to its end in this process, as the worker it names its owner (a
+    new one if none); returns its final state."""
+    if kwargs.get("name") is None:
+        with db.transaction(write=False) as s:
+            kwargs["name"] = store.pipeline_owner(s, run.id)
+    engine = Engine(db, workers=workers, log_dir=log_dir, on_event=on_event, **kwargs)
+    engine.adopt(run)
+    return engine.run(run.id)

@@ -1,5 +1,6 @@
-"""Every query and write of graph definitions. Functions take the caller's session; the
-caller owns the transaction (``Database.transaction``)."""
+"""Every query and write: graphs and their versions, runs and tracks, workers, pools, the
+installation. Functions take the caller's session or connection; the caller owns the
+transaction (``Database.transaction``)."""
 from __future__ import annotations
 
 from collections import Counter

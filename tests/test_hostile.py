@@ -18,7 +18,7 @@ from conftest import ROOT, finished, pipeline_state, run_tracks, snapshot, stop,
 from pipeline_engine import executor, service, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError, PipelineEngineError
-from pipeline_engine.runner import Runner, run_pipeline
+from pipeline_engine.runner import Engine, run_pipeline
 
 
 def define(db, name, vertices, edges=()):
@@ -185,10 +185,11 @@ def test_the_runner_records_a_refused_end_safely_and_the_rest_of_its_batch(backe
     define(db, "refusing", [{"name": n, "script": f"{wait}; echo {n}"} for n in "abc"] +
            [{"name": "after", "script": "echo after"}], [("a", "after")])
     run = service.start_run(db, "refusing")
-    runner = Runner(db, run, workers=3)
-    runner.log_dir = str(tmp_path.joinpath(*(c * 250 for c in "wxyz")))
+    engine = Engine(db, workers=3)
+    engine.log_dir = str(tmp_path.joinpath(*(c * 250 for c in "wxyz")))  # past the check, to see the refusal
+    engine.adopt(run)
     # When the three end together, then the one below runs
-    assert runner.execute() == "succeeded"
+    assert engine.run(run.id) == "succeeded"
     # Then every end is recorded, with the reason and without the path nor the output
     t = run_tracks(db, run.id)
     assert {n: (x.state, x.exit_code, x.log_path, x.stdout) for n, x in t.items()} == {
@@ -346,7 +347,7 @@ def test_vertex_processes_do_not_inherit_the_engine_settings(db, tmp_path, monke
     monkeypatch.setenv("SOMETHING_ELSE", "kept")
     define(db, "env", [{"name": "e", "script": "env; echo x={x}", "inputs": {"x": {"type": "str", "default": "v"}}}])
     run = service.start_run(db, "env")
-    assert Runner(db, run, output_cap=1 << 20).execute() == "succeeded"
+    assert run_pipeline(db, run, output_cap=1 << 20) == "succeeded"
     track = run_tracks(db, run.id)["e"]
     names = {line.split("=", 1)[0] for line in track.stdout.splitlines() if "=" in line}
     assert "dbpassword" not in track.stdout
@@ -372,7 +373,7 @@ def test_log_files_and_their_directories_are_private(db, tmp_path, umask022):
     define(db, "logged", [{"name": "v", "script": "echo hi"}])
     run = service.start_run(db, "logged")
     logs = tmp_path / "new" / "logs" / "db"
-    assert Runner(db, run, log_dir=str(logs)).execute() == "succeeded"
+    assert run_pipeline(db, run, log_dir=str(logs)) == "succeeded"
     path = run_tracks(db, run.id)["v"].log_path
     assert _mode(path) == 0o600
     for directory in (os.path.dirname(path), logs, logs.parent, logs.parent.parent):
@@ -409,7 +410,7 @@ def test_a_logs_directory_whose_paths_cannot_fit_is_refused_before_anything_is_w
         assert "PIPELINE_ENGINE_LOGS" in done.stderr and "1024" in done.stderr
     assert snapshot(db) == before
     with pytest.raises(PipelineEngineError, match="1024"):
-        Runner(db, service.start_run(db, "g"), log_dir=str(deep))
+        run_pipeline(db, service.start_run(db, "g"), log_dir=str(deep))
 
 
 def test_the_longest_logs_directory_accepted_records_its_paths(db, tmp_path):
@@ -422,6 +423,6 @@ def test_the_longest_logs_directory_accepted_records_its_paths(db, tmp_path):
         logs = os.path.join(logs, "x" * min(200, longest_log_dir() - len(logs) - 1))
     assert len(logs) == longest_log_dir()
     run = service.start_run(db, "g")
-    assert Runner(db, run, log_dir=logs).execute() == "succeeded"
+    assert run_pipeline(db, run, log_dir=logs) == "succeeded"
     path = run_tracks(db, run.id)[name].log_path
     assert path.startswith(logs) and open(path).read().endswith("hi\n")

@@ -6,7 +6,7 @@ from conftest import run_tracks
 
 from pipeline_engine import service
 from pipeline_engine.models import Pipeline
-from pipeline_engine.runner import Runner, run_pipeline
+from pipeline_engine.runner import run_pipeline
 
 
 def define(db, name, vertices, edges, seal=True):
@@ -89,7 +89,7 @@ def test_a_timeout_fails_the_track_and_output_is_capped_in_the_database(db, tmp_
     define(db, "limits", vertices, [["slow", "after"]])
     run = service.start_run(db, "limits")
     started = time.monotonic()
-    assert Runner(db, run, workers=2, output_cap=4096).execute() == "failed"
+    assert run_pipeline(db, run, workers=2, output_cap=4096) == "failed"
     assert time.monotonic() - started < 10
     t = tracks(db, run.id)
     assert (t["slow"].state, t["slow"].exit_code is None or t["slow"].exit_code < 0) == ("failed", True)
@@ -103,7 +103,7 @@ def test_log_files_keep_the_full_output_and_their_path_is_recorded(db, tmp_path)
     script = "for i in $(seq 3000); do echo line $i {pw}; done"
     define(db, "logged", [{"name": "v", "script": script, "inputs": {"pw": "secret"}}], [])
     run = service.start_run(db, "logged", {"pw": "hunter2"})
-    assert Runner(db, run, output_cap=1024, log_dir=str(tmp_path / "logs")).execute() == "succeeded"
+    assert run_pipeline(db, run, output_cap=1024, log_dir=str(tmp_path / "logs")) == "succeeded"
     track = tracks(db, run.id)["v"]
     assert track.log_path == str(tmp_path / "logs" / f"run-{run.id}" / "v.log")
     lines = open(track.log_path).read().splitlines()
