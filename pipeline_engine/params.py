@@ -561,3 +561,9 @@ def render(template: Template, values: Mapping[str, Any],
             pieces.append(_REFERENCE[part.form].format(var=ENV_PREFIX + part.name))
     script = "".join(pieces)
     return Rendered(script, script, {ENV_PREFIX + name: text for name, text in texts.items()})
+
+
+def render_script(vertex: str, script: str, schema: Mapping[str, InputSpec], values: Mapping[str, Any]) -> Rendered:
+    """The one place a vertex's script becomes what runs: read (``compile_script``, which
+    refuses a placeholder where its value could become code) and filled with ``values``."""
+    return render(compile_script(vertex, script, schema), values, schema)

@@ -175,7 +175,7 @@ def _render(job: _Job) -> params.Rendered:
     script, schema_json, values_json = job.source
     schema = params.parse_schema(job.vertex, simplejson.loads(schema_json) if schema_json else {})
     values = simplejson.loads(values_json) if values_json else {}
-    return params.render(params.compile_script(job.vertex, script, schema), values, schema)
+    return params.render_script(job.vertex, script, schema, values)
 
 
 def log_path(log_dir: str, pipeline_id: int, vertex: str) -> str:

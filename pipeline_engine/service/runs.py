@@ -124,8 +124,7 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
     schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
     _refuse_clashes(graph, schemas)
     values = params.resolve(schemas, parameters)
-    rendered = {v.name: params.render(params.compile_script(v.name, v.script, schemas[v.name]),
-                                      values[v.name], schemas[v.name]) for v in rows}
+    rendered = {v.name: params.render_script(v.name, v.script, schemas[v.name], values[v.name]) for v in rows}
     _refuse_oversized(rendered)
     indegree = {v.name: 0 for v in rows}
     for _, head in edges:
@@ -284,8 +283,7 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
         if v.name not in to_run and any(spec.secret for spec in schemas[v.name].values()):
             continue  # never runs again, and its secrets need not have been given
         values = {**(t.inputs or {}), **secret_values[v.name]}
-        rendered[v.name] = params.render(params.compile_script(v.name, v.script, schemas[v.name]), values,
-                                         schemas[v.name])
+        rendered[v.name] = params.render_script(v.name, v.script, schemas[v.name], values)
     _refuse_oversized(rendered)
     secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
     return RunStart(id=run_id, graph=graph.name, name=pipeline.name, version=graph.version,
