@@ -36,10 +36,23 @@ FORMATS = ("yaml", "json")
 class Context:
     """What every command gets: the settings and the database, opened on first use."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.url = settings.db
+    def __init__(self, db_url: str | None = None):
+        self._db_url = db_url  #: --db, over PIPELINE_ENGINE_DB
+        self._settings: Settings | None = None
         self._db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings table (``settings.Settings``), read on first use: a bad value in the
+        environment is an error of the commands that use it, not of every `--help`."""
+        if self._settings is None:
+            found = Settings.from_env()
+            self._settings = replace(found, db=self._db_url) if self._db_url else found
+        return self._settings
+
+    @property
+    def url(self) -> str:
+        return self.settings.db
 
     @property
     def db(self) -> Database:
@@ -65,7 +78,9 @@ class Context:
         them), checked before anything runs (``runner.check_log_dir``)."""
         from pipeline_engine.runner import check_log_dir
 
-        return check_log_dir(os.path.join(self.settings.logs, self.db.key))
+        from pipeline_engine.logfiles import database_dir
+
+        return check_log_dir(database_dir(self.settings.logs, self.db.key))
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -86,9 +101,11 @@ def _n(count: int, noun: str) -> str:
 
 def _drop_logs(ctx: Context, run_ids) -> None:
     """Remove the log files of deleted runs on this machine."""
-    logs = os.path.join(ctx.settings.logs, ctx.db.key)
+    from pipeline_engine import logfiles
+
+    logs = logfiles.database_dir(ctx.settings.logs, ctx.db.key)
     for run_id in run_ids:
-        shutil.rmtree(os.path.join(logs, f"run-{run_id}"), ignore_errors=True)
+        shutil.rmtree(logfiles.run_dir(logs, run_id), ignore_errors=True)
 
 
 def _when(value: datetime | None) -> str:
@@ -109,10 +126,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 @click.pass_context
 def cli(ctx: click.Context, db_url: str | None) -> None:
     """pipeline_engine: define, check, seal and run DAGs of shell scripts, state kept in SQL."""
-    settings = Settings.from_env()
     if db_url is not None and not db_url.strip():
         raise click.UsageError("--db is empty: give a database URL, or leave --db out for the default")
-    ctx.obj = Context(replace(settings, db=db_url) if db_url else settings)
+    ctx.obj = Context(db_url)
 
 
 # --- db ----------------------------------------------------------------------------------
@@ -505,9 +521,11 @@ def _ask_secrets(ctx: Context, run_id: int, parameters: tuple[str, ...], no_inpu
     return _ask(lambda given: service.missing_secrets(ctx.db, run_id, given), parameters, no_input)
 
 
-_WORKERS = click.option("--workers", type=click.IntRange(min=1), help="Threads running tracks at once (default 4).")
-_GRACE = click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-                      help="Seconds running tracks get to finish after Ctrl-C or SIGTERM.")
+_WORKERS = click.option("--workers", type=click.IntRange(min=1),
+                        help="Threads running tracks at once (default 4, or $PIPELINE_ENGINE_CONCURRENCY).")
+_GRACE = click.option("--grace", type=click.FloatRange(min=0),
+                      help="Seconds running tracks get to finish after Ctrl-C or SIGTERM"
+                           " (default 30, or $PIPELINE_ENGINE_GRACE).")
 _NO_INPUT = click.option("--no-input", is_flag=True, help="Never prompt; a missing input is an error (exit 2).")
 _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
                       help="An input value: NAME=VALUE for every vertex declaring NAME, VERTEX.NAME=VALUE for one;"
@@ -515,7 +533,8 @@ _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY
                            " $PIPELINE_ENGINE_PARAM_NAME gives NAME when -p does not.")
 
 
-def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float) -> None:
+def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float | None
+             ) -> None:
     """Execute a run in this process with live progress, then print the summary and exit:
     0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
     from pipeline_engine import service
@@ -524,8 +543,9 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
 
     info = service.show_run(ctx.db, run.id, output=False)
     progress = Progress({t.vertex: t.state for t in info.tracks}).start()
-    engine = Engine(ctx.db, workers=workers, name=engine_name, grace=grace, on_event=progress,
-                    log_dir=ctx.log_dir, on_stop=progress.notice)
+    engine = Engine(ctx.db, workers=workers or ctx.settings.concurrency, name=engine_name,
+                    grace=ctx.settings.grace if grace is None else grace, lease=ctx.settings.lease,
+                    poll=ctx.settings.poll, on_event=progress, log_dir=ctx.log_dir, on_stop=progress.notice)
     engine.adopt(run)
     engine.install_signal_handlers()
     try:
@@ -578,7 +598,7 @@ def _tell_no_worker(ctx: Context, run_id: int) -> None:
 @_GRACE
 @pass_ctx
 def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int | None, no_input: bool,
-            run_name: str | None, version: int | None, detach: bool, grace: float) -> None:
+            run_name: str | None, version: int | None, detach: bool, grace: float | None) -> None:
     """Run a graph's newest sealed version (or --version N); exit 0 when every vertex
     succeeded, 1 when the run failed.
 
@@ -612,7 +632,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
 @_GRACE
 @pass_ctx
 def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: int | None, no_input: bool,
-               grace: float) -> None:
+               grace: float | None) -> None:
     """Adopt a running run whose engine died and execute the rest of it here. Its secret inputs
     (never stored) are asked for again; -p takes only those."""
     from pipeline_engine import service
@@ -636,7 +656,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
 @_GRACE
 @pass_ctx
 def retry_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: int | None, no_input: bool,
-              detach: bool, grace: float) -> None:
+              detach: bool, grace: float | None) -> None:
     """Start the failed, upstream_failed and cancelled vertices of a finished run again (a new
     attempt each); succeeded ones are kept. Exit 0 when the run then succeeded, 1 when not."""
     from pipeline_engine import service
@@ -670,22 +690,27 @@ def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
 
 
 @cli.command("worker")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Tracks run at once.")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Tracks run at once (default 4, or $PIPELINE_ENGINE_CONCURRENCY).")
 @click.option("--name", "worker_name_", help="This worker's name (default host:pid:random); unique.")
-@click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+@click.option("--lease", type=click.FloatRange(min=0.5),
               help="Seconds without a heartbeat after which other workers take this one's tracks back"
-                   " (cut off from the database, it kills its running vertices shortly before).")
+                   " (cut off from the database, it kills its running vertices shortly before; default 30,"
+                   " or $PIPELINE_ENGINE_LEASE).")
 @_GRACE
-@click.option("--poll", type=click.FloatRange(min=0.01), default=0.2, show_default=True,
-              help="Seconds between looks for new work when idle.")
+@click.option("--poll", type=click.FloatRange(min=0.01),
+              help="Seconds between looks for new work when idle (default 0.2, or $PIPELINE_ENGINE_POLL).")
 @pass_ctx
-def worker_cmd(ctx: Context, concurrency: int, worker_name_: str | None, lease: float, grace: float,
-               poll: float) -> None:
+def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, lease: float | None,
+               grace: float | None, poll: float | None) -> None:
     """Execute the tracks of every run nobody owns (`run --detach`, `retry --detach`) until
     stopped. Several workers, here or on other machines, share one database. Ctrl-C or SIGTERM
     stops claiming and lets running tracks finish (--grace); a second one terminates them."""
     from pipeline_engine.runner import Engine
+
+    concurrency, lease = concurrency or ctx.settings.concurrency, lease or ctx.settings.lease
+    grace = ctx.settings.grace if grace is None else grace
+    poll = poll or ctx.settings.poll
 
     def show(event) -> None:
         if event.kind == "ended":
@@ -877,11 +902,11 @@ def logs_cmd(ctx: Context, run_id: int, vertex: str, tail: bool, follow: bool) -
 def _log_file(ctx: Context, run_id: int, track: service.TrackInfo) -> str | None:
     """The track's log file on this machine, if there is one. A track records its path when an
     attempt ends: while its first attempt runs, the file is where this machine's runs put it."""
-    from pipeline_engine.runner import log_path
+    from pipeline_engine import logfiles
 
     paths = [track.log_path]
     if track.state not in TRACK_FINISHED:
-        paths.append(log_path(os.path.join(ctx.settings.logs, ctx.db.key), run_id, track.vertex))
+        paths.append(logfiles.log_path(logfiles.database_dir(ctx.settings.logs, ctx.db.key), run_id, track.vertex))
     return next((p for p in paths if p and os.path.isfile(p)), None)
 
 

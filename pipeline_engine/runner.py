@@ -75,10 +75,11 @@ import simplejson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from pipeline_engine import dag, executor, params, recovery, spec, store
+from pipeline_engine import dag, executor, params, recovery, settings, spec, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
 from pipeline_engine.events import Bus, Event  # noqa: F401 -- runner.Event stays importable
+from pipeline_engine.logfiles import log_path
 from pipeline_engine.models import NAME_LENGTH, storable
 from pipeline_engine.settings import this_host
 from pipeline_engine.states import TrackState as T
@@ -87,12 +88,12 @@ from pipeline_engine.views import RunStart
 log = logging.getLogger("pipeline_engine.runner")
 
 #: threads per worker when none is asked for
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = settings.DEFAULT_CONCURRENCY
 DEFAULT_LEASE = store.DEFAULT_LEASE
 #: seconds running tracks get to finish when a worker is asked to stop, before it terminates them
-DEFAULT_GRACE = 30.0
+DEFAULT_GRACE = settings.DEFAULT_GRACE
 #: seconds between looks for new work in the database when the worker has nothing queued
-DEFAULT_POLL = 0.2
+DEFAULT_POLL = settings.DEFAULT_POLL
 #: claimed tracks queued per thread, so a thread that finishes starts the next at once
 _QUEUED = 2
 #: seconds the dispatcher waits for more ended attempts while threads still have work queued
@@ -176,11 +177,6 @@ def _render(job: _Job) -> params.Rendered:
     schema = params.parse_schema(job.vertex, simplejson.loads(schema_json) if schema_json else {})
     values = simplejson.loads(values_json) if values_json else {}
     return params.render_script(job.vertex, script, schema, values)
-
-
-def log_path(log_dir: str, pipeline_id: int, vertex: str) -> str:
-    """The file a track's output goes to (its first attempt empties it, the next ones append)."""
-    return os.path.join(log_dir, f"run-{pipeline_id}", f"{vertex}.log")
 
 
 def longest_log_dir() -> int:

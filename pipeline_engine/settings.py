@@ -1,9 +1,12 @@
 """One typed settings table. The environment is read here and nowhere else."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, fields
+
+from pipeline_engine.errors import SettingError
 
 ENV_PREFIX = "PIPELINE_ENGINE_"
 
@@ -22,8 +25,24 @@ def default_log_dir() -> str:
     return os.path.join(base, "pipeline_engine", "logs")
 
 
+#: seconds a worker's heartbeat holds its tracks: others take them back once it has run out
+DEFAULT_LEASE = 30.0
+#: seconds running vertices may finish after a stop (Ctrl-C, SIGTERM) before they are ended
+DEFAULT_GRACE = 30.0
+#: seconds between a worker's looks for new work when it has nothing queued
+DEFAULT_POLL = 0.2
+#: threads running tracks at once in one worker (``run --workers``, ``worker --concurrency``)
+DEFAULT_CONCURRENCY = 4
+
+#: the numeric settings: their least values (what the CLI's options accept too)
+_LEAST = {"lease": 0.5, "grace": 0.0, "poll": 0.01, "concurrency": 1}
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, each from ``PIPELINE_ENGINE_<NAME>`` (the CLI's options override them for
+    one command). The coming server's and scheduler's settings go here too."""
+
     #: any SQLAlchemy URL; env PIPELINE_ENGINE_DB
     db: str = ""
     #: directory of the full-output log files; env PIPELINE_ENGINE_LOGS
@@ -31,19 +50,44 @@ class Settings:
     #: the name this machine's workers register under (default: its host name); env
     #: PIPELINE_ENGINE_HOST. Set it where host names are not unique (containers).
     host: str = ""
+    #: env PIPELINE_ENGINE_LEASE (``worker --lease``)
+    lease: float = DEFAULT_LEASE
+    #: env PIPELINE_ENGINE_GRACE (``--grace``)
+    grace: float = DEFAULT_GRACE
+    #: env PIPELINE_ENGINE_POLL (``worker --poll``)
+    poll: float = DEFAULT_POLL
+    #: env PIPELINE_ENGINE_CONCURRENCY (``worker --concurrency``, ``run --workers``)
+    concurrency: int = DEFAULT_CONCURRENCY
 
     @classmethod
     def from_env(cls, environ=None) -> Settings:
+        """The settings the environment gives; SettingError naming the variable for a bad value."""
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, object] = {}
         for f in fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw not in (None, ""):
+            var = ENV_PREFIX + f.name.upper()
+            raw = environ.get(var)
+            if raw in (None, ""):
+                continue
+            if f.name in _LEAST:
+                values[f.name] = _number(var, raw, int if f.name == "concurrency" else float, _LEAST[f.name])
+            else:
                 values[f.name] = raw
         values.setdefault("db", default_db_url())
         values.setdefault("logs", default_log_dir())
         values.setdefault("host", socket.gethostname())
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(var: str, raw: str, kind: type, least: float) -> float | int:
+    what = "a whole number" if kind is int else "a number of seconds"
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise SettingError(f"{var} must be {what} >= {least:g}, got {raw!r}") from None
+    if not (math.isfinite(value) and value >= least):
+        raise SettingError(f"{var} must be {what} >= {least:g}, got {raw!r}")
+    return value
 
 
 def this_host() -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, defer
 
-from pipeline_engine import dag
+from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
@@ -558,7 +558,7 @@ def mark_upstream_failed(conn: Connection, track_ids: Sequence[int]) -> None:
 # --- workers, leases, recovery ----------------------------------------------------------------
 
 #: seconds a worker's heartbeat holds its tracks, unless it says otherwise (``--lease``)
-DEFAULT_LEASE = 30.0
+DEFAULT_LEASE = settings.DEFAULT_LEASE
 
 _pipeline = Pipeline.__table__
 _worker = Worker.__table__

@@ -276,8 +276,8 @@ def log_dir(tmp_path, monkeypatch) -> str:
 
 # --- worker processes -----------------------------------------------------------------------
 
-def worker(db_url: str, log, *args: str, host: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, **({"PIPELINE_ENGINE_HOST": host} if host else {})}
+def worker(db_url: str, log, *args: str, host: str | None = None, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"PIPELINE_ENGINE_HOST": host} if host else {}), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", *args],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 

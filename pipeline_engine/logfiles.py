@@ -1,0 +1,26 @@
+"""Where the full output of attempts goes: the one place the log files' layout is defined.
+Pure: paths only.
+
+    <logs>/<database key>/run-<id>/<vertex>.log
+
+``<logs>`` is the ``logs`` setting (``$PIPELINE_ENGINE_LOGS``); the database key keeps apart
+databases whose run ids repeat (``Database.key``: its installation id); a track's attempts go
+into one file, each after a ``--- attempt N ---`` line, the first one emptying it."""
+from __future__ import annotations
+
+import os
+
+
+def database_dir(logs: str, db_key: str) -> str:
+    """The directory of one database's runs."""
+    return os.path.join(logs, db_key)
+
+
+def run_dir(database_logs: str, run_id: int) -> str:
+    """The directory of one run's log files (removed with the run)."""
+    return os.path.join(database_logs, f"run-{run_id}")
+
+
+def log_path(database_logs: str, run_id: int, vertex: str) -> str:
+    """The file a track's output goes to."""
+    return os.path.join(run_dir(database_logs, run_id), f"{vertex}.log")
