@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pipeline_engine.errors import SettingError
-from pipeline_engine.params import MASK
+from pipeline_engine.inputtypes import MASK
 from pipeline_engine.settings import process_environ
 from pipeline_engine.shell import BASH_MODELLED
 

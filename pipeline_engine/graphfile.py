@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 import simplejson
 import yaml
 
-from pipeline_engine import params
+from pipeline_engine import inputtypes
 from pipeline_engine.errors import GraphFileError
 from pipeline_engine.spec import GraphSpec, graph_from_dict
 
@@ -78,7 +78,7 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
-                    raise GraphFileError(f"line {key_node.start_mark.line + 1}: key {params.shown(key)} is given twice")
+                    raise GraphFileError(f"line {key_node.start_mark.line + 1}: key {inputtypes.shown(key)} is given twice")
                 seen.add(key)
             except TypeError:
                 raise GraphFileError(f"line {key_node.start_mark.line + 1}: a key must be a plain value") from None
@@ -148,7 +148,7 @@ def _no_duplicates(pairs):
     out = {}
     for key, value in pairs:
         if key in out:
-            raise GraphFileError(f"key {params.shown(key)} is given twice")
+            raise GraphFileError(f"key {inputtypes.shown(key)} is given twice")
         out[key] = value
     return out
 

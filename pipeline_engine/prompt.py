@@ -1,6 +1,6 @@
 """Interactive prompts for the missing inputs of a run. Console only: no database.
 
-``ask`` takes the (vertex, InputSpec) pairs that ``params.missing`` lists and asks for each on
+``ask`` takes the (vertex, InputSpec) pairs that ``inputtypes.missing`` lists and asks for each on
 the terminal, by type: on stderr (stdout stays scriptable), with the input's description, type,
 choices and default, again after a bad value, and without echoing a secret.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from pipeline_engine.params import InputSpec
+from pipeline_engine.inputtypes import InputSpec
 
 
 def _hint(spec: InputSpec) -> str:

@@ -75,7 +75,7 @@ import simplejson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from pipeline_engine import dag, executor, params, recovery, settings, spec, store
+from pipeline_engine import dag, executor, inputtypes, recovery, rendering, settings, spec, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import DatabaseError, DatabaseUnusableError, PipelineEngineError, SettingError
 from pipeline_engine.events import Bus, Event  # noqa: F401 -- runner.Event stays importable
@@ -139,7 +139,7 @@ class _Job:
 class _Plan:
     """What a worker needs to run the tracks of one pipeline: scripts and successors."""
     pipeline_id: int
-    rendered: dict[str, params.Rendered]
+    rendered: dict[str, rendering.Rendered]
     secrets: list[str]
     jobs: dict[int, _Job]
     succs: dict[int, list[int]]
@@ -171,12 +171,12 @@ class _Ended(NamedTuple):
     finished_at: datetime
 
 
-def _render(job: _Job) -> params.Rendered:
+def _render(job: _Job) -> rendering.Rendered:
     """A track's script with its stored input values (a run without secrets)."""
     script, schema_json, values_json = job.source
-    schema = params.parse_schema(job.vertex, simplejson.loads(schema_json) if schema_json else {})
+    schema = inputtypes.parse_schema(job.vertex, simplejson.loads(schema_json) if schema_json else {})
     values = simplejson.loads(values_json) if values_json else {}
-    return params.render_script(job.vertex, script, schema, values)
+    return rendering.render_script(job.vertex, script, schema, values)
 
 
 def longest_log_dir() -> int:

@@ -32,7 +32,7 @@ def _read(key: str, path: str) -> str:
 def expand_files(parameters: Iterable[str]) -> list[str]:
     """``KEY=VALUE`` items with each ``KEY=@FILE`` replaced by ``KEY=`` and the file's content,
     and a value starting ``@@`` by the same value with one ``@`` less (a literal ``@``). Other
-    items are kept as they are (``params.resolve`` reports those that are not KEY=VALUE).
+    items are kept as they are (``inputtypes.resolve`` reports those that are not KEY=VALUE).
     Raises ParameterError naming the parameter and the file when a file cannot be read."""
     out = []
     for item in parameters:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_engine import dag, limits, params, shell
+from pipeline_engine import dag, inputtypes, limits, rendering, shell
 from pipeline_engine.errors import GraphError, GraphFileError, PipelineEngineError
 
 NAME_MAX = 200
@@ -40,7 +40,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: the graph's author chooses where programs come from, as its script could
 ENV_ALLOWED = frozenset({"PATH"})
 #: prefixes the engine's own variables use: its settings and marker, and the inputs' PE_<name>
-ENV_RESERVED_PREFIXES = ("PIPELINE_ENGINE_", params.ENV_PREFIX)
+ENV_RESERVED_PREFIXES = ("PIPELINE_ENGINE_", rendering.ENV_PREFIX)
 
 GRAPH_KEYS = ("name", "description", "vertices", "edges", "pools")
 VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "retry_delay", "retry_backoff",
@@ -52,7 +52,7 @@ class VertexSpec:
     name: str
     script: str
     description: str = ""
-    #: normalised input schema, as ``params.schema_to_dict`` gives it
+    #: normalised input schema, as ``inputtypes.schema_to_dict`` gives it
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: seconds, or None for no limit
     timeout: float | None = None
@@ -70,8 +70,8 @@ class VertexSpec:
     #: variables added to its script's environment, name -> literal text
     env: dict[str, str] = field(default_factory=dict)
 
-    def schema(self) -> dict[str, params.InputSpec]:
-        return params.parse_schema(self.name, self.inputs)
+    def schema(self) -> dict[str, inputtypes.InputSpec]:
+        return inputtypes.parse_schema(self.name, self.inputs)
 
     def to_dict(self) -> dict[str, Any]:
         """The graph-file form: keys with default values are left out."""
@@ -143,10 +143,10 @@ class GraphSpec:
 def check_name(kind: str, name: Any, pattern: re.Pattern = VERTEX_NAME) -> str:
     """Return ``name`` if it is a valid graph or vertex name, else raise GraphError."""
     if not isinstance(name, str) or not name:
-        raise GraphError(f"{kind} name must be a non-empty string, got {params.shown(name)}")
+        raise GraphError(f"{kind} name must be a non-empty string, got {inputtypes.shown(name)}")
     if len(name) > NAME_MAX or not pattern.fullmatch(name):
         allowed = "letters, digits, '_', '-'" + (", '.'" if pattern is GRAPH_NAME else "")
-        raise GraphError(f"{kind} name {params.shown(name)} is not valid: use up to {NAME_MAX} of {allowed},"
+        raise GraphError(f"{kind} name {inputtypes.shown(name)} is not valid: use up to {NAME_MAX} of {allowed},"
                          " not starting with '-' or '.'")
     return name
 
@@ -159,7 +159,7 @@ def check_pool(name: Any, size: Any) -> tuple[str, int]:
     """A valid pool name and size, else GraphError naming the pool."""
     check_name("pool", name, GRAPH_NAME)
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_POOL_SIZE:
-        raise GraphError(f"pool '{name}': size must be an integer from 0 to {MAX_POOL_SIZE}, got {params.shown(size)}")
+        raise GraphError(f"pool '{name}': size must be an integer from 0 to {MAX_POOL_SIZE}, got {inputtypes.shown(size)}")
     return name, size
 
 
@@ -170,22 +170,22 @@ def _number(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-def _argument_problems(vertex: str, template: params.Template, schema: Mapping[str, params.InputSpec]) -> list[str]:
+def _argument_problems(vertex: str, template: rendering.Template, schema: Mapping[str, inputtypes.InputSpec]) -> list[str]:
     """What would keep bash from starting this vertex with its defaults, or with any of its
     choices (see ``limits``); a run's own values are checked again when it starts."""
     try:
-        rendered = params.render(template, {n: s.default for n, s in schema.items()}, schema)
+        rendered = rendering.render(template, {n: s.default for n, s in schema.items()}, schema)
     except PipelineEngineError:
         return []  # a default the run replaces; start_run checks what really runs
     problems = limits.check(vertex, rendered.script, rendered.env, what="default")
     for n, s in schema.items():
         if s.choices:
             longest = max(s.choices, key=lambda c: len(c.encode("utf-8", "surrogateescape")))
-            problems += limits.check(vertex, "", {params.ENV_PREFIX + n: longest}, what="longest choice")
+            problems += limits.check(vertex, "", {rendering.ENV_PREFIX + n: longest}, what="longest choice")
     return list(dict.fromkeys(problems))
 
 
-def secret_clashes(schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> list[str]:
+def secret_clashes(schemas: Mapping[str, Mapping[str, inputtypes.InputSpec]]) -> list[str]:
     """A problem per input name that some vertices declare ``secret`` and others not: a plain
     ``name=value`` parameter would reach those others in clear (stored, shown, logged)."""
     kinds: dict[str, dict[str, list[str]]] = {}
@@ -205,13 +205,13 @@ def secret_clashes(schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> lis
 
 def _cwd_problem(cwd: Any) -> str | None:
     if not isinstance(cwd, str) or not cwd:
-        return f"cwd must be a non-empty string (a directory), got {params.shown(cwd)}"
+        return f"cwd must be a non-empty string (a directory), got {inputtypes.shown(cwd)}"
     if "\x00" in cwd:
         return "cwd contains a NUL character"
     if len(cwd) > CWD_MAX:
         return f"cwd is {len(cwd)} characters long, over the {CWD_MAX} the database keeps"
     if cwd.startswith("~"):
-        return f"cwd {params.shown(cwd)}: '~' is not expanded; give an absolute path"
+        return f"cwd {inputtypes.shown(cwd)}: '~' is not expanded; give an absolute path"
     return None
 
 
@@ -219,24 +219,24 @@ def _env_problems(env: Any) -> list[str]:
     """What is wrong with an ``env`` mapping: names must be shell identifiers that neither bash
     (``shell.special_variable``, but PATH) nor the engine reserves; values literal strings."""
     if not isinstance(env, Mapping):
-        return [f"env must be a mapping of variable names to strings, got {params.shown(env)}"]
+        return [f"env must be a mapping of variable names to strings, got {inputtypes.shown(env)}"]
     if len(env) > ENV_MAX:
         return [f"env sets {len(env)} variables, over the limit of {ENV_MAX}"]
     problems = []
     for key, value in env.items():
         if not isinstance(key, str) or not ENV_NAME.fullmatch(key) or len(key) > NAME_MAX:
-            problems.append(f"env: {params.shown(key)} is not a valid variable name (letters, digits and '_',"
+            problems.append(f"env: {inputtypes.shown(key)} is not a valid variable name (letters, digits and '_',"
                             f" not starting with a digit, up to {NAME_MAX})")
             continue
         if key.startswith(ENV_RESERVED_PREFIXES):
             problems.append(f"env: {key} is reserved: the engine sets the variables that start with"
                             f" {' or '.join(ENV_RESERVED_PREFIXES)}"
-                            f" (inputs reach a script as {params.ENV_PREFIX}<name>)")
+                            f" (inputs reach a script as {rendering.ENV_PREFIX}<name>)")
         elif key == "IFS" or shell.special_variable(key) and key not in ENV_ALLOWED:
             problems.append(f"env: {key} cannot be set: bash treats it specially (it changes what bash runs or"
                             " how it reads the script)")
         elif not isinstance(value, str):
-            problems.append(f"env: {key} must be a string, got {params.shown(value)} (quote it)")
+            problems.append(f"env: {key} must be a string, got {inputtypes.shown(value)} (quote it)")
         elif "\x00" in value:
             problems.append(f"env: {key} contains a NUL character")
         elif (size := len(f"{key}={value}".encode("utf-8", "surrogateescape")) + 1) > limits.MAX_ARG_STRLEN:
@@ -265,26 +265,26 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
     if timeout is not None:
         if not _number(timeout) or not 0 < timeout <= MAX_TIMEOUT:
             problems.append(GraphError(f"{where}: timeout must be a positive number of seconds up to {MAX_TIMEOUT}"
-                                       f" (a year), got {params.shown(timeout)}"))
+                                       f" (a year), got {inputtypes.shown(timeout)}"))
         else:
             timeout = float(timeout)
     if retries is None:
         retries = 0
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         problems.append(GraphError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES},"
-                                   f" got {params.shown(retries)}"))
+                                   f" got {inputtypes.shown(retries)}"))
     if retry_delay is None:
         retry_delay = 0
     if not _number(retry_delay) or not 0 <= retry_delay <= MAX_RETRY_DELAY:
         problems.append(GraphError(f"{where}: retry_delay must be a number of seconds from 0 to {MAX_RETRY_DELAY}"
-                                   f" (a year), got {params.shown(retry_delay)}"))
+                                   f" (a year), got {inputtypes.shown(retry_delay)}"))
     else:
         retry_delay = float(retry_delay)
     if retry_backoff is None:
         retry_backoff = 1
     if not _number(retry_backoff) or not 1 <= retry_backoff <= MAX_RETRY_BACKOFF:
         problems.append(GraphError(f"{where}: retry_backoff must be a factor from 1 to {MAX_RETRY_BACKOFF},"
-                                   f" got {params.shown(retry_backoff)}"))
+                                   f" got {inputtypes.shown(retry_backoff)}"))
     else:
         retry_backoff = float(retry_backoff)
     if cwd is not None and (why := _cwd_problem(cwd)):
@@ -295,7 +295,7 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
     if priority is not None:
         if not _number(priority) or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
             problems.append(GraphError(f"{where}: priority must be a number from {-MAX_PRIORITY:g} to"
-                                       f" {MAX_PRIORITY:g}, got {params.shown(priority)}"))
+                                       f" {MAX_PRIORITY:g}, got {inputtypes.shown(priority)}"))
         else:
             priority = float(priority)
     if pool is not None:
@@ -305,19 +305,19 @@ def make_vertex(name: Any, script: Any, *, description: Any = "", inputs: Any = 
             problems.append(GraphError(f"{where}: {exc}"))
     schema = None
     try:
-        schema = params.parse_schema(name, {} if inputs is None else inputs)
+        schema = inputtypes.parse_schema(name, {} if inputs is None else inputs)
     except PipelineEngineError as exc:
         problems.append(exc)
     if schema is not None and script_ok:
         try:
             # Refuses placeholders where a value could become code, naming the input.
-            template = params.compile_script(name, script, schema)
+            template = rendering.compile_script(name, script, schema)
             problems += [GraphError(p) for p in _argument_problems(name, template, schema)]
         except PipelineEngineError as exc:
             problems.append(exc)
     _raise(problems)
     return VertexSpec(name=name, script=script, description=description,
-                      inputs=params.schema_to_dict(schema or {}), timeout=timeout, retries=retries, priority=priority,
+                      inputs=inputtypes.schema_to_dict(schema or {}), timeout=timeout, retries=retries, priority=priority,
                       pool=pool, retry_delay=retry_delay, retry_backoff=retry_backoff, cwd=cwd, env=env)
 
 
@@ -334,7 +334,7 @@ def _at(data: Mapping, where: str) -> str:
     name = data.get("name")
     if not isinstance(name, str):
         return where
-    return f"vertex '{name}'" if len(name) <= NAME_MAX else f"vertex {params.shown(name)}"
+    return f"vertex '{name}'" if len(name) <= NAME_MAX else f"vertex {inputtypes.shown(name)}"
 
 
 def vertex_from_dict(data: Any, where: str) -> VertexSpec:
@@ -344,7 +344,7 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
     unknown = [k for k in data if k not in VERTEX_KEYS]
     if unknown:
         problems.append(GraphFileError(f"{_at(data, where)}: unknown key"
-                                       f" {', '.join(params.shown(k) for k in unknown)}"
+                                       f" {', '.join(inputtypes.shown(k) for k in unknown)}"
                                        f" (allowed: {', '.join(VERTEX_KEYS)})"))
     for key in ("name", "script"):
         if key not in data:
@@ -378,7 +378,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
     problems: list[str] = []
     unknown = [k for k in data if k not in GRAPH_KEYS]
     if unknown:
-        problems.append(f"graph: unknown key {', '.join(params.shown(k) for k in unknown)}"
+        problems.append(f"graph: unknown key {', '.join(inputtypes.shown(k) for k in unknown)}"
                         f" (allowed: {', '.join(GRAPH_KEYS)})")
     name: Any = data.get("name")  # a valid name once no problem is found
     try:
@@ -427,7 +427,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
         raw_edges = []
     pairs: set[tuple[str, str]] = set()
     for i, raw in enumerate(raw_edges):
-        where = f"edge {i} {params.shown(raw)}"
+        where = f"edge {i} {inputtypes.shown(raw)}"
         if not (isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
             problems.append(f"{where}: must be a [tail, head] pair of vertex names")
             continue

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline_engine import params
+from pipeline_engine import rendering
 from pipeline_engine.spec import GraphSpec
 
 
@@ -130,7 +130,7 @@ class RunStart:
     #: vertex names of the tracks that are ready (the roots)
     pending: list[str]
     waiting: list[str]
-    rendered: dict[str, params.Rendered] = field(repr=False)
+    rendered: dict[str, rendering.Rendered] = field(repr=False)
     #: the run's secret values, to mask in captured output
     secrets: list[str] = field(default_factory=list, repr=False)
 
@@ -191,7 +191,7 @@ class RunInfo(RunSummary):
     tracks: list[TrackInfo] = field(default_factory=list)
     #: how many tracks the run has
     total: int = 0
-    #: the parameters given to the run, secrets as ``params.MASK`` (their values are never stored)
+    #: the parameters given to the run, secrets as ``inputtypes.MASK`` (their values are never stored)
     parameters: dict[str, Any] = field(default_factory=dict)
     #: some worker that takes runs nobody owns is alive now
     worker_alive: bool = False

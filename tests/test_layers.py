@@ -10,7 +10,8 @@ import pytest
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline_engine")
 
 #: modules that know neither the database nor processes
-PURE = {"dag", "diff", "errors", "events", "limits", "logfiles", "params", "shell", "sources", "spec", "states", "views"}
+PURE = {"dag", "diff", "errors", "events", "inputtypes", "limits", "logfiles", "params", "rendering", "shell", "sources",
+        "spec", "states", "views"}
 #: the only modules that may build SQL (import SQLAlchemy's SQL constructs)
 SQL = {"store", "models", "db", "migrate"}
 #: the engine's side: it must not import the use cases

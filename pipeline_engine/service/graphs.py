@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, diff, graphfile, params, store
+from pipeline_engine import dag, diff, graphfile, inputtypes, rendering, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import (
     AlreadyExistsError,
@@ -309,7 +309,7 @@ def _check(s: Session, graph: Graph) -> CheckResult:
     _refuse_clashes(graph.name, {v.name: v.schema() for v in spec.vertices})
     warnings = []
     for v in spec.vertices:
-        template = params.compile_script(v.name, v.script, v.schema())
+        template = rendering.compile_script(v.name, v.script, v.schema())
         for word in template.unknown:
             warnings.append(f"vertex '{v.name}': {{{word}}} names no input of the vertex and stays as written")
     for pool, users in _missing_pools(s, spec.vertices).items():
@@ -320,7 +320,7 @@ def _check(s: Session, graph: Graph) -> CheckResult:
     return CheckResult(graph=graph.name, status=graph.status, order=order, warnings=warnings)
 
 
-def _refuse_clashes(graph: str, schemas: Mapping[str, Mapping[str, params.InputSpec]]) -> None:
+def _refuse_clashes(graph: str, schemas: Mapping[str, Mapping[str, inputtypes.InputSpec]]) -> None:
     """Refuse a graph where a name is secret in some vertices only (see ``spec.secret_clashes``)."""
     clashes = secret_clashes(schemas)
     if clashes:

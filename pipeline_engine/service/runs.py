@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, limits, params, recovery, store
+from pipeline_engine import dag, inputtypes, limits, recovery, rendering, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError, RunStateError
 from pipeline_engine.models import Graph, Vertex
@@ -25,7 +25,7 @@ from pipeline_engine.views import RunInfo, RunStart, RunSummary, TrackInfo
 
 def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
     pairs = given.items() if isinstance(given, Mapping) else (str(p).partition("=")[::2] for p in (given or ()))
-    return {key: params.MASK if key.rpartition(".")[2] in secret_names else value for key, value in pairs}
+    return {key: inputtypes.MASK if key.rpartition(".")[2] in secret_names else value for key, value in pairs}
 
 
 def _runnable(s: Session, name: str, version: int | None = None) -> Graph:
@@ -46,14 +46,14 @@ def _runnable(s: Session, name: str, version: int | None = None) -> Graph:
 
 
 def missing_inputs(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
-                   version: int | None = None) -> list[tuple[str, params.InputSpec]]:
+                   version: int | None = None) -> list[tuple[str, inputtypes.InputSpec]]:
     """The required inputs a run of ``graph`` with ``parameters`` would lack, as the
-    (vertex, spec) pairs a prompt should ask for (see ``params.missing``). Reads only; an unknown
+    (vertex, spec) pairs a prompt should ask for (see ``inputtypes.missing``). Reads only; an unknown
     or unsealed graph raises as in ``start_run``."""
     with db.transaction(write=False) as s:
         g = _runnable(s, graph, version)
-        schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in store.vertices(s, g.id)}
-    return params.missing(schemas, parameters)
+        schemas = {v.name: inputtypes.parse_schema(v.name, v.inputs) for v in store.vertices(s, g.id)}
+    return inputtypes.missing(schemas, parameters)
 
 
 def input_names(db: Database, graph: str, *, version: int | None = None) -> set[str]:
@@ -61,7 +61,7 @@ def input_names(db: Database, graph: str, *, version: int | None = None) -> set[
     unsealed graph raises as in ``start_run``)."""
     with db.transaction(write=False) as s:
         g = _runnable(s, graph, version)
-        return {n for v in store.vertices(s, g.id) for n in params.parse_schema(v.name, v.inputs)}
+        return {n for v in store.vertices(s, g.id) for n in inputtypes.parse_schema(v.name, v.inputs)}
 
 
 #: seconds a vertex weighs on the critical path before it has run successfully
@@ -79,7 +79,7 @@ def priorities(vertices: list[Vertex], edges: list[tuple[str, str]], history: di
     return {v.name: v.priority if v.priority is not None else path[v.name] for v in vertices}
 
 
-def _refuse_oversized(rendered: Mapping[str, params.Rendered]) -> None:
+def _refuse_oversized(rendered: Mapping[str, rendering.Rendered]) -> None:
     """Refuse values that would keep bash from starting (see ``limits``): sizes, never values."""
     problems = [p for vertex, r in rendered.items() for p in limits.check(vertex, r.script, r.env)]
     if problems:
@@ -121,10 +121,10 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
     if missing:
         raise NotFoundError("; ".join(f"graph '{graph}': pool '{p}' (vertex {users}) does not exist:"
                                       f" pipeline-engine pool set {p} SIZE" for p, users in missing.items()))
-    schemas = {v.name: params.parse_schema(v.name, v.inputs) for v in rows}
+    schemas = {v.name: inputtypes.parse_schema(v.name, v.inputs) for v in rows}
     _refuse_clashes(graph, schemas)
-    values = params.resolve(schemas, parameters)
-    rendered = {v.name: params.render_script(v.name, v.script, schemas[v.name], values[v.name]) for v in rows}
+    values = inputtypes.resolve(schemas, parameters)
+    rendered = {v.name: rendering.render_script(v.name, v.script, schemas[v.name], values[v.name]) for v in rows}
     _refuse_oversized(rendered)
     indegree = {v.name: 0 for v in rows}
     for _, head in edges:
@@ -138,7 +138,7 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
                              " without --detach")
     tracks = []
     for v in rows:
-        inputs = {n: (params.MASK if spec.secret and values[v.name][n] else values[v.name][n])
+        inputs = {n: (inputtypes.MASK if spec.secret and values[v.name][n] else values[v.name][n])
                   for n, spec in schemas[v.name].items()}
         tracks.append({"vertex_id": v.id, "state": "pending" if indegree[v.name] == 0 else "waiting",
                        "attempt": 0, "max_attempts": v.retries + 1, "waiting_on": indegree[v.name],
@@ -221,7 +221,7 @@ def _pipeline(s: Session, run_id: int, lock: bool = False):
     return pipeline
 
 
-def _secret_schemas(schemas: dict[str, dict[str, params.InputSpec]]) -> dict[str, dict[str, params.InputSpec]]:
+def _secret_schemas(schemas: dict[str, dict[str, inputtypes.InputSpec]]) -> dict[str, dict[str, inputtypes.InputSpec]]:
     return {v: {n: spec for n, spec in schema.items() if spec.secret} for v, schema in schemas.items()}
 
 
@@ -234,11 +234,11 @@ def _to_run(state: str, rows) -> set[str]:
     return {v.name for t, v in rows if t.state != TrackState.SUCCEEDED}
 
 
-def _needed_secrets(state: str, rows) -> dict[str, dict[str, params.InputSpec]]:
+def _needed_secrets(state: str, rows) -> dict[str, dict[str, inputtypes.InputSpec]]:
     """The secret inputs of a run, required only for the vertices that can still run: a secret
     of another vertex may be given (it is checked) but is not asked for."""
     needed = _to_run(state, rows)
-    schemas = _secret_schemas({v.name: params.parse_schema(v.name, v.inputs) for _, v in rows})
+    schemas = _secret_schemas({v.name: inputtypes.parse_schema(v.name, v.inputs) for _, v in rows})
     return {v: schema if v in needed else {n: dataclasses.replace(spec, required=False) for n, spec in schema.items()}
             for v, schema in schemas.items()}
 
@@ -248,12 +248,12 @@ def secret_names(db: Database, run_id: int) -> set[str]:
     with db.transaction(write=False) as s:
         _pipeline(s, run_id)
         rows = store.run_tracks(s, run_id)
-    return {n for schema in _secret_schemas({v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}).values()
+    return {n for schema in _secret_schemas({v.name: inputtypes.parse_schema(v.name, v.inputs) for _, v in rows}).values()
             for n in schema}
 
 
 def missing_secrets(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None
-                    ) -> list[tuple[str, params.InputSpec]]:
+                    ) -> list[tuple[str, inputtypes.InputSpec]]:
     """The secret inputs that ``parameters`` lacks for the vertices of a run that can still run
     (see ``load_run``): a process that takes a run over (resume, retry) must be given them
     again, since they are never stored."""
@@ -261,7 +261,7 @@ def missing_secrets(db: Database, run_id: int, parameters: Mapping[str, Any] | l
         pipeline = _pipeline(s, run_id)
         rows = store.run_tracks(s, run_id)
         state = pipeline.state
-    return params.missing(_needed_secrets(state, rows), parameters)
+    return inputtypes.missing(_needed_secrets(state, rows), parameters)
 
 
 def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str] | None = None) -> RunStart:
@@ -275,15 +275,15 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
         graph = s.get(Graph, pipeline.graph_id)
         rows = store.run_tracks(s, run_id)
         state = pipeline.state
-    schemas = {v.name: params.parse_schema(v.name, v.inputs) for _, v in rows}
-    secret_values = params.resolve(_needed_secrets(state, rows), parameters)
+    schemas = {v.name: inputtypes.parse_schema(v.name, v.inputs) for _, v in rows}
+    secret_values = inputtypes.resolve(_needed_secrets(state, rows), parameters)
     to_run = _to_run(state, rows)
     rendered = {}
     for t, v in rows:
         if v.name not in to_run and any(spec.secret for spec in schemas[v.name].values()):
             continue  # never runs again, and its secrets need not have been given
         values = {**(t.inputs or {}), **secret_values[v.name]}
-        rendered[v.name] = params.render_script(v.name, v.script, schemas[v.name], values)
+        rendered[v.name] = rendering.render_script(v.name, v.script, schemas[v.name], values)
     _refuse_oversized(rendered)
     secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
     return RunStart(id=run_id, graph=graph.name, name=pipeline.name, version=graph.version,
