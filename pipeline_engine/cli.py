@@ -539,11 +539,11 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
     from pipeline_engine import service
     from pipeline_engine.progress import Progress, elapsed
-    from pipeline_engine.runner import Engine
+    from pipeline_engine.runner import Worker
 
     info = service.show_run(ctx.db, run.id, output=False)
     progress = Progress({t.vertex: t.state for t in info.tracks}).start()
-    engine = Engine(ctx.db, workers=workers or ctx.settings.concurrency, name=engine_name,
+    engine = Worker(ctx.db, concurrency=workers or ctx.settings.concurrency, name=engine_name,
                     grace=ctx.settings.grace if grace is None else grace, lease=ctx.settings.lease,
                     poll=ctx.settings.poll, on_event=progress, log_dir=ctx.log_dir, on_stop=progress.notice)
     engine.adopt(run)
@@ -706,7 +706,7 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
     """Execute the tracks of every run nobody owns (`run --detach`, `retry --detach`) until
     stopped. Several workers, here or on other machines, share one database. Ctrl-C or SIGTERM
     stops claiming and lets running tracks finish (--grace); a second one terminates them."""
-    from pipeline_engine.runner import Engine
+    from pipeline_engine.runner import Worker
 
     concurrency, lease = concurrency or ctx.settings.concurrency, lease or ctx.settings.lease
     grace = ctx.settings.grace if grace is None else grace
@@ -718,7 +718,7 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
             why = f": {event.error}" if event.error else ""
             click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
 
-    engine = Engine(ctx.db, workers=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
+    engine = Worker(ctx.db, concurrency=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
                     on_event=show, log_dir=ctx.log_dir,
                     on_stop=lambda message: click.echo(f"worker {engine.name} {message}", err=True))
     engine.install_signal_handlers()

@@ -88,7 +88,8 @@ from pipeline_engine.views import RunStart
 log = logging.getLogger("pipeline_engine.runner")
 
 #: threads per worker when none is asked for
-DEFAULT_WORKERS = settings.DEFAULT_CONCURRENCY
+DEFAULT_CONCURRENCY = settings.DEFAULT_CONCURRENCY
+DEFAULT_WORKERS = DEFAULT_CONCURRENCY  # its former name
 DEFAULT_LEASE = store.DEFAULT_LEASE
 #: seconds running tracks get to finish when a worker is asked to stop, before it terminates them
 DEFAULT_GRACE = settings.DEFAULT_GRACE
@@ -224,8 +225,14 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, OSError))
 
 
-class Engine:
-    def __init__(self, db: Database, *, workers: int | None = None, name: str | None = None,
+class Worker:
+    """A worker: the process side of the engine (``pipeline-engine worker``, and ``run``,
+    ``retry``, ``resume`` for the run they own). One dispatcher thread owns its database
+    connection; ``concurrency`` threads run the attempts' processes (``workers`` is the same,
+    under the name ``run --workers`` gives it)."""
+
+    def __init__(self, db: Database, *, concurrency: int | None = None, workers: int | None = None,
+                 name: str | None = None,
                  lease: float = DEFAULT_LEASE, grace: float = DEFAULT_GRACE, poll: float = DEFAULT_POLL,
                  output_cap: int = executor.DEFAULT_OUTPUT_CAP, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None, host: str | None = None,
@@ -233,7 +240,7 @@ class Engine:
         executor.check_bash()  # before anything runs: the scripts' bash must read them as shell.py does
         self.db = db
         self.host = host or this_host()
-        self.workers = workers or DEFAULT_WORKERS
+        self.concurrency = concurrency or workers or DEFAULT_CONCURRENCY
         self.name = name or worker_name()
         self.lease, self.grace, self.poll = lease, grace, poll
         self.heartbeat_every = min(1.0, lease / 3)
@@ -462,7 +469,7 @@ class Engine:
 
     def _serve(self, until: int | None) -> str:
         threads = [threading.Thread(target=self._work, daemon=True, name=f"{self.name}-{i}")
-                   for i in range(self.workers)]
+                   for i in range(self.concurrency)]
         for thread in threads:
             thread.start()
         in_flight: dict[int, int] = {}  # claimed track id -> attempt, until its end is recorded
@@ -471,7 +478,7 @@ class Engine:
         try:
             began = time.monotonic()
             self._tx(lambda c: store.register_worker(c, self.name, self.host, os.getpid(),
-                                                     self.workers, self.lease))
+                                                     self.concurrency, self.lease))
             self._renewed = began  # it holds nothing yet: whatever it claims is renewed from now on
             self._held = in_flight
             watchdog.start()
@@ -493,8 +500,8 @@ class Engine:
                     next_recheck = now + self.poll
                 else:
                     self._unblock(freed)
-                free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.workers - len(in_flight)
-                idle = 0 if self.stopping.is_set() else max(0, self.workers - len(in_flight))
+                free = 0 if self.stopping.is_set() else (1 + _QUEUED) * self.concurrency - len(in_flight)
+                idle = 0 if self.stopping.is_set() else max(0, self.concurrency - len(in_flight))
                 taken = self._pop(free, in_flight)
                 batch = lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed)  # noqa: E731
                 try:
@@ -790,7 +797,7 @@ class Engine:
                 continue
             except queue.Empty:
                 pass
-            if len(ended) >= _QUEUED * self.workers or self._inbox.qsize() == 0 or _WAKE in ended:
+            if len(ended) >= _QUEUED * self.concurrency or self._inbox.qsize() == 0 or _WAKE in ended:
                 break
             try:
                 ended.append(self._outbox.get(timeout=_COALESCE))
@@ -1122,6 +1129,10 @@ class Engine:
 
 
 # Kept for callers of the first API: a run executed in this process.
+#: the name the worker had, for code written against it
+Engine = Worker
+
+
 def run_pipeline(db: Database, run: RunStart, *, workers: int | None = None, log_dir: str | None = None,
                  on_event: Callable[[Event], None] | None = None, **kwargs) -> str:
     """Execute a started run to its end in this process, as the worker it names its owner (a
@@ -1129,6 +1140,6 @@ def run_pipeline(db: Database, run: RunStart, *, workers: int | None = None, log
     if kwargs.get("name") is None:
         with db.transaction(write=False) as s:
             kwargs["name"] = store.pipeline_owner(s, run.id)
-    engine = Engine(db, workers=workers, log_dir=log_dir, on_event=on_event, **kwargs)
+    engine = Worker(db, concurrency=workers, log_dir=log_dir, on_event=on_event, **kwargs)
     engine.adopt(run)
     return engine.run(run.id)
