@@ -31,7 +31,7 @@ def bash_version(bash: str = SHELL[0]) -> tuple[int, int]:
     try:
         out = subprocess.run([bash, "--noprofile", "--norc", "-c",
                               'printf "%s.%s" "${BASH_VERSINFO[0]}" "${BASH_VERSINFO[1]}"'],
-                             capture_output=True, text=True, timeout=30, env=process_environ_str())
+                             capture_output=True, text=True, timeout=30, env=process_environ())
     except (OSError, subprocess.SubprocessError) as exc:
         raise SettingError(f"{bash} cannot run: {exc}; vertices are bash scripts") from None
     major, _, minor = out.stdout.strip().partition(".")
@@ -54,10 +54,6 @@ def check_bash(bash: str = SHELL[0]) -> tuple[int, int]:
                                f" them with bash {want} or newer only; install it as {bash}")
         _checked_bash[bash] = found
     return _checked_bash[bash]
-
-
-def process_environ_str() -> dict[str, str]:
-    return {os.fsdecode(k): os.fsdecode(v) for k, v in process_environ().items()}
 
 
 #: bytes of stdout and of stderr kept per track

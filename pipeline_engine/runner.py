@@ -89,7 +89,6 @@ log = logging.getLogger("pipeline_engine.runner")
 
 #: threads per worker when none is asked for
 DEFAULT_CONCURRENCY = settings.DEFAULT_CONCURRENCY
-DEFAULT_WORKERS = DEFAULT_CONCURRENCY  # its former name
 DEFAULT_LEASE = store.DEFAULT_LEASE
 #: seconds running tracks get to finish when a worker is asked to stop, before it terminates them
 DEFAULT_GRACE = settings.DEFAULT_GRACE
