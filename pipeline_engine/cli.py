@@ -533,8 +533,8 @@ _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY
                            " $PIPELINE_ENGINE_PARAM_NAME gives NAME when -p does not.")
 
 
-def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float | None
-             ) -> None:
+def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float | None,
+             leftovers: list[tuple[int, int]] | None = None) -> None:
     """Execute a run in this process with live progress, then print the summary and exit:
     0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
     from pipeline_engine import service
@@ -546,7 +546,7 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     engine = Worker(ctx.db, concurrency=workers or ctx.settings.concurrency, name=engine_name,
                     grace=ctx.settings.grace if grace is None else grace, lease=ctx.settings.lease,
                     poll=ctx.settings.poll, on_event=progress, log_dir=ctx.log_dir, on_stop=progress.notice)
-    engine.adopt(run)
+    engine.adopt(run, leftovers or ())
     engine.install_signal_handlers()
     try:
         state = engine.run(run.id)
@@ -642,9 +642,9 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
     parameters = _ask_secrets(ctx, run_id, parameters, no_input)
     run = service.load_run(ctx.db, run_id, parameters)  # checks the secrets before anything changes
     engine_name = worker_name()
-    service.resume_run(ctx.db, run_id, engine_name)
+    leftovers = service.resume_run(ctx.db, run_id, engine_name)
     click.echo(f"run {run_id} of graph '{run.graph}' resumed")
-    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace)
+    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace, leftovers)
 
 
 @cli.command("retry")
@@ -767,9 +767,13 @@ def prune_cmd(ctx: Context, days: float, batch: int, dry_run: bool) -> None:
 def recover_cmd(ctx: Context) -> None:
     """Take back now the running tracks of workers whose lease ran out (every worker also does
     this on its own every few seconds)."""
-    from pipeline_engine import service
+    from functools import partial
 
-    n = service.recover(ctx.db)
+    from pipeline_engine import service
+    from pipeline_engine.executors.local import kill_leftovers
+
+    # this command runs on a worker's host: what dead workers of this host left is killed here
+    n = service.recover(ctx.db, kill=partial(kill_leftovers, ctx.db.key))
     click.echo(f"{n} track(s) taken back")
 
 

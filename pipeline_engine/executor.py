@@ -14,9 +14,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from pipeline_engine.errors import SettingError
+from pipeline_engine.executors.base import Outcome
 from pipeline_engine.inputtypes import MASK
 from pipeline_engine.settings import process_environ
 from pipeline_engine.shell import BASH_MODELLED
@@ -70,25 +70,6 @@ _HELD = 0.1
 #: an attempt shorter than this looks for its leftovers only among newer pids (pids do not wrap
 #: around in a second); a longer one scans every process
 _PID_WINDOW = 1.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    #: the shell's exit status; negative N when signal N ended it; None if it never started
-    exit_code: int | None
-    timed_out: bool
-    #: the tails of the output, decoded as UTF-8, secrets masked
-    stdout: str
-    stderr: str
-    duration: float
-    #: why it ended, when not by its own exit (timeout, could not start)
-    error: str | None = None
-    #: the file the full output went to, if any
-    log_path: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
 
 
 class _Tail:

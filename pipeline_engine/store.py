@@ -1000,3 +1000,13 @@ def delete_runs(conn: Connection, pipeline_ids: Sequence[int],
     tracks = conn.execute(delete(_track).where(_track.c.pipeline_id.in_(ids))).rowcount  # first: no cascades
     conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids)))
     return ids, tracks
+
+
+def done_pipelines(conn: Connection) -> list[int]:
+    """Running pipelines that have no unfinished track left (to be finished: two workers
+    recording a pipeline's last two tracks at the same moment may each see the other's as
+    unfinished, and MariaDB's repeatable reads keep seeing it; every worker's sweep finishes
+    such a pipeline within seconds)."""
+    unfinished = (select(_track.c.id).where(_track.c.pipeline_id == _pipeline.c.id, _track.c.state.in_(UNFINISHED))
+                  .exists())
+    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == "running", ~unfinished)))

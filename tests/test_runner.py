@@ -112,7 +112,7 @@ def test_log_files_keep_the_full_output_and_their_path_is_recorded(db, tmp_path)
     assert len(track.stdout) < 1200
 
 
-def test_events_report_each_start_and_end(db):
+def test_events_report_each_start_and_end_and_the_run_finished(db):
     define(db, "events", [{"name": "a", "script": "true"}, {"name": "b", "script": "exit 1", "retries": 1},
                           {"name": "c", "script": "true"}], [["a", "b"], ["b", "c"]])
     run = service.start_run(db, "events")
@@ -121,7 +121,9 @@ def test_events_report_each_start_and_end(db):
     assert [(e.kind, e.vertex, e.state, e.attempt) for e in seen] == [
         ("started", "a", "running", 1), ("ended", "a", "succeeded", 1), ("ready", "b", "pending", 0),
         ("started", "b", "running", 1), ("ended", "b", "pending", 1),
-        ("started", "b", "running", 2), ("ended", "b", "failed", 2), ("skipped", "c", "upstream_failed", 0)]
+        ("started", "b", "running", 2), ("ended", "b", "failed", 2), ("skipped", "c", "upstream_failed", 0),
+        ("finished", "", "failed", 0)]
+    assert seen[-1].run == run.id
 
 
 def test_ends_are_recorded_together_and_only_for_the_attempts_still_held(db):

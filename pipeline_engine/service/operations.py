@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from pipeline_engine import recovery, store
+from pipeline_engine import lifecycle, recovery, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError
 from pipeline_engine.service._base import _write
@@ -33,10 +33,13 @@ def list_workers(db: Database) -> list[WorkerInfo]:
                 for w, n in recovery.live_workers(s)]
 
 
-def recover(db: Database) -> int:
-    """Take back now the running tracks of workers whose lease ran out; returns how many."""
+def recover(db: Database, *, kill: lifecycle.Kill | None = None) -> int:
+    """Take back now the running tracks of workers whose lease ran out (or, on this host, whose
+    process is gone); returns how many. ``kill`` (an executor's, for a caller on a worker host:
+    ``executors.local.kill_leftovers``) is given the attempts whose worker ran on this host
+    before they are taken back, so that none runs twice at once; without it nothing is killed."""
     with _write(db) as s:
-        return recovery.recover_expired(s.connection(), db.key)
+        return recovery.recover_expired(s.connection(), kill=kill)
 
 
 def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, inputtypes, limits, recovery, rendering, store
+from pipeline_engine import dag, inputtypes, lifecycle, limits, recovery, rendering, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError, RunStateError
 from pipeline_engine.models import Graph, Vertex
@@ -227,7 +227,7 @@ def _secret_schemas(schemas: dict[str, dict[str, inputtypes.InputSpec]]) -> dict
 
 def _to_run(state: str, rows) -> set[str]:
     """The vertices of a run whose tracks can still run in it: of a running run (resume) those
-    not finished; of a failed or cancelled one (retry) those ``store.reset_unsucceeded`` starts
+    not finished; of a failed or cancelled one (retry) those ``lifecycle.retry`` starts
     again."""
     if state == PipelineState.RUNNING:
         return {v.name for t, v in rows if t.state not in TRACK_FINISHED}
@@ -300,7 +300,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
             raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
-        store.cancel_pipeline(s, run_id)
+        lifecycle.cancel(s, run_id)
     deadline = time.monotonic() + wait
     while True:
         with db.transaction(write=False) as s:
@@ -332,16 +332,19 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
         if detach and pipeline.secret_inputs:
             raise ParameterError(f"run {run_id} has secret inputs, which are never stored: retry it without"
                                  " --detach")
-        again = store.reset_unsucceeded(s, run_id)
-        if not store.restart_pipeline(s, run_id, pipeline.state, None if detach else owner):
+        again = lifecycle.retry(s, run_id, pipeline.state, None if detach else owner)
+        if again is None:
             raise RunStateError(f"run {run_id} changed while it was being retried; look at it again")
         return again
 
 
-def resume_run(db: Database, run_id: int, owner: str) -> None:
+def resume_run(db: Database, run_id: int, owner: str) -> list[tuple[int, int]]:
     """Let ``owner`` adopt a running run whose engine died: its running tracks held by dead
     workers are taken back now (pending while retries remain, else failed), and the run is
-    ``owner``'s. Refused while the run's owner is alive."""
+    ``owner``'s. Refused while the run's owner is alive. Returns the attempts taken back from
+    dead workers of this host (track id, attempt): ``owner``, which alone may claim the run's
+    tracks now, kills what is left of them before it claims (``Worker.adopt``); nothing is
+    killed here."""
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
@@ -352,4 +355,4 @@ def resume_run(db: Database, run_id: int, owner: str) -> None:
             raise RunStateError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
         if not store.adopt_pipeline(s, run_id, pipeline.owner, owner):
             raise RunStateError(f"run {run_id} changed while it was being resumed; look at it again")
-        recovery.take_back_from_dead(s.connection(), db.key, run_id, live)
+        return recovery.take_back_from_dead(s.connection(), run_id, live)
