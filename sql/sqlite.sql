@@ -300,6 +300,8 @@ CREATE TABLE _pe_new_pipeline (
     CONSTRAINT ck_pipeline_state CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled'))
 );
 
+INSERT INTO sqlite_sequence (name, seq) SELECT '_pe_new_pipeline', seq FROM sqlite_sequence WHERE name = 'pipeline';
+
 INSERT INTO _pe_new_pipeline (id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs) SELECT id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs FROM pipeline;
 
 DROP TABLE pipeline;

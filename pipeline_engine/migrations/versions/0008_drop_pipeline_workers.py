@@ -56,6 +56,11 @@ def upgrade() -> None:
                            name=op.f("ck_pipeline_state")),
         sqlite_autoincrement=True,
     )
+    # the new table starts from the old one's AUTOINCREMENT mark, not from its greatest id left:
+    # the id of a deleted newest run is not given again (SQLite keeps the mark in sqlite_sequence,
+    # which 0005's AUTOINCREMENT tables made; the copy below raises it, never lowers it)
+    op.execute(f"INSERT INTO sqlite_sequence (name, seq) SELECT '{_NEW}', seq FROM sqlite_sequence"
+               " WHERE name = 'pipeline'")
     columns = ", ".join(_KEPT)
     op.execute(f"INSERT INTO {_NEW} ({columns}) SELECT {columns} FROM pipeline")
     op.drop_table("pipeline")
