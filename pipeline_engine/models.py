@@ -225,8 +225,6 @@ class Pipeline(Base):
     state: Mapped[str] = mapped_column(String(16))
     #: the run's parameters as given, secrets masked
     params: Mapped[dict] = mapped_column(JSONText, default=dict)
-    #: thread-pool size asked for this run
-    workers: Mapped[int | None] = mapped_column(Integer)
     #: the worker that runs this pipeline alone (``run``, ``resume``); None: any worker
     owner: Mapped[str | None] = mapped_column(String(255))
     #: some input is a secret, which is never stored: only its owner can run it

@@ -293,12 +293,12 @@ def bump(s: Session, graph: Graph) -> None:
 
 # --- runs ------------------------------------------------------------------------------------
 
-def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, workers: int | None,
-                    tracks: Sequence[dict], *, owner: str | None = None, secret_inputs: bool = False) -> int:
+def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, tracks: Sequence[dict], *,
+                    owner: str | None = None, secret_inputs: bool = False) -> int:
     """Insert a running pipeline and its tracks (bulk); returns the pipeline's id."""
     stamp = now()
-    pipeline = Pipeline(graph_id=graph_id, name=name, state="running", params=params, workers=workers,
-                        created_at=stamp, started_at=stamp, owner=owner, secret_inputs=secret_inputs)
+    pipeline = Pipeline(graph_id=graph_id, name=name, state="running", params=params, created_at=stamp,
+                        started_at=stamp, owner=owner, secret_inputs=secret_inputs)
     s.add(pipeline)
     s.flush()
     if tracks:

@@ -198,3 +198,9 @@ CREATE TABLE installation (
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
 UPDATE pipeline_engine_version SET version_num='0007' WHERE pipeline_engine_version.version_num = '0006';
+
+-- Running upgrade 0007 -> 0008
+
+ALTER TABLE pipeline DROP COLUMN workers;
+
+UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';

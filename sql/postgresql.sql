@@ -201,4 +201,10 @@ CREATE TABLE installation (
 
 UPDATE pipeline_engine_version SET version_num='0007' WHERE pipeline_engine_version.version_num = '0006';
 
+-- Running upgrade 0007 -> 0008
+
+ALTER TABLE pipeline DROP COLUMN workers;
+
+UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';
+
 COMMIT;

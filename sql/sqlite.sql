@@ -282,3 +282,34 @@ CREATE TABLE installation (
 );
 
 UPDATE pipeline_engine_version SET version_num='0007' WHERE pipeline_engine_version.version_num = '0006';
+
+-- Running upgrade 0007 -> 0008
+
+CREATE TABLE _pe_new_pipeline (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    graph_id INTEGER NOT NULL,
+    name VARCHAR(200),
+    state VARCHAR(16) NOT NULL,
+    params TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    started_at DATETIME,
+    finished_at DATETIME,
+    owner VARCHAR(255),
+    secret_inputs BOOLEAN DEFAULT 0 NOT NULL,
+    CONSTRAINT fk_pipeline_graph_id_graph FOREIGN KEY(graph_id) REFERENCES graph (id) ON DELETE RESTRICT,
+    CONSTRAINT ck_pipeline_state CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled'))
+);
+
+INSERT INTO sqlite_sequence (name, seq) SELECT '_pe_new_pipeline', seq FROM sqlite_sequence WHERE name = 'pipeline';
+
+INSERT INTO _pe_new_pipeline (id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs) SELECT id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs FROM pipeline;
+
+DROP TABLE pipeline;
+
+ALTER TABLE _pe_new_pipeline RENAME TO pipeline;
+
+CREATE INDEX ix_pipeline_graph_id_created_at ON pipeline (graph_id, created_at);
+
+CREATE INDEX ix_pipeline_state ON pipeline (state);
+
+UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';

@@ -98,7 +98,10 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
     ``owner`` names the worker that alone will run it (``run`` in this process); with
     ``detach`` nobody owns it and any ``pipeline-engine worker`` picks it up. A graph with
     secret inputs cannot run detached: secrets are never stored, so no other process could
-    have them."""
+    have them.
+
+    ``workers`` is the thread count the caller will run it with (``run --workers``): it is
+    checked (a positive integer) but not stored, since the worker that runs it decides."""
     with _write(db) as s:
         return create_run(s, graph, parameters, name=name, workers=workers, owner=owner, detach=detach,
                           version=version)
@@ -146,7 +149,7 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
                        "script": rendered[v.name].shown,
                        "stdout": "", "stderr": ""})
     _fit(s, {f"run of graph '{graph}': the track of vertex '{v.name}'": t for v, t in zip(rows, tracks)})
-    run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), workers, tracks,
+    run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
                                    owner=None if detach else owner, secret_inputs=bool(secret_names))
     return RunStart(id=run_id, graph=graph, name=name, version=g.version,
                     pending=[v.name for v in rows if indegree[v.name] == 0],
