@@ -139,8 +139,8 @@ class Move:
 def _move(name: str, sources: Iterable[State], targets: Iterable[State] = ()) -> Move:
     """A move, checked against the table of its states; raises StateError if a pair is not allowed."""
     move = Move(name, frozenset(sources), frozenset(targets))
-    every = move.sources | move.targets
-    if not move.sources or len({type(s) for s in every}) != 1:
+    # the types of the members, not a union of the sets: a track's and a run's words are equal strings
+    if not move.sources or len({type(s) for s in (*move.sources, *move.targets)}) != 1:
         raise StateError(f"move {name}: its states must be all track states or all pipeline states")
     table: dict = TRACK_TRANSITIONS if isinstance(next(iter(move.sources)), TrackState) else PIPELINE_TRANSITIONS
     refused = sorted(f"{s} -> {t}" for s in move.sources for t in move.targets if t not in table[s])

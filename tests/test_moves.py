@@ -44,6 +44,8 @@ def test_a_move_the_table_does_not_allow_is_refused_when_it_is_made():
         states._move("bad", {TrackState.PENDING, TrackState.SUCCEEDED}, {TrackState.RUNNING})
     with pytest.raises(StateError, match="all track states or all pipeline states"):
         states._move("mixed", {TrackState.RUNNING}, {PipelineState.FAILED})
+    with pytest.raises(StateError, match="all track states or all pipeline states"):
+        states._move("mixed", {PipelineState.FAILED}, {TrackState.FAILED})  # equal words, other tables
 
 
 def test_a_move_names_its_targets_and_sources():
