@@ -18,10 +18,21 @@ from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
+from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
+                                    RECORD, RELEASE, RESET, RESTART, TAKE_BACK, UPSTREAM_FAILED, GraphStatus, Move)
+from pipeline_engine.states import PipelineState as P
+from pipeline_engine.states import TrackState as T
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _from(column: Any, move: Move) -> Any:
+    """The compare-and-set guard of ``move``'s UPDATE, from the transition table: ``column =
+    'word'`` for one source state, ``column IN (...)`` (sorted: one statement text) for more."""
+    words = sorted(state.value for state in move.sources)
+    return column == words[0] if len(words) == 1 else column.in_(words)
 
 
 # --- installation --------------------------------------------------------------
@@ -74,7 +85,7 @@ def _spans(numbers: Sequence[int]) -> str:
 
 def newest_sealed(s: Session, name: str) -> Graph | None:
     """The newest sealed version of ``name``: the one a run of the name runs."""
-    return s.scalars(select(Graph).where(Graph.name == name, Graph.status == "sealed")
+    return s.scalars(select(Graph).where(Graph.name == name, Graph.status == GraphStatus.SEALED)
                      .order_by(Graph.version.desc()).limit(1)).one_or_none()
 
 
@@ -85,7 +96,7 @@ def graph_versions(s: Session, name: str) -> list[Graph]:
 
 def create_graph(s: Session, name: str, description: str = "", *, version: int = 1) -> Graph:
     stamp = now()
-    graph = Graph(name=name, version=version, description=description, status="draft", created_at=stamp,
+    graph = Graph(name=name, version=version, description=description, status=GraphStatus.DRAFT, created_at=stamp,
                   updated_at=stamp)
     s.add(graph)
     s.flush()
@@ -101,7 +112,7 @@ def list_graphs(s: Session) -> list[tuple[Graph, int, int, int | None]]:
     """The newest version of every graph with its vertex and edge counts and the number of
     its newest sealed version, by name."""
     newest = select(Graph.name, func.max(Graph.version).label("version")).group_by(Graph.name).subquery()
-    sealed = (select(Graph.name, func.max(Graph.version).label("version")).where(Graph.status == "sealed")
+    sealed = (select(Graph.name, func.max(Graph.version).label("version")).where(Graph.status == GraphStatus.SEALED)
               .group_by(Graph.name).subquery())
     vcount = select(Vertex.graph_id, func.count().label("n")).group_by(Vertex.graph_id).subquery()
     ecount = select(Edge.graph_id, func.count().label("n")).group_by(Edge.graph_id).subquery()
@@ -280,14 +291,14 @@ def row_bytes(row: Mapping[str, Any]) -> int:
 def set_status(s: Session, graph: Graph, status: str) -> None:
     graph.status = status
     graph.updated_at = now()
-    if status == "sealed":
+    if status == GraphStatus.SEALED:
         graph.sealed_at = graph.updated_at
     s.flush()
 
 
 def bump(s: Session, graph: Graph) -> None:
     """Record a change to the definition: the graph is a draft again."""
-    s.execute(update(Graph).where(Graph.id == graph.id).values(status="draft", updated_at=now()))
+    s.execute(update(Graph).where(Graph.id == graph.id).values(status=GraphStatus.DRAFT, updated_at=now()))
     s.expire(graph)
 
 
@@ -297,7 +308,7 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, t
                     owner: str | None = None, secret_inputs: bool = False) -> int:
     """Insert a running pipeline and its tracks (bulk); returns the pipeline's id."""
     stamp = now()
-    pipeline = Pipeline(graph_id=graph_id, name=name, state="running", params=params, created_at=stamp,
+    pipeline = Pipeline(graph_id=graph_id, name=name, state=P.RUNNING, params=params, created_at=stamp,
                         started_at=stamp, owner=owner, secret_inputs=secret_inputs)
     s.add(pipeline)
     s.flush()
@@ -335,7 +346,7 @@ def recent_durations(s: Session, graph_ids: Sequence[int], runs: int = 10) -> di
     out: dict[str, list[float]] = {}
     if recent:
         q = (select(Vertex.name, Track.duration).join(Vertex, Vertex.id == Track.vertex_id)
-             .where(Track.pipeline_id.in_(recent), Track.state == "succeeded", Track.duration.is_not(None)))
+             .where(Track.pipeline_id.in_(recent), Track.state == T.SUCCEEDED, Track.duration.is_not(None)))
         for name, duration in s.execute(q):
             out.setdefault(name, []).append(duration)
     return out
@@ -410,29 +421,30 @@ _ids = bindparam("ids", expanding=True)
 #: a pending track is due unless it waits for its retry until a time still to come. "Now" is the
 #: claiming worker's clock, as for every time the store writes and compares (heartbeats, leases)
 _due = or_(_track.c.not_before.is_(None), _track.c.not_before <= bindparam("stamp"))
-_CLAIM = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "pending", _due)
-          .values(state="running", attempt=_track.c.attempt + 1, worker=bindparam("worker"),
+_CLAIM = (update(_track).where(_track.c.id.in_(_ids), _from(_track.c.state, CLAIM), _due)
+          .values(state=CLAIM.target, attempt=_track.c.attempt + 1, worker=bindparam("worker"),
                   started_at=bindparam("stamp"), heartbeat_at=bindparam("stamp"), finished_at=None,
                   exit_code=None, error=None, not_before=None))
-_CLAIMED = select(_track.c.id, _track.c.attempt).where(_track.c.id.in_(_ids), _track.c.state == "running",
+_CLAIMED = select(_track.c.id, _track.c.attempt).where(_track.c.id.in_(_ids), _track.c.state == CLAIM.target,
                                                         _track.c.worker == bindparam("worker"))
-_RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _track.c.state == "running",
+_RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _from(_track.c.state, RECORD),
                                 _track.c.attempt == bindparam("at_attempt"))
            .values(state=bindparam("target"), worker=None, started_at=bindparam("started_at"),
                    finished_at=bindparam("finished_at"), not_before=bindparam("not_before"),
                    exit_code=bindparam("exit_code"), error=bindparam("error"), stdout=bindparam("stdout"),
                    stderr=bindparam("stderr"), log_path=bindparam("log_path"), duration=bindparam("duration")))
 _n = bindparam("n")
-# state is assigned first: MySQL evaluates SET left to right, the others on the old values
+# state is assigned first: MySQL evaluates SET left to right, the others on the old values. The
+# target is a plain string: its type (VARCHAR) is inferred from it, as the column's is elsewhere
 _RELEASE = (update(_track).where(_track.c.id.in_(_ids))
-            .values(state=case((and_(_track.c.waiting_on == _n, _track.c.state == "waiting"), "pending"),
-                               else_=_track.c.state),
+            .values(state=case((and_(_track.c.waiting_on == _n, _from(_track.c.state, RELEASE)),
+                                RELEASE.target.value), else_=_track.c.state),
                     waiting_on=_track.c.waiting_on - _n))
 _RELEASE_RETURNING = _RELEASE.returning(_track.c.id, _track.c.state)
-_RELEASED = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.state == "pending",
+_RELEASED = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.state == RELEASE.target,
                                       _track.c.waiting_on == 0)
-_UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _track.c.state == "waiting")
-                    .values(state="upstream_failed", finished_at=bindparam("stamp")))
+_UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _from(_track.c.state, UPSTREAM_FAILED))
+                    .values(state=UPSTREAM_FAILED.target, finished_at=bindparam("stamp")))
 
 
 def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
@@ -488,7 +500,7 @@ def record_attempts(conn: Connection, ends: Sequence[Mapping], *, careful: bool 
     reason appended to its error (state, exit code and times kept): one row never loses a batch."""
     if not ends:
         return set()
-    rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": e["target"],
+    rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": RECORD.to(e["target"]),
              "started_at": e["started_at"], "finished_at": e["finished_at"], "exit_code": e["exit_code"],
              "error": e["error"], "stdout": e["stdout"], "stderr": e["stderr"], "log_path": e["log_path"],
              "duration": e["duration"], "not_before": e.get("not_before")} for e in ends]
@@ -543,7 +555,7 @@ def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:
         by_count.setdefault(n, []).append(track_id)
     if conn.dialect.update_returning:  # SQLite, PostgreSQL: one statement per count
         return [i for n, ids in by_count.items()
-                for i, state in conn.execute(_RELEASE_RETURNING, {"ids": ids, "n": n}) if state == "pending"]
+                for i, state in conn.execute(_RELEASE_RETURNING, {"ids": ids, "n": n}) if state == RELEASE.target]
     for n, ids in by_count.items():
         conn.execute(_RELEASE, {"ids": ids, "n": n})
     return list(conn.scalars(_RELEASED, {"ids": list(succeeded)}))
@@ -562,21 +574,21 @@ DEFAULT_LEASE = settings.DEFAULT_LEASE
 
 _pipeline = Pipeline.__table__
 _worker = Worker.__table__
-UNFINISHED = ("waiting", "pending", "running")
-NOT_SUCCEEDED = ("failed", "upstream_failed", "cancelled")
+UNFINISHED = (T.WAITING, T.PENDING, T.RUNNING)
+NOT_SUCCEEDED = (T.FAILED, T.UPSTREAM_FAILED, T.CANCELLED)
 
 _HEARTBEAT = (update(_track).where(_track.c.id.in_(_ids), _track.c.worker == bindparam("holder"),
-                                   _track.c.state == "running")
+                                   _from(_track.c.state, HEARTBEAT))
               .values(heartbeat_at=bindparam("stamp")))
 _HELD = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.worker == bindparam("worker"),
-                                  _track.c.state == "running")
+                                  _track.c.state == T.RUNNING)
 _UNFINISHED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id"),
                                          _track.c.state.in_(UNFINISHED)).limit(1))
 _NOT_SUCCEEDED = (select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id"),
                                             _track.c.state.in_(NOT_SUCCEEDED)).limit(1))
 _ANY_TRACK = select(_track.c.id).where(_track.c.pipeline_id == bindparam("pipeline_id")).limit(1)
-_FINISH = (update(_pipeline).where(_pipeline.c.id == bindparam("pipeline_id"), _pipeline.c.state == "running")
-           .values(state=bindparam("state"), finished_at=bindparam("stamp")))
+_FINISH = (update(_pipeline).where(_pipeline.c.id == bindparam("pipeline_id"), _from(_pipeline.c.state, FINISH))
+           .values(state=bindparam("target"), finished_at=bindparam("stamp")))
 
 
 def register_worker(conn: Connection, name: str, host: str, pid: int, concurrency: int, lease: float) -> None:
@@ -610,16 +622,16 @@ def release_worker(conn: Connection, worker: str, track_ids: Sequence[int]) -> N
     waits for this)."""
     if track_ids:
         conn.execute(update(_track).where(_track.c.id.in_(list(track_ids)), _track.c.worker == worker,
-                                          _track.c.state != "running").values(worker=None))
+                                          _track.c.state != T.RUNNING).values(worker=None))
 
 
 def hand_back(conn: Connection, worker: str, track_id: int, attempt: int, reason: str) -> bool:
     """A track this worker claimed but will not finish (it is stopping): pending again, the
     attempt not counted."""
     return conn.execute(
-        update(_track).where(_track.c.id == track_id, _track.c.worker == worker, _track.c.state == "running",
+        update(_track).where(_track.c.id == track_id, _track.c.worker == worker, _from(_track.c.state, HAND_BACK),
                              _track.c.attempt == attempt)
-        .values(state="pending", attempt=_track.c.attempt - 1, worker=None, error=reason)).rowcount == 1
+        .values(state=HAND_BACK.target, attempt=_track.c.attempt - 1, worker=None, error=reason)).rowcount == 1
 
 
 def hand_back_unheld(conn: Connection, worker: str, held: Iterable[int]) -> int:
@@ -627,7 +639,7 @@ def hand_back_unheld(conn: Connection, worker: str, held: Iterable[int]) -> int:
     by a commit whose acknowledgement was lost) go back to pending, the attempt not counted."""
     held = set(held)
     rows = conn.execute(select(_track.c.id, _track.c.attempt)
-                        .where(_track.c.worker == worker, _track.c.state == "running")).all()
+                        .where(_track.c.worker == worker, _track.c.state == T.RUNNING)).all()
     return sum(hand_back(conn, worker, i, a, "claimed while the database was failing") for i, a in rows
                if i not in held)
 
@@ -639,29 +651,28 @@ def finish_if_done(conn: Connection, pipeline_id: int) -> str | None:
     if conn.execute(_UNFINISHED, {"pipeline_id": pipeline_id}).first() is not None:
         return None
     key = {"pipeline_id": pipeline_id}
-    state = "failed" if conn.execute(_NOT_SUCCEEDED, key).first() or conn.execute(_ANY_TRACK, key).first() is None \
-        else "succeeded"
-    if conn.execute(_FINISH, {"pipeline_id": pipeline_id, "state": state, "stamp": now()}).rowcount:
+    state = P.FAILED if conn.execute(_NOT_SUCCEEDED, key).first() or conn.execute(_ANY_TRACK, key).first() is None \
+        else P.SUCCEEDED
+    if conn.execute(_FINISH, {"pipeline_id": pipeline_id, "target": state, "stamp": now()}).rowcount:
         return state
     return None
 
 
-def finish_done_pipelines(conn: Connection) -> list[int]:
-    """Finish every running pipeline that has no unfinished track left. Two workers recording a
-    pipeline's last two tracks at the same moment may each see the other's as unfinished (and
-    MariaDB's repeatable reads keep seeing it): this catch-all, run by every worker's sweep,
-    finishes such a pipeline within seconds."""
+def done_pipelines(conn: Connection) -> list[int]:
+    """Running pipelines that have no unfinished track left, to be finished. Two workers
+    recording a pipeline's last two tracks at the same moment may each see the other's as
+    unfinished (and MariaDB's repeatable reads keep seeing it): every worker's sweep finishes
+    such a pipeline within seconds (``lifecycle.finish_done``)."""
     unfinished = (select(_track.c.id).where(_track.c.pipeline_id == _pipeline.c.id, _track.c.state.in_(UNFINISHED))
                   .exists())
-    done = list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == "running", ~unfinished)))
-    return [p for p in done if finish_if_done(conn, p)]
+    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == P.RUNNING, ~unfinished)))
 
 
 def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None) -> list[int]:
     """Running pipelines whose tracks ``worker`` may claim: its own, and those nobody owns that
     need no secret (which only the process they were given to holds)."""
     unowned = and_(_pipeline.c.owner.is_(None), _pipeline.c.secret_inputs == false())
-    q = select(_pipeline.c.id).where(_pipeline.c.state == "running", or_(unowned, _pipeline.c.owner == worker))
+    q = select(_pipeline.c.id).where(_pipeline.c.state == P.RUNNING, or_(unowned, _pipeline.c.owner == worker))
     if pipeline_id is not None:
         q = q.where(_pipeline.c.id == pipeline_id)
     return list(conn.scalars(q))
@@ -678,7 +689,7 @@ def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int,
     if not pipeline_ids or limit <= 0:
         return []
     q = (select(_track.c.id, _track.c.pipeline_id, _track.c.pool, _track.c.priority)
-         .where(_track.c.state == "pending", _track.c.pipeline_id.in_(list(pipeline_ids)),
+         .where(_track.c.state == T.PENDING, _track.c.pipeline_id.in_(list(pipeline_ids)),
                 or_(_track.c.not_before.is_(None), _track.c.not_before <= now()))
          .order_by(_track.c.priority.desc(), _track.c.id).limit(limit))
     if pools is None:
@@ -695,14 +706,14 @@ def pending_tracks(conn: Connection, pipeline_ids: Sequence[int], limit: int,
 _pool = Pool.__table__
 _in_pool = aliased(_track)
 _RUNNING_IN_POOL = (select(func.count()).select_from(_in_pool)
-                    .where(_in_pool.c.pool == _pool.c.name, _in_pool.c.state == "running").scalar_subquery())
+                    .where(_in_pool.c.pool == _pool.c.name, _in_pool.c.state == T.RUNNING).scalar_subquery())
 #: pools with a free slot, as a look in the database sees them (not locked: a claim checks again)
 _OPEN_POOLS = select(_pool.c.name).where(_pool.c.size > _RUNNING_IN_POOL)
 _names = bindparam("names", expanding=True)
 # locked in name order: two workers that lock the same pools never wait on each other in a cycle
 _LOCK_POOLS = select(_pool.c.name, _pool.c.size).where(_pool.c.name.in_(_names)).order_by(_pool.c.name) \
     .with_for_update()
-_RUNNING_BY_POOL = (select(_track.c.pool, func.count()).where(_track.c.pool.in_(_names), _track.c.state == "running")
+_RUNNING_BY_POOL = (select(_track.c.pool, func.count()).where(_track.c.pool.in_(_names), _track.c.state == T.RUNNING)
                     .group_by(_track.c.pool))
 
 
@@ -764,7 +775,7 @@ def pool_usage(s: Session) -> dict[str, dict[str, int]]:
     counted in SQL."""
     out: dict[str, dict[str, int]] = {}
     q = (select(Track.pool, Track.state, func.count()).where(Track.pool.is_not(None),
-                                                             Track.state.in_(["pending", "running"]))
+                                                             Track.state.in_([T.PENDING, T.RUNNING]))
          .group_by(Track.pool, Track.state))
     for pool, state, n in s.execute(q):
         out.setdefault(pool, {})[state] = int(n)
@@ -792,15 +803,16 @@ def running_pipelines(conn: Connection, pipeline_ids: Sequence[int]) -> set[int]
     ids = list(pipeline_ids)
     for i in range(0, len(ids), 500):
         out.update(conn.scalars(select(Pipeline.id).where(Pipeline.id.in_(ids[i:i + 500]),
-                                                         Pipeline.state == "running")))
+                                                         Pipeline.state == P.RUNNING)))
     return out
 
 
 def restart_pipeline(s: Session, pipeline_id: int, state: str, owner: str | None) -> bool:
     """``retry``: a finished run (still in ``state``) is running again, owned by ``owner`` (None:
-    left to the workers). False when it changed meanwhile (compare-and-set)."""
-    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == state)
-                     .values(state="running", finished_at=None, owner=owner)).rowcount == 1
+    left to the workers). False when it changed meanwhile (compare-and-set). StateError when
+    ``state`` is not one a run restarts from."""
+    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == RESTART.source(state))
+                     .values(state=RESTART.target, finished_at=None, owner=owner)).rowcount == 1
     s.expire_all()
     return done
 
@@ -809,7 +821,7 @@ def adopt_pipeline(s: Session, pipeline_id: int, owner_before: str | None, owner
     """``resume``: a running run's owner becomes ``owner``, if it is still running and still
     ``owner_before``'s (compare-and-set)."""
     held = Pipeline.owner.is_(None) if owner_before is None else Pipeline.owner == owner_before
-    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running", held)
+    done = s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, ADOPT), held)
                      .values(owner=owner)).rowcount == 1
     s.expire_all()
     return done
@@ -830,7 +842,7 @@ def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: fl
     stamp = now()
     rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
                                _track.c.max_attempts, _track.c.heartbeat_at)
-                        .where(_track.c.state == "running")).all()
+                        .where(_track.c.state == T.RUNNING)).all()
     return [r for r in rows if r.worker in dead
             or r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
 
@@ -848,7 +860,7 @@ def worker_hosts(conn: Connection) -> dict[str, str]:
 def running_tracks(conn: Connection, pipeline_id: int) -> list:
     return conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
                                _track.c.max_attempts, _track.c.heartbeat_at)
-                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == "running")).all()
+                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == T.RUNNING)).all()
 
 
 def worker_leases(conn: Connection) -> dict[str, float]:
@@ -860,12 +872,12 @@ def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int,
     """Take a running track back from a worker whose lease ran out: pending for another attempt,
     or failed when none is left. Compare-and-set on the worker and attempt, so a track that was
     renewed or recorded meanwhile is left alone."""
-    q = update(_track).where(_track.c.id == track_id, _track.c.state == "running", _track.c.attempt == attempt)
+    q = update(_track).where(_track.c.id == track_id, _from(_track.c.state, TAKE_BACK), _track.c.attempt == attempt)
     q = q.where(_track.c.worker.is_(None) if worker is None else _track.c.worker == worker)
     if heartbeat_at is not None:  # renewed since it was seen expired: leave it
         q = q.where(_track.c.heartbeat_at <= heartbeat_at)
-    values = {"state": target, "worker": None, "error": reason}
-    if target == "failed":
+    values = {"state": TAKE_BACK.to(target), "worker": None, "error": reason}
+    if target == T.FAILED:
         values["finished_at"] = now()
     return conn.execute(q.values(**values)).rowcount == 1
 
@@ -884,14 +896,14 @@ def descendant_tracks(conn: Connection, pipeline_id: int, track_ids: Sequence[in
 
 def running_owners(s: Session) -> set[str]:
     """The workers that own a running pipeline (``run``, ``resume``): they take no other."""
-    return set(s.scalars(select(Pipeline.owner).where(Pipeline.state == "running", Pipeline.owner.is_not(None))
+    return set(s.scalars(select(Pipeline.owner).where(Pipeline.state == P.RUNNING, Pipeline.owner.is_not(None))
                          .distinct()))
 
 
 def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
     """Workers that have not stopped and whose heartbeat is within their lease, with the number
     of tracks each holds."""
-    held = (select(Track.worker, func.count().label("n")).where(Track.state == "running")
+    held = (select(Track.worker, func.count().label("n")).where(Track.state == T.RUNNING)
             .group_by(Track.worker).subquery())
     rows = s.execute(select(Worker, func.coalesce(held.c.n, 0)).outerjoin(held, held.c.worker == Worker.name)
                      .where(Worker.stopped_at.is_(None)).order_by(Worker.name)).all()
@@ -899,30 +911,20 @@ def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
     return [(w, int(n)) for w, n in rows if w.heartbeat_at >= stamp - timedelta(seconds=w.lease or default_lease)]
 
 
-def take_back_tracks(conn: Connection, rows: Sequence, reason: str) -> set[int]:
-    """Take back running tracks (rows with id, pipeline_id, worker, attempt, max_attempts) whose
-    worker is gone: pending for another attempt while retries remain, else failed with their
-    descendants upstream_failed. Returns the pipelines touched."""
-    touched = set()
-    for r in rows:
-        target = "pending" if r.attempt < r.max_attempts else "failed"
-        if take_back(conn, r.id, r.worker, r.attempt, target, reason, r.heartbeat_at):
-            touched.add(r.pipeline_id)
-            if target == "failed":
-                mark_upstream_failed(conn, descendant_tracks(conn, r.pipeline_id, [r.id]))
-    return touched
+#: the error of a track cancelled while it ran: the word of its state
+_CANCELLED_ERROR = CANCEL_RUNNING.target.value
 
 
 def cancel_pipeline(s: Session, pipeline_id: int) -> None:
     """The run and every unfinished track become cancelled. Running tracks keep their worker,
     which kills the process at its next heartbeat and then lets go of them."""
     stamp = now()
-    s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, Pipeline.state == "running")
-              .values(state="cancelled", finished_at=stamp))
-    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.state.in_(["waiting", "pending"]))
-              .values(state="cancelled", finished_at=stamp, worker=None))
-    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.state == "running")
-              .values(state="cancelled", finished_at=stamp, error="cancelled"))
+    s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, CANCEL_RUN))
+              .values(state=CANCEL_RUN.target, finished_at=stamp))
+    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_QUEUED))
+              .values(state=CANCEL_QUEUED.target, finished_at=stamp, worker=None))
+    s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_RUNNING))
+              .values(state=CANCEL_RUNNING.target, finished_at=stamp, error=_CANCELLED_ERROR))
 
 
 def track_holders(s: Session, pipeline_id: int) -> set[str]:
@@ -933,7 +935,7 @@ def track_holders(s: Session, pipeline_id: int) -> set[str]:
 
 def forget_holders(s: Session, pipeline_id: int, workers: Iterable[str]) -> None:
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, Track.worker.in_(list(workers)),
-                                  Track.state != "running").values(worker=None))
+                                  Track.state != T.RUNNING).values(worker=None))
 
 
 def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
@@ -945,15 +947,15 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
         return []
     by_vertex = {v.id: t for t, v in rows}
     edges = s.execute(select(Edge.tail_id, Edge.head_id).where(Edge.graph_id == rows[0][1].graph_id)).all()
-    again = {t.id for t, _ in rows if t.state in ("failed", "upstream_failed", "cancelled")}
+    again = {t.id for t, _ in rows if t.state in RESET.sources}
     waiting_on = dict.fromkeys(again, 0)
     for tail, head in edges:
-        if by_vertex[head].id in again and by_vertex[tail].state != "succeeded":
+        if by_vertex[head].id in again and by_vertex[tail].state != T.SUCCEEDED:
             waiting_on[by_vertex[head].id] += 1
     for t, v in rows:
         if t.id in again:
-            s.execute(update(Track).where(Track.id == t.id).values(
-                state="pending" if waiting_on[t.id] == 0 else "waiting", waiting_on=waiting_on[t.id],
+            s.execute(update(Track).where(Track.id == t.id, _from(Track.state, RESET)).values(
+                state=T.PENDING if waiting_on[t.id] == 0 else T.WAITING, waiting_on=waiting_on[t.id],
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
                 finished_at=None, worker=None, not_before=None))
     return [v.name for t, v in rows if t.id in again]
@@ -961,7 +963,7 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
 
 # --- history ----------------------------------------------------------------------------------
 
-_FINISHED = ("succeeded", "failed", "cancelled")
+_FINISHED = (P.SUCCEEDED, P.FAILED, P.CANCELLED)
 
 
 def old_finished_runs(conn: Connection, before: datetime, limit: int) -> list[int]:
@@ -1001,12 +1003,3 @@ def delete_runs(conn: Connection, pipeline_ids: Sequence[int],
     conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids)))
     return ids, tracks
 
-
-def done_pipelines(conn: Connection) -> list[int]:
-    """Running pipelines that have no unfinished track left (to be finished: two workers
-    recording a pipeline's last two tracks at the same moment may each see the other's as
-    unfinished, and MariaDB's repeatable reads keep seeing it; every worker's sweep finishes
-    such a pipeline within seconds)."""
-    unfinished = (select(_track.c.id).where(_track.c.pipeline_id == _pipeline.c.id, _track.c.state.in_(UNFINISHED))
-                  .exists())
-    return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == "running", ~unfinished)))

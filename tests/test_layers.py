@@ -25,8 +25,8 @@ FRONT = {"cli", "api", "scheduler", "web"}
 PROCESSES = {"executor", "executors"}
 #: the store's state writes, which only the lifecycle composes (a claim and the worker's own
 #: bookkeeping are the worker's: ``claim_tracks``, ``heartbeat``, ``release_worker``)
-TRANSITIONS = {"record_attempts", "release_successors", "mark_upstream_failed", "finish_if_done", "done_pipelines",
-               "finish_done_pipelines", "cancel_pipeline", "take_back", "take_back_tracks", "hand_back",
+TRANSITIONS = {"record_attempts", "release_successors", "mark_upstream_failed", "finish_if_done",
+               "cancel_pipeline", "take_back", "hand_back",
                "hand_back_unheld", "reset_unsucceeded", "restart_pipeline"}
 #: calls that reach processes: (module or object name, attribute)
 PROCESS_CALLS = {("os", "kill"), ("os", "killpg"), ("executor", "kill_marked"), ("executor", "kill_group"),
