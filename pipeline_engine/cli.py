@@ -534,15 +534,19 @@ _PARAM = click.option("-p", "--param", "parameters", multiple=True, metavar="KEY
 
 
 def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int | None, grace: float | None,
-             leftovers: list[tuple[int, int]] | None = None) -> None:
+             new: bool = False, leftovers: list[tuple[int, int]] | None = None) -> None:
     """Execute a run in this process with live progress, then print the summary and exit:
-    0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end."""
+    0 succeeded, 1 failed or cancelled, 130 stopped by Ctrl-C/SIGTERM before the end. A ``new``
+    run's states are those ``run`` lists (no read of its tracks before the first one starts)."""
     from pipeline_engine import service
     from pipeline_engine.progress import Progress, elapsed
     from pipeline_engine.runner import Worker
 
-    info = service.show_run(ctx.db, run.id, output=False)
-    progress = Progress({t.vertex: t.state for t in info.tracks}).start()
+    if new:
+        states = {**dict.fromkeys(run.pending, "pending"), **dict.fromkeys(run.waiting, "waiting")}
+    else:
+        states = {t.vertex: t.state for t in service.show_run(ctx.db, run.id, output=False).tracks}
+    progress = Progress(states).start()
     engine = Worker(ctx.db, concurrency=workers or ctx.settings.concurrency, name=engine_name,
                     grace=ctx.settings.grace if grace is None else grace, lease=ctx.settings.lease,
                     poll=ctx.settings.poll, on_event=progress, log_dir=ctx.log_dir, on_stop=progress.notice)
@@ -621,7 +625,7 @@ def run_cmd(ctx: Context, name: str, parameters: tuple[str, ...], workers: int |
     if detach:
         _tell_no_worker(ctx, run.id)
         return
-    _execute(ctx, run, engine_name, workers, grace)
+    _execute(ctx, run, engine_name, workers, grace, new=True)
 
 
 @cli.command("resume")
@@ -644,7 +648,7 @@ def resume_cmd(ctx: Context, run_id: int, parameters: tuple[str, ...], workers: 
     engine_name = worker_name()
     leftovers = service.resume_run(ctx.db, run_id, engine_name)
     click.echo(f"run {run_id} of graph '{run.graph}' resumed")
-    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace, leftovers)
+    _execute(ctx, service.load_run(ctx.db, run_id, parameters), engine_name, workers, grace, leftovers=leftovers)
 
 
 @cli.command("retry")

@@ -104,12 +104,17 @@ class _LogFile:
     come), secrets masked even when one is split across two reads."""
 
     def __init__(self, path: str, header: str | None, secrets: list[str], fresh: bool = False):
-        private_dirs(os.path.dirname(os.path.abspath(path)))
         # readable by its owner only, whatever the umask: the output may carry anything;
         # unbuffered: output reaches the file as it arrives (tail -f, logs while it runs);
         # ``fresh``: emptied first, so nothing another run left at this path shows in it
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if fresh else 0)
-        self.file = os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            # the run's first file: its directories are made then, not looked for on every attempt
+            private_dirs(os.path.dirname(os.path.abspath(path)))
+            fd = os.open(path, flags, 0o600)
+        self.file = os.fdopen(fd, "ab", buffering=0)
         if header:
             self.file.write(f"--- {header} ---\n".encode())
         found = _secret_bytes(secrets)

@@ -3,6 +3,11 @@
 On a terminal one status line is redrawn in place a few times a second: elapsed time, counts per
 state, and the vertices running now. Elsewhere (a pipe, a CI log) each attempt that ends prints
 one line instead, so a log shows what happened without control characters.
+
+Once started, only the progress thread writes: the listener, called in the engine's threads
+(the dispatcher, between a batch's commit and handing the claimed tracks to the threads), only
+updates counts and queues lines. A write releases the GIL, and the engine's threads then wait
+to get it back; a slow reader of the stream (a full pipe) would stall the engine itself.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._width = 0
         self._out = threading.Lock()  # one writer at a time: the status line and notices
+        self._lines: list[str] = []  # ended attempts' lines not written yet (without a terminal)
         self.stopping = False  # the run was asked to stop: the status line says so
 
     # --- fed by the runner -----------------------------------------------------------
@@ -54,7 +60,9 @@ class Progress:
             else:
                 self.running.pop(event.vertex, None)
             if not self.live and event.kind == "ended":
-                self._print(self._describe(event))
+                self._lines.append(self._describe(event))
+        if self._thread is None:  # not started: no thread writes them
+            self._write_lines()
 
     @staticmethod
     def _describe(event: Event) -> str:
@@ -70,7 +78,7 @@ class Progress:
         status line, redrawn below it, shows the stopping state from now on."""
         with self._out:
             self.stopping = True
-            self.stream.write(("\r\x1b[2K" if self.live else "") + text + "\n")
+            self.stream.write(("\r\x1b[2K" if self.live else "") + self._take_lines() + text + "\n")
             self.stream.flush()
 
     # --- shown --------------------------------------------------------------------------
@@ -94,19 +102,23 @@ class Progress:
         return text
 
     def start(self) -> Progress:
-        if self.live:
-            self._thread = threading.Thread(target=self._redraw, name="progress", daemon=True)
-            self._thread.start()
+        """Start the thread that redraws the status line, or writes the queued lines, every
+        0.2 s."""
+        self._thread = threading.Thread(target=self._redraw if self.live else self._flush, name="progress",
+                                        daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop redrawing and clear the status line."""
+        """Stop redrawing and clear the status line; write the lines still queued."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-            with self._out:
-                self.stream.write("\r\x1b[2K")
-                self.stream.flush()
+            if self.live:
+                with self._out:
+                    self.stream.write("\r\x1b[2K")
+                    self.stream.flush()
+        self._write_lines()
 
     def _redraw(self) -> None:
         while not self._stop.wait(_REDRAW):
@@ -116,7 +128,19 @@ class Progress:
                 self.stream.write("\r\x1b[2K" + text)
                 self.stream.flush()
 
-    def _print(self, text: str) -> None:
+    def _flush(self) -> None:
+        while not self._stop.wait(_REDRAW):
+            self._write_lines()
+
+    def _take_lines(self) -> str:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        return "".join(line + "\n" for line in lines)
+
+    def _write_lines(self) -> None:
+        """Write the queued lines, in one write."""
         with self._out:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            text = self._take_lines()
+            if text:
+                self.stream.write(text)
+                self.stream.flush()

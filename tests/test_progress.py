@@ -4,6 +4,7 @@ import io
 import os
 import re
 import sys
+import threading
 
 import pexpect
 
@@ -51,3 +52,27 @@ def test_run_on_a_terminal_shows_live_progress_then_a_summary(db, db_url, tmp_pa
     child.close()
     assert child.exitstatus == 0
     assert "\x1b[2K" in child.logfile_read.getvalue()  # redrawn in place
+
+
+def test_a_stream_that_blocks_never_blocks_the_engine_thread_that_reports():
+    # Given progress to a stream whose writes block (a pipe nobody reads, a slow CI collector)
+    gate = threading.Event()
+
+    class Blocking(io.StringIO):
+        def write(self, text):
+            gate.wait()
+            return super().write(text)
+
+    out = Blocking()
+    progress = Progress({"a": "pending", "b": "pending"}, stream=out, live=False).start()
+    # When the engine's threads report two ended attempts
+    reporter = threading.Thread(target=lambda: [progress(Event("ended", v, "succeeded", 1, 0.1)) for v in "ab"])
+    reporter.start()
+    reporter.join(timeout=5)
+    # Then the reporting thread returned at once, and the lines are all written, in order, once the stream
+    # takes them
+    returned = not reporter.is_alive()
+    gate.set()
+    progress.stop()
+    assert returned
+    assert out.getvalue() == "  a: succeeded in 0.10 s\n  b: succeeded in 0.10 s\n"
