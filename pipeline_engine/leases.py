@@ -157,10 +157,10 @@ class Lease:
 
     def _fence(self) -> None:
         silent = time.monotonic() - (self._renewed or 0.0)
-        killed = self.executor.fence()
-        if not killed:
-            return
         why = "its tracks may have been taken back by another worker already" if silent > self.lease else \
             "before another worker can take its tracks back"  # past the lease: it was paused (SIGSTOP), or slow
-        log.warning("%s: no heartbeat renewed for %.1f s (lease %g s): killed %d running attempt(s), %s",
-                    self.name, silent, self.lease, killed, why)
+
+        def announce(n: int) -> None:  # before the kill, which waits for the processes to be gone
+            log.warning("%s: no heartbeat renewed for %.1f s (lease %g s): killing %d running attempt(s), %s",
+                        self.name, silent, self.lease, n, why)
+        self.executor.fence(announce)

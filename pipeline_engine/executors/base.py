@@ -93,11 +93,11 @@ class Executor(Protocol):
         the running ones at once (``kill``: another copy may start elsewhere) or gently
         (SIGTERM, then SIGKILL after a grace: cancelled)."""
 
-    def fence(self) -> int:
+    def fence(self, announce: Callable[[int], None] | None = None) -> int:
         """Kill every running attempt at once (SIGKILL: its group, and whatever carries its
-        marker); their ends are delivered ``fenced``. Attempts due to start while the worker is
-        cut off (the ``cut_off`` it was given says so) are not started, and delivered ``fenced``
-        too. Returns how many were killed."""
+        marker; ``announce`` is told how many first); their ends are delivered ``fenced``.
+        Attempts due to start while the worker is cut off (the ``cut_off`` it was given says so)
+        are not started, and delivered ``fenced`` too. Returns how many were killed."""
 
     def withdraw(self) -> list[tuple[int, int]]:
         """Take back the submitted attempts that have not started (a stop): (track id, attempt)."""

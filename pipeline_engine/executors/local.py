@@ -93,11 +93,13 @@ class LocalExecutor:
             else:
                 self._end_gently(pgid, executor.DEFAULT_KILL_GRACE)
 
-    def fence(self) -> int:
+    def fence(self, announce: Callable[[int], None] | None = None) -> int:
         with self._lock:
             victims = {t: a for t, a in self._running.items() if self._fenced.get(t) != a}
             self._fenced.update(victims)
             groups = [self._procs[t] for t in victims if t in self._procs]
+        if victims and announce is not None:
+            announce(len(victims))
         for pgid in groups:
             _kill_now(pgid)
         if victims:
