@@ -140,10 +140,13 @@ def finish_done(conn: Connection) -> list[Event]:
     return [e for e in map(lambda p: finish(conn, p), store.done_pipelines(conn)) if e is not None]
 
 
-def cancel(s: Session, pipeline_id: int) -> Event:
+def cancel(s: Session, pipeline_id: int) -> Event | None:
     """The run and its unfinished tracks become ``cancelled``; running tracks keep their worker,
-    which ends their processes at its next heartbeat and then lets go of them."""
-    store.cancel_pipeline(s, pipeline_id)
+    which ends their processes at its next heartbeat and then lets go of them. Returns the
+    run's ``finished`` event, or None when it was no longer running (then the caller rolls back:
+    the tracks' writes must not stand)."""
+    if not store.cancel_pipeline(s, pipeline_id):
+        return None
     return Event("finished", "", P.CANCELLED, 0, run=pipeline_id)
 
 

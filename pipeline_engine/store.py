@@ -915,16 +915,19 @@ def live_workers(s: Session, default_lease: float) -> list[tuple[Worker, int]]:
 _CANCELLED_ERROR = CANCEL_RUNNING.target.value
 
 
-def cancel_pipeline(s: Session, pipeline_id: int) -> None:
+def cancel_pipeline(s: Session, pipeline_id: int) -> bool:
     """The run and every unfinished track become cancelled. Running tracks keep their worker,
-    which kills the process at its next heartbeat and then lets go of them."""
+    which kills the process at its next heartbeat and then lets go of them. The tracks are
+    written before the run, in the order a worker locks them (its tracks, then the run it
+    finishes), so that a cancel and a worker finishing the run do not deadlock. Returns False
+    when the run was no longer running (it finished meanwhile): the caller rolls back."""
     stamp = now()
-    s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, CANCEL_RUN))
-              .values(state=CANCEL_RUN.target, finished_at=stamp))
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_QUEUED))
               .values(state=CANCEL_QUEUED.target, finished_at=stamp, worker=None))
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_RUNNING))
               .values(state=CANCEL_RUNNING.target, finished_at=stamp, error=_CANCELLED_ERROR))
+    return s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, CANCEL_RUN))
+                     .values(state=CANCEL_RUN.target, finished_at=stamp)).rowcount == 1
 
 
 def track_holders(s: Session, pipeline_id: int) -> set[str]:

@@ -303,7 +303,8 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
         pipeline = _pipeline(s, run_id)
         if pipeline.state != PipelineState.RUNNING:
             raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
-        lifecycle.cancel(s, run_id)
+        if lifecycle.cancel(s, run_id) is None:  # it finished after it was read: nothing is cancelled
+            raise RunStateError(f"run {run_id} finished while it was being cancelled; look at it again")
     deadline = time.monotonic() + wait
     while True:
         with db.transaction(write=False) as s:
