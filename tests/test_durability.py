@@ -245,7 +245,9 @@ def test_sigterm_lets_running_tracks_finish_and_a_short_grace_hands_them_back(db
 
 
 def test_a_killed_run_is_resumed_by_another_process_which_asks_for_its_secrets_again(db, db_url, tmp_path):
-    vertices = [{"name": "one", "script": ticking(tmp_path / "one", 30, 0.05), "retries": 1},
+    # "one" outlives the killed run (its bash runs on, in a session of its own), so the resumed
+    # attempt overlaps it unless resume kills that leftover before the track runs again
+    vertices = [{"name": "one", "script": ticking(tmp_path / "one", 120, 0.05), "retries": 1},
                 {"name": "two", "script": f'echo "{{token}}" > {tmp_path}/two', "inputs": {"token": "secret"}}]
     service.import_graph(db, {"name": "sec", "vertices": vertices, "edges": [["one", "two"]]}, seal=True)
     cli = [sys.executable, "-m", "pipeline_engine", "--db", db_url]
