@@ -18,6 +18,7 @@ import click
 
 from pipeline_engine import __version__
 from pipeline_engine.errors import DatabaseError, PipelineEngineError
+from pipeline_engine.roles import NAMES as ROLE_NAMES
 from pipeline_engine.settings import Settings, default_db_url
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 
@@ -103,9 +104,7 @@ def _drop_logs(ctx: Context, run_ids) -> None:
     """Remove the log files of deleted runs on this machine."""
     from pipeline_engine import logfiles
 
-    logs = logfiles.database_dir(ctx.settings.logs, ctx.db.key)
-    for run_id in run_ids:
-        shutil.rmtree(logfiles.run_dir(logs, run_id), ignore_errors=True)
+    logfiles.remove_runs(ctx.settings.logs, ctx.db.key, run_ids)
 
 
 def _when(value: datetime | None) -> str:
@@ -716,19 +715,103 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
     grace = ctx.settings.grace if grace is None else grace
     poll = poll or ctx.settings.poll
 
-    def show(event) -> None:
-        if event.kind == "ended":
-            took = f" in {event.duration:.2f} s" if event.duration is not None else ""
-            why = f": {event.error}" if event.error else ""
-            click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
-
     engine = Worker(ctx.db, concurrency=concurrency, name=worker_name_, lease=lease, grace=grace, poll=poll,
-                    on_event=show, log_dir=ctx.log_dir,
+                    on_event=_show_ended, log_dir=ctx.log_dir,
                     on_stop=lambda message: click.echo(f"worker {engine.name} {message}", err=True))
     engine.install_signal_handlers()
     click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
     engine.serve()
     click.echo(f"worker {engine.name} stopped", err=True)
+
+
+@cli.group()
+def token() -> None:
+    """API tokens: who may call `serve`'s API, and with which role."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLE_NAMES), required=True,
+              help="viewer reads; operator also starts, cancels and retries runs; editor also defines graphs"
+                   " and pools; admin also manages tokens.")
+@pass_ctx
+def token_create(ctx: Context, name: str, role: str) -> None:
+    """Make a token and print it, alone, on stdout: it is shown this once (only its hash is
+    stored)."""
+    from pipeline_engine import service
+
+    info, secret = service.create_token(ctx.db, name, role)
+    click.echo(secret)
+    click.echo(f"token '{info.name}' created with role {info.role}: send it as 'Authorization: Bearer TOKEN'",
+               err=True)
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def token_list(ctx: Context, as_json: bool) -> None:
+    """List the tokens: name, role, when made, when last used (never the tokens themselves)."""
+    from pipeline_engine import service
+
+    found = service.list_tokens(ctx.db)
+    if as_json:
+        _echo_json([t.to_dict() for t in found])
+        return
+    _table(["NAME", "ROLE", "CREATED", "LAST USED"],
+           [[t.name, t.role, _when(t.created_at), _when(t.last_used_at)] for t in found])
+
+
+@token.command("revoke")
+@click.argument("name")
+@pass_ctx
+def token_revoke(ctx: Context, name: str) -> None:
+    """Revoke a token: requests that carry it are refused from now on."""
+    from pipeline_engine import service
+
+    service.revoke_token(ctx.db, name)
+    click.echo(f"token '{name}' revoked")
+
+
+def _show_ended(event) -> None:
+    """A worker's line for each ended attempt (``worker``, ``serve``)."""
+    if event.kind == "ended":
+        took = f" in {event.duration:.2f} s" if event.duration is not None else ""
+        why = f": {event.error}" if event.error else ""
+        click.echo(f"run {event.run} {event.vertex}: {event.state}{took}{why}", err=True)
+
+
+@cli.command("serve")
+@click.option("--host", metavar="ADDRESS", help="Listen on this address (default 127.0.0.1; env PIPELINE_ENGINE_BIND).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Listen on this port (default 8080; env PIPELINE_ENGINE_PORT; 0: any free port, said at the start).")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Threads of the worker the server runs (default 4; env PIPELINE_ENGINE_CONCURRENCY).")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; `pipeline-engine worker` processes run the runs.")
+@_GRACE
+@pass_ctx
+def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int | None, no_worker: bool,
+              grace: float | None) -> None:
+    """Serve the HTTP API (docs at /api/docs) and run a worker in the same process. With no API
+    token yet, it makes an admin token and prints it once. SIGTERM or Ctrl-C stops the server,
+    then the worker: running tracks get --grace seconds; a second signal ends them."""
+    from pipeline_engine.api.server import serve
+
+    settings = ctx.settings
+    worker = None
+    if not no_worker:
+        from pipeline_engine.runner import Worker
+
+        ctx.ready_to_run()
+        concurrency = concurrency or settings.concurrency
+        worker = Worker(ctx.db, concurrency=concurrency, lease=settings.lease,
+                        grace=settings.grace if grace is None else grace, poll=settings.poll, on_event=_show_ended,
+                        log_dir=ctx.log_dir, on_stop=lambda message: click.echo(f"worker {worker.name} {message}",
+                                                                                 err=True))
+    ctx.db.ensure_schema()
+    status = serve(ctx.db, host=host or settings.bind, port=settings.port if port is None else port, body_limit=settings.body_limit,
+                   logs=settings.logs, worker=worker, say=lambda text: click.echo(text, err=True))
+    click.echo("server stopped", err=True)
+    sys.exit(status)
 
 
 @cli.command("workers")

@@ -9,6 +9,9 @@ per problem: ``problems``). The class docstring is the default message. Four fam
 - ``ConflictError`` -- it is right but the state does not allow it now (a sealed graph, a pool
   in use, a run in the wrong state): exit 2, 409;
 - ``DatabaseError`` -- the database is unavailable or unusable: exit 3, 503.
+
+The API adds ``UnauthorizedError`` (401), ``ForbiddenError`` (403) and ``TooLargeError`` (413).
+Each class's ``kind`` is the API's word for it (``{"error": {"type": kind}}``).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ class PipelineEngineError(Exception):
     exit_code = 2
     #: status of the API's answer when this error ends a request
     http_status = 422
+    #: the API's word for the family (``{"error": {"type": ...}}``)
+    kind = "validation"
 
     def __init__(self, message: str | None = None):
         super().__init__(message or (self.__doc__ or "").strip())
@@ -39,6 +44,7 @@ class ConflictError(PipelineEngineError):
     """The request is valid, but not in the state things are in now."""
 
     http_status = 409
+    kind = "conflict"
 
 
 # --- looking things up -------------------------------------------------------
@@ -47,6 +53,7 @@ class NotFoundError(PipelineEngineError):
     """Not found."""
 
     http_status = 404
+    kind = "not_found"
 
 
 class AlreadyExistsError(ConflictError):
@@ -97,6 +104,16 @@ class ParameterError(InputError):
     """A run parameter is missing or has a bad value."""
 
 
+class SecretsNeedOwnerError(ConflictError, ParameterError):
+    """The graph has secret inputs, which are never stored: only a process that runs the run
+    itself can hold them."""
+
+    def __init__(self, message: str | None = None, names: list[str] | None = None):
+        super().__init__(message)
+        #: the secret inputs' names
+        self.names = sorted(names or [])
+
+
 # --- settings ----------------------------------------------------------------
 
 class SettingError(ValidationError):
@@ -117,6 +134,29 @@ class PoolInUseError(ConflictError):
     """The pool is named by vertices and cannot be deleted."""
 
 
+# --- the API -----------------------------------------------------------------
+
+class UnauthorizedError(PipelineEngineError):
+    """No valid token: send 'Authorization: Bearer TOKEN' (pipeline-engine token create)."""
+
+    http_status = 401
+    kind = "unauthorized"
+
+
+class ForbiddenError(PipelineEngineError):
+    """The token's role does not allow this."""
+
+    http_status = 403
+    kind = "forbidden"
+
+
+class TooLargeError(PipelineEngineError):
+    """The request's body is too large."""
+
+    http_status = 413
+    kind = "too_large"
+
+
 # --- the database ------------------------------------------------------------
 
 class DatabaseError(PipelineEngineError):
@@ -124,6 +164,7 @@ class DatabaseError(PipelineEngineError):
 
     exit_code = 3
     http_status = 503
+    kind = "unavailable"
 
 
 class SchemaVersionError(DatabaseError):

@@ -257,7 +257,7 @@ def load(path: str) -> GraphSpec:
             _check_size(max(len(data), os.path.getsize(path)), f"graph file {path}")
     except OSError as exc:
         raise GraphFileError(f"cannot read graph file {path}: {exc.strerror}") from None
-    return _load_bytes(data, path, fmt)
+    return load_bytes(data, path, fmt)
 
 
 def load_stream(stream: BinaryIO, where: str) -> GraphSpec:
@@ -269,10 +269,11 @@ def load_stream(stream: BinaryIO, where: str) -> GraphSpec:
     if len(data) > MAX_FILE_BYTES:
         raise GraphFileError(f"graph file {where} is over the limit of {MAX_FILE_BYTES} bytes"
                              f" ({MAX_FILE_BYTES // 1024 // 1024} MiB) for a graph file")
-    return _load_bytes(data, where, None)
+    return load_bytes(data, where, None)
 
 
-def _load_bytes(data: bytes, where: str, fmt: str | None) -> GraphSpec:
+def load_bytes(data: bytes, where: str, fmt: str | None) -> GraphSpec:
+    """Decode (UTF-8), parse and validate a graph file's bytes (named ``where`` in messages)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,5 +1,5 @@
 """Where the full output of attempts goes: the one place the log files' layout is defined.
-Pure: paths only.
+Paths only (no database, no processes), and the removal of deleted runs' directories.
 
     <logs>/<database key>/run-<id>/<vertex>.log
 
@@ -9,6 +9,8 @@ into one file, each after a ``--- attempt N ---`` line, the first one emptying i
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterable
 
 
 def database_dir(logs: str, db_key: str) -> str:
@@ -24,3 +26,11 @@ def run_dir(database_logs: str, run_id: int) -> str:
 def log_path(database_logs: str, run_id: int, vertex: str) -> str:
     """The file a track's output goes to."""
     return os.path.join(run_dir(database_logs, run_id), f"{vertex}.log")
+
+
+def remove_runs(logs: str, db_key: str, run_ids: Iterable[int]) -> None:
+    """Remove the log files of deleted runs on this machine (``graph delete --with-runs``,
+    ``prune``, the API's delete): a missing directory is no error."""
+    database_logs = database_dir(logs, db_key)
+    for run_id in run_ids:
+        shutil.rmtree(run_dir(database_logs, run_id), ignore_errors=True)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from pipeline_engine.roles import Role
 from pipeline_engine.states import GraphStatus, PipelineState, TrackState
 
 NAME_LENGTH = 200
@@ -339,3 +340,20 @@ class Installation(Base):
     #: 32 random hex digits
     id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Token(Base):
+    """An API token: a name, a role, and the SHA-256 of the token (the token itself is shown
+    once, when it is made, and never stored). Revoking deletes the row."""
+
+    __tablename__ = "token"
+    __table_args__ = (CheckConstraint(f"role IN ({_words(Role)})", name="role"), _TABLE_OPTIONS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Name, unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    #: hex SHA-256 of the token: a request's token is found by its digest
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: when a request last carried it (written at most once a minute)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

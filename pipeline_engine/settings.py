@@ -34,14 +34,22 @@ DEFAULT_POLL = 0.2
 #: threads running tracks at once in one worker (``run --workers``, ``worker --concurrency``)
 DEFAULT_CONCURRENCY = 4
 
+#: the port ``serve`` listens on
+DEFAULT_PORT = 8080
+#: bytes a request's body may have (the API answers 413 beyond, before it parses anything)
+DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+
 #: the numeric settings: their least values (what the CLI's options accept too)
-_LEAST = {"lease": 0.5, "grace": 0.0, "poll": 0.01, "concurrency": 1}
+_LEAST = {"lease": 0.5, "grace": 0.0, "poll": 0.01, "concurrency": 1, "port": 0, "body_limit": 1}
+#: the ones that are whole numbers, and their greatest values
+_WHOLE = {"concurrency": None, "port": 65535, "body_limit": None}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting, each from ``PIPELINE_ENGINE_<NAME>`` (the CLI's options override them for
-    one command). The coming server's and scheduler's settings go here too."""
+    one command). The coming scheduler's settings go here too."""
 
     #: any SQLAlchemy URL; env PIPELINE_ENGINE_DB
     db: str = ""
@@ -58,6 +66,14 @@ class Settings:
     poll: float = DEFAULT_POLL
     #: env PIPELINE_ENGINE_CONCURRENCY (``worker --concurrency``, ``run --workers``)
     concurrency: int = DEFAULT_CONCURRENCY
+    #: the address ``serve`` listens on; env PIPELINE_ENGINE_BIND (``serve --host``)
+    bind: str = "127.0.0.1"
+    #: env PIPELINE_ENGINE_PORT (``serve --port``)
+    port: int = DEFAULT_PORT  # 0: any free port
+    #: bytes a request's body may have; env PIPELINE_ENGINE_BODY_LIMIT
+    body_limit: int = DEFAULT_BODY_LIMIT
+    #: ``/metrics`` answers without a token; env PIPELINE_ENGINE_PUBLIC_METRICS (``serve --public-metrics``)
+    public_metrics: bool = False
 
     @classmethod
     def from_env(cls, environ=None) -> Settings:
@@ -70,7 +86,13 @@ class Settings:
             if raw in (None, ""):
                 continue
             if f.name in _LEAST:
-                values[f.name] = _number(var, raw, int if f.name == "concurrency" else float, _LEAST[f.name])
+                values[f.name] = _number(var, raw, int if f.name in _WHOLE else float, _LEAST[f.name],
+                                         _WHOLE.get(f.name))
+            elif f.name == "public_metrics":
+                word = raw.strip().lower()
+                if word not in _TRUE + _FALSE:
+                    raise SettingError(f"{var} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
+                values[f.name] = word in _TRUE
             else:
                 values[f.name] = raw
         values.setdefault("db", default_db_url())
@@ -79,14 +101,15 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _number(var: str, raw: str, kind: type, least: float) -> float | int:
+def _number(var: str, raw: str, kind: type, least: float, most: int | None = None) -> float | int:
     what = "a whole number" if kind is int else "a number of seconds"
+    bounds = f">= {least:g}" if most is None else f"from {least:g} to {most}"
     try:
         value = kind(raw.strip())
     except ValueError:
-        raise SettingError(f"{var} must be {what} >= {least:g}, got {raw!r}") from None
-    if not (math.isfinite(value) and value >= least):
-        raise SettingError(f"{var} must be {what} >= {least:g}, got {raw!r}")
+        raise SettingError(f"{var} must be {what} {bounds}, got {raw!r}") from None
+    if not (math.isfinite(value) and value >= least and (most is None or value <= most)):
+        raise SettingError(f"{var} must be {what} {bounds}, got {raw!r}")
     return value
 
 

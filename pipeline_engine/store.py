@@ -1,4 +1,4 @@
-"""Every query and write: graphs and their versions, runs and tracks, workers, pools, the
+"""Every query and write: graphs and their versions, runs and tracks, workers, pools, API tokens, the
 installation. Functions take the caller's session or connection; the caller owns the
 transaction (``Database.transaction``)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Track, Vertex, Worker
+from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Token, Track, Vertex, Worker
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
                                     RECORD, RELEASE, RESET, RESTART, TAKE_BACK, UPSTREAM_FAILED, GraphStatus, Move)
@@ -46,6 +46,12 @@ def create_installation(conn: Connection, installation: str) -> None:
     """Record ``installation`` as the database's id. Raises IntegrityError when it has one
     already: the table's primary key admits one row, so of concurrent creators one wins."""
     conn.execute(insert(Installation).values(slot=1, id=installation, created_at=now()))
+
+
+def ping(conn: Connection) -> None:
+    """One round trip to the server."""
+    conn.execute(select(1)).scalar_one()
+    conn.rollback()
 
 
 # --- graphs --------------------------------------------------------------------
@@ -1006,3 +1012,43 @@ def delete_runs(conn: Connection, pipeline_ids: Sequence[int],
     conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids)))
     return ids, tracks
 
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+def add_token(s: Session, name: str, role: str, digest: str) -> Token:
+    token = Token(name=name, role=role, digest=digest, created_at=now())
+    s.add(token)
+    s.flush()
+    return token
+
+
+def find_token(s: Session, name: str) -> Token | None:
+    return s.execute(select(Token).where(Token.name == name)).scalar_one_or_none()
+
+
+def list_tokens(s: Session) -> list[Token]:
+    return list(s.execute(select(Token).order_by(Token.name)).scalars())
+
+
+def count_tokens(s: Session) -> int:
+    return s.execute(select(func.count()).select_from(Token)).scalar_one()
+
+
+def delete_token(s: Session, token: Token) -> None:
+    s.delete(token)
+
+
+def token_by_digest(conn: Connection, digest: str) -> tuple[int, str, str, datetime | None] | None:
+    """(id, name, role, last_used_at) of the token whose SHA-256 is ``digest``."""
+    row = conn.execute(select(Token.id, Token.name, Token.role, Token.last_used_at)
+                       .where(Token.digest == digest)).first()
+    return None if row is None else (row.id, row.name, row.role, row.last_used_at)
+
+
+def touch_token(conn: Connection, token_id: int, at: datetime, older_than: datetime) -> None:
+    """Set the token's last use to ``at`` if it was last used before ``older_than`` (so a
+    busy client writes its token's row once in a while, not at every request)."""
+    conn.execute(update(Token).where(Token.id == token_id)
+                 .where(or_(Token.last_used_at.is_(None), Token.last_used_at < older_than))
+                 .values(last_used_at=at))

@@ -88,6 +88,10 @@ class CheckResult:
     #: the version checked: the newest
     version: int = 1
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"graph": self.graph, "version": self.version, "status": self.status, "order": self.order,
+                "warnings": self.warnings}
+
 
 @dataclass(frozen=True)
 class Deleted:
@@ -217,3 +221,17 @@ class WorkerInfo:
         return {"name": self.name, "host": self.host, "pid": self.pid, "concurrency": self.concurrency,
                 "lease": self.lease, "started_at": _iso(self.started_at), "heartbeat_at": _iso(self.heartbeat_at),
                 "tracks": self.tracks}
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as ``token list`` shows it: never the token itself."""
+
+    name: str
+    role: str
+    created_at: datetime | None
+    last_used_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "created_at": _iso(self.created_at),
+                "last_used_at": _iso(self.last_used_at)}

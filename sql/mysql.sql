@@ -204,3 +204,20 @@ UPDATE pipeline_engine_version SET version_num='0007' WHERE pipeline_engine_vers
 ALTER TABLE pipeline DROP COLUMN workers;
 
 UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';
+
+-- Running upgrade 0008 -> 0009
+
+CREATE TABLE token (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    `role` VARCHAR(16) NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    last_used_at DATETIME(6),
+    CONSTRAINT pk_token PRIMARY KEY (id),
+    CONSTRAINT ck_token_role CHECK (role IN ('viewer', 'operator', 'editor', 'admin')),
+    CONSTRAINT uq_token_name UNIQUE (name),
+    CONSTRAINT uq_token_digest UNIQUE (digest)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+UPDATE pipeline_engine_version SET version_num='0009' WHERE pipeline_engine_version.version_num = '0008';

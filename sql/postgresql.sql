@@ -207,4 +207,21 @@ ALTER TABLE pipeline DROP COLUMN workers;
 
 UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';
 
+-- Running upgrade 0008 -> 0009
+
+CREATE TABLE token (
+    id SERIAL NOT NULL,
+    name VARCHAR(200) NOT NULL,
+    role VARCHAR(16) NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    last_used_at TIMESTAMP WITHOUT TIME ZONE,
+    CONSTRAINT pk_token PRIMARY KEY (id),
+    CONSTRAINT ck_token_role CHECK (role IN ('viewer', 'operator', 'editor', 'admin')),
+    CONSTRAINT uq_token_name UNIQUE (name),
+    CONSTRAINT uq_token_digest UNIQUE (digest)
+);
+
+UPDATE pipeline_engine_version SET version_num='0009' WHERE pipeline_engine_version.version_num = '0008';
+
 COMMIT;

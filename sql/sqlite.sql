@@ -313,3 +313,20 @@ CREATE INDEX ix_pipeline_graph_id_created_at ON pipeline (graph_id, created_at);
 CREATE INDEX ix_pipeline_state ON pipeline (state);
 
 UPDATE pipeline_engine_version SET version_num='0008' WHERE pipeline_engine_version.version_num = '0007';
+
+-- Running upgrade 0008 -> 0009
+
+CREATE TABLE token (
+    id INTEGER NOT NULL,
+    name VARCHAR(200) NOT NULL,
+    role VARCHAR(16) NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    created_at DATETIME NOT NULL,
+    last_used_at DATETIME,
+    CONSTRAINT pk_token PRIMARY KEY (id),
+    CONSTRAINT ck_token_role CHECK (role IN ('viewer', 'operator', 'editor', 'admin')),
+    CONSTRAINT uq_token_name UNIQUE (name),
+    CONSTRAINT uq_token_digest UNIQUE (digest)
+);
+
+UPDATE pipeline_engine_version SET version_num='0009' WHERE pipeline_engine_version.version_num = '0008';

@@ -312,3 +312,46 @@ def stop(*procs: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+# --- API servers ------------------------------------------------------------------------------
+
+class Server:
+    """A real `pipeline-engine serve` process on a free loopback port."""
+
+    def __init__(self, db_url: str, log_path, *args: str, env: dict | None = None, timeout: float = 30.0):
+        self.log_path = str(log_path)
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "serve", "--port", "0",
+                                      *args], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+        found = wait_for(lambda: self._serving() or self._died(), timeout, "the server to start")
+        if found == "died":
+            raise AssertionError(f"serve exited with {self.proc.returncode}: {self.text()}")
+        self.url = found
+        #: the admin token the server made at its start (None when a token existed already)
+        self.first_token = next((w for w in self.text().split() if w.startswith("pe_")), None)
+
+    def text(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def _died(self):
+        return "died" if self.proc.poll() is not None else None
+
+    def _serving(self):
+        for line in self.text().splitlines():
+            if line.startswith("serving http://"):
+                return line.split()[1].removesuffix("/api/v1")
+        return None
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

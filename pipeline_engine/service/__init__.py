@@ -1,5 +1,6 @@
 """The use cases: what the CLI (and the coming API) call, by domain: ``graphs`` (and their
-versions), ``pools``, ``runs``, ``operations`` (workers, recovery, pruning). Each function is one
+versions), ``pools``, ``runs``, ``operations`` (workers, recovery, pruning),
+``tokens`` (the API's). Each function is one
 transaction on the caller's ``Database``: on any error nothing is written. What they return is
 in ``pipeline_engine.views``.
 
@@ -57,6 +58,14 @@ from pipeline_engine.service.operations import (
     list_workers,
     recover,
     prune_runs,
+    ping,
+)
+from pipeline_engine.service.tokens import (
+    create_token,
+    list_tokens,
+    any_token,
+    revoke_token,
+    authenticate,
 )
 from pipeline_engine.views import (
     GraphInfo,
@@ -70,6 +79,7 @@ from pipeline_engine.views import (
     RunSummary,
     RunInfo,
     WorkerInfo,
+    TokenInfo,
 )
 
 __all__ = [
@@ -114,6 +124,12 @@ __all__ = [
     "list_workers",
     "recover",
     "prune_runs",
+    "ping",
+    "create_token",
+    "list_tokens",
+    "any_token",
+    "revoke_token",
+    "authenticate",
     "GraphInfo",
     "VersionInfo",
     "GraphDetail",
@@ -125,4 +141,5 @@ __all__ = [
     "RunSummary",
     "RunInfo",
     "WorkerInfo",
+    "TokenInfo",
 ]

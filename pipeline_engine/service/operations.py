@@ -65,3 +65,9 @@ def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
             on_batch(ids)
         if len(candidates) < batch:
             return runs, tracks
+
+
+def ping(db: Database) -> None:
+    """Ask the database to answer (the schema checked on first use): DatabaseError if it does not."""
+    with db.connection(write=False) as conn:
+        store.ping(conn)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pipeline_engine import dag, inputtypes, lifecycle, limits, recovery, rendering, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError, RunStateError
+from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError, RunStateError, SecretsNeedOwnerError
 from pipeline_engine.models import Graph, Vertex
 from pipeline_engine.service._base import _fit, _write
 from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clashes
@@ -136,9 +136,9 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
     priority = priorities(rows, edges, history)
     secret_names = {n for schema in schemas.values() for n, spec in schema.items() if spec.secret}
     if detach and secret_names:
-        raise ParameterError(f"graph '{graph}' has secret inputs ({', '.join(sorted(secret_names))}), which are"
-                             " never stored: a detached run could not pass them to a worker; run it"
-                             " without --detach")
+        raise SecretsNeedOwnerError(f"graph '{graph}' has secret inputs ({', '.join(sorted(secret_names))}), which"
+                                    " are never stored: a detached run could not pass them to a worker; run it"
+                                    " without --detach", names=sorted(secret_names))
     tracks = []
     for v in rows:
         inputs = {n: (inputtypes.MASK if spec.secret and values[v.name][n] else values[v.name][n])

@@ -1,0 +1,81 @@
+"""Who is calling. Every path under ``/api/v1`` but the health check and the OpenAPI document
+needs a bearer token: ``Authenticate`` (middleware) finds the token's name and role before
+anything else of the request is read, so a client without a valid token learns nothing but
+401 whatever it sends. Each handler then names the least role it admits (``caller:
+auth.Operator``), checked in one dependency: a role too small is 403."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBearer
+
+from pipeline_engine import service
+from pipeline_engine.api import errors
+from pipeline_engine.errors import ForbiddenError
+from pipeline_engine.roles import Role
+
+#: paths that need no token (the OpenAPI document describes the API; it holds no data)
+PUBLIC = {"/api/v1/health", "/api/v1/openapi.json"}
+
+#: declares the scheme in the OpenAPI document; ``Authenticate`` does the checking
+_bearer = HTTPBearer(auto_error=False, description="a token from `pipeline-engine token create NAME --role ROLE`")
+
+
+@dataclass(frozen=True)
+class Caller:
+    #: the token's name (what the audit log and the access log show; never the token)
+    name: str
+    role: Role
+
+
+def _token(scope) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+class Authenticate:
+    """401 for a request under ``/api/v1`` (but ``PUBLIC``) without a known token; else the
+    caller goes into the request's state for the handlers and the access log."""
+
+    def __init__(self, app, db):
+        self.app, self.db = app, db
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/") or scope["path"] in PUBLIC:
+            return await self.app(scope, receive, send)
+        token = _token(scope)
+        info = None if token is None else await run_in_threadpool(service.authenticate, self.db, token)
+        if info is None:
+            message = ("no token: send 'Authorization: Bearer TOKEN' (pipeline-engine token create)" if token is None
+                       else "the token is not known (revoked, or never made)")
+            response = errors.respond(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        state = scope.setdefault("state", {})
+        state["caller"] = Caller(info.name, Role(info.role))
+        return await self.app(scope, receive, send)
+
+
+def need(role: Role):
+    """A dependency that admits a caller whose token's role allows what ``role`` may do."""
+
+    def caller(request: Request, _: Annotated[object, Depends(_bearer)]) -> Caller:
+        found: Caller = request.state.caller
+        if not found.role.allows(role):
+            raise ForbiddenError(f"token '{found.name}' has role {found.role.value}: this needs {role.value}"
+                                 " or above")
+        return found
+
+    return caller
+
+
+#: a handler's parameter ``caller: auth.Viewer`` admits viewers and every role above
+Viewer = Annotated[Caller, Depends(need(Role.viewer))]
+Operator = Annotated[Caller, Depends(need(Role.operator))]
+Editor = Annotated[Caller, Depends(need(Role.editor))]
+Admin = Annotated[Caller, Depends(need(Role.admin))]

@@ -1,0 +1,73 @@
+"""Every error as one JSON shape, its status and type taken from the error's class (never from
+its message): ``{"error": {"type", "message", "problems"}}``. Nothing else reaches a client:
+no traceback, no driver message beyond what the error classes carry."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from pipeline_engine.errors import PipelineEngineError
+
+log = logging.getLogger("pipeline_engine.api")
+
+#: the type word of a status the framework answers with itself (an unknown path, a wrong method)
+_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+          413: "too_large", 415: "validation", 503: "unavailable"}
+
+#: the error body in the OpenAPI document
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["type", "message", "problems"], "properties": {
+        "type": {"type": "string", "enum": ["validation", "not_found", "conflict", "unauthorized", "forbidden",
+                                            "too_large", "unavailable", "method_not_allowed", "internal"]},
+        "message": {"type": "string"},
+        "problems": {"type": "array", "items": {"type": "string"}}}}},
+}
+
+
+def body(kind: str, message: str, problems: list[str] | None = None) -> dict:
+    return {"error": {"type": kind, "message": message, "problems": problems if problems is not None else [message]}}
+
+
+def respond(status: int, kind: str, message: str, problems: list[str] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body(kind, message, problems), status_code=status, headers=headers)
+
+
+def _ours(request: Request, exc: PipelineEngineError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    return respond(exc.http_status, exc.kind, exc.message, exc.problems, headers)
+
+
+def _where(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) if parts else "body"
+
+
+def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'not valid')}" for e in exc.errors()]
+    return respond(422, "validation", problems[0] if problems else "the request is not valid", problems)
+
+
+def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else "the request failed"
+    return respond(exc.status_code, _TYPES.get(exc.status_code, "validation"), message,
+                   headers=getattr(exc, "headers", None))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # a defect: logged here with its traceback, never shown to the client
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return respond(500, "internal", "internal error: the server's log says more")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(PipelineEngineError, _ours)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,87 @@
+"""Runs: start one of a sealed graph, list, show, cancel, retry."""
+from __future__ import annotations
+
+from typing import Union
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
+
+from pipeline_engine import service
+from pipeline_engine.api import auth
+from pipeline_engine.api.system import errors
+from pipeline_engine.errors import SecretsNeedOwnerError
+from pipeline_engine.states import PipelineState, TrackState
+from pipeline_engine.views import RunSummary
+
+router = APIRouter(tags=["runs"])
+
+_ID = 2**63 - 1
+_PAGE = 100_000
+
+#: a parameter's value: a JSON number, boolean or string, validated by the inputs' types
+Value = Union[StrictBool, StrictInt, StrictFloat, str]
+
+
+class StartBody(BaseModel):
+    model_config = {"extra": "forbid", "strict": True}
+
+    parameters: dict[str, Value] = Field(default_factory=dict, description="input name (or VERTEX.name) -> value")
+    name: str | None = Field(default=None, max_length=200, description="a name for the run")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                description="a sealed version to run (default: the newest sealed one)")
+
+
+def _summary(info) -> dict:
+    return RunSummary.to_dict(info)
+
+
+@router.post("/graphs/{name}/runs", status_code=201, responses=errors(404, 409))
+def start_run(name: str, body: StartBody, request: Request, caller: auth.Operator, response: Response) -> dict:
+    """Start a run of the graph's newest sealed version (or `version`, sealed). Every value is
+    validated by the inputs' types before anything is written; workers run it."""
+    db = request.app.state.db
+    try:
+        run = service.start_run(db, name, body.parameters, name=body.name, version=body.version, detach=True)
+    except SecretsNeedOwnerError as exc:
+        raise SecretsNeedOwnerError(f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never"
+                                    " stored: this server cannot start it yet (run it with `pipeline-engine run`)",
+                                    names=exc.names) from None
+    response.headers["Location"] = f"/api/v1/runs/{run.id}"
+    return _summary(service.show_run(db, run.id, limit=0, output=False))
+
+
+@router.get("/runs", responses=errors(404))
+def list_runs(request: Request, caller: auth.Viewer, graph: str | None = Query(None, max_length=200),
+              state: PipelineState | None = None, limit: int = Query(100, ge=1, le=10_000),
+              offset: int = Query(0, ge=0, le=_ID)) -> list[dict]:
+    """A page of runs, newest first, each with its track counts by state, as `runs list --json`."""
+    return [r.to_dict() for r in service.list_runs(request.app.state.db, graph=graph,
+                                                   state=None if state is None else state.value,
+                                                   limit=limit, offset=offset)]
+
+
+@router.get("/runs/{run_id}", responses=errors(404))
+def show_run(request: Request, caller: auth.Viewer, run_id: int = Path(ge=1, le=_ID), state: TrackState | None = None,
+             limit: int = Query(1000, ge=0, le=_PAGE), offset: int = Query(0, ge=0, le=_ID)) -> dict:
+    """A run: its counts by state and total (aggregated in SQL) and a page of its tracks, as
+    `runs show --json`."""
+    return service.show_run(request.app.state.db, run_id, limit=limit, offset=offset,
+                            state=None if state is None else state.value, output=False).to_dict()
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, responses=errors(404, 409))
+def cancel_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1, le=_ID)) -> dict:
+    """Cancel a running run: its tracks that wait become cancelled at once, its running ones
+    are ended by their workers at their next heartbeat."""
+    db = request.app.state.db
+    service.cancel_run(db, run_id)
+    return _summary(service.show_run(db, run_id, limit=0, output=False))
+
+
+@router.post("/runs/{run_id}/retry", status_code=202, responses=errors(404, 409))
+def retry_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1, le=_ID)) -> dict:
+    """Start again the tracks of a failed or cancelled run that did not succeed (the same
+    sealed version); workers run them."""
+    db = request.app.state.db
+    again = service.retry_run(db, run_id, detach=True)
+    return {**_summary(service.show_run(db, run_id, limit=0, output=False)), "retried": again}

@@ -1,0 +1,490 @@
+"""The HTTP API against a real `pipeline-engine serve` process on loopback, on every backend:
+tokens and roles, every endpoint, the error shape, the body limit.
+
+One server (without a worker) per backend serves the whole module; each test uses names of
+its own. Tests that need a worker start their own server."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import httpx
+import pytest
+from conftest import ALL_BACKENDS, Server, backend_url, snapshot, wait_for
+
+from pipeline_engine import service
+from pipeline_engine.db import Database
+
+_names = itertools.count()
+BODY_LIMIT = 64 * 1024
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_names)}"
+
+
+@pytest.fixture(scope="module", params=ALL_BACKENDS)
+def api(request, tmp_path_factory, sqlite_template):
+    tmp = tmp_path_factory.mktemp("api")
+    url = backend_url(request, request.param, tmp, sqlite_template)
+    db = Database(url, auto_migrate=False)
+    server = Server(url, tmp / "serve.log", "--no-worker", env={"PIPELINE_ENGINE_BODY_LIMIT": str(BODY_LIMIT),
+                                                                "PIPELINE_ENGINE_LOGS": str(tmp / "logs")})
+    tokens = {"admin": server.first_token}
+    for role in ("viewer", "operator", "editor"):
+        tokens[role] = service.create_token(db, f"the-{role}", role)[1]
+    yield API(server, db, tokens)
+    server.stop()
+    db.dispose()
+
+
+class API:
+    def __init__(self, server: Server, db: Database, tokens: dict[str, str]):
+        self.server, self.db, self.tokens = server, db, tokens
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+
+    def call(self, method: str, path: str, role: str | None = "admin", **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        return self.http.request(method, "/api/v1" + path, headers=headers, **kwargs)
+
+    def graph(self, name: str, *, seal: bool = True, vertices=None, edges=()) -> dict:
+        body = {"name": name, "vertices": vertices or [{"name": "a", "script": "echo {rows}",
+                                                         "inputs": {"rows": "int"}}], "edges": list(edges)}
+        r = self.call("POST", "/graphs" + ("?seal=true" if seal else ""), json=body)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+def error(r: httpx.Response, status: int, kind: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert body["type"] == kind and body["message"] and body["problems"], body
+    return body
+
+
+# --- the contract: which role each call needs ------------------------------------------------------
+
+#: (method, path) -> the least role that may call it; None: no token needed
+ROLES = {
+    ("GET", "/api/v1/health"): None,
+    ("GET", "/api/v1/workers"): "viewer",
+    ("GET", "/api/v1/pools"): "viewer",
+    ("PUT", "/api/v1/pools/{name}"): "editor",
+    ("DELETE", "/api/v1/pools/{name}"): "editor",
+    ("GET", "/api/v1/graphs"): "viewer",
+    ("POST", "/api/v1/graphs"): "editor",
+    ("GET", "/api/v1/graphs/{name}"): "viewer",
+    ("DELETE", "/api/v1/graphs/{name}"): "editor",
+    ("GET", "/api/v1/graphs/{name}/export"): "viewer",
+    ("POST", "/api/v1/graphs/{name}/check"): "editor",
+    ("POST", "/api/v1/graphs/{name}/seal"): "editor",
+    ("POST", "/api/v1/graphs/{name}/copy"): "editor",
+    ("POST", "/api/v1/graphs/{name}/runs"): "operator",
+    ("GET", "/api/v1/runs"): "viewer",
+    ("GET", "/api/v1/runs/{run_id}"): "viewer",
+    ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
+    ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
+}
+RANKS = ["viewer", "operator", "editor", "admin"]
+
+
+def _concrete(path: str, graph: str, run_id: int) -> str:
+    return path.replace("{name}", graph).replace("{run_id}", str(run_id))
+
+
+def test_the_openapi_document_lists_exactly_the_calls_whose_roles_are_known(api):
+    r = api.call("GET", "/openapi.json", role=None)
+    assert r.status_code == 200
+    document = r.json()
+    found = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert found == set(ROLES)
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_health_needs_no_token_and_says_the_database_answers(api):
+    r = api.call("GET", "/health", role=None)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "database": "ok", "version": r.json()["version"]}
+    assert r.json()["version"]
+
+
+@pytest.mark.parametrize("route", sorted(k for k, v in ROLES.items() if v is not None))
+def test_every_call_without_a_valid_token_is_refused_and_changes_nothing(api, route):
+    method, path = route
+    graph = unique("g")
+    api.graph(graph)
+    before = snapshot(api.db)
+    for headers in ({}, {"Authorization": "Bearer pe_not-a-token"}, {"Authorization": "Basic YWRtaW46YWRtaW4="},
+                    {"Authorization": f"Bearer {api.tokens['admin']}x"}):
+        r = api.call(method, _concrete(path, graph, 1)[len("/api/v1"):], role=None, headers=dict(headers),
+                     json={"name": "x", "size": 1})
+        error(r, 401, "unauthorized")
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert snapshot(api.db) == before
+
+
+@pytest.mark.parametrize("route", sorted(k for k, v in ROLES.items() if v not in (None, "viewer")))
+def test_every_call_is_refused_to_a_role_below_the_one_it_needs_and_changes_nothing(api, route):
+    method, path = route
+    graph = unique("g")
+    api.graph(graph)
+    run = api.call("POST", f"/graphs/{graph}/runs", json={"parameters": {"rows": 1}}).json()["id"]
+    for role in RANKS:
+        api.call("GET", "/graphs", role=role)  # each token's last use is noted now, not during the refusals
+    before = snapshot(api.db)
+    for role in RANKS[:RANKS.index(ROLES[route])]:
+        r = api.call(method, _concrete(path, graph, run)[len("/api/v1"):], role=role, json={"name": "x", "size": 1,
+                                                                                           "parameters": {}})
+        body = error(r, 403, "forbidden")
+        assert f"the-{role}" in body["message"] and ROLES[route] in body["message"]
+    assert snapshot(api.db) == before
+
+
+# --- graphs ---------------------------------------------------------------------------------------
+
+def test_a_graph_imported_as_json_or_yaml_reads_back_as_the_cli_shows_it(api, cli_json):
+    name = unique("g")
+    yaml_file = f"name: {name}\nvertices:\n  - name: a\n    script: echo {{rows}}\n    inputs: {{rows: int}}\n" \
+                f"  - name: b\n    script: echo b\nedges: [[a, b]]\n"
+    r = api.call("POST", "/graphs?check=true", content=yaml_file, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == f"/api/v1/graphs/{name}"
+    assert r.json()["status"] == "checked" and r.json()["vertices"] == 2
+    shown = api.call("GET", f"/graphs/{name}", role="viewer")
+    assert shown.status_code == 200
+    assert shown.json() == cli_json(api.server, "graph", "show", name, "--json")
+    listed = api.call("GET", "/graphs", role="viewer").json()
+    assert [g for g in listed if g["name"] == name] == [g for g in cli_json(api.server, "graph", "list", "--json")
+                                                         if g["name"] == name]
+    exported = api.call("GET", f"/graphs/{name}/export?format=json", role="viewer")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("application/json")
+    again = api.call("POST", "/graphs", content=exported.content, headers={"Content-Type": "application/json"})
+    assert again.status_code == 201 and again.json()["vertices"] == 2
+    assert api.call("GET", f"/graphs/{name}/export", role="viewer").text.startswith("name: ")
+
+
+@pytest.fixture
+def cli_json():
+    """The CLI's --json output on the module's database, for comparison with the API's."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def run(server, *args):
+        url = server.proc.args[server.proc.args.index("--db") + 1]
+        done = subprocess.run([sys.executable, "-m", "pipeline_engine", "--db", url, *args], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    return run
+
+
+@pytest.mark.parametrize("body, content_type, problem", [
+    ("{", "application/json", "not valid JSON"),
+    ("name: [", "application/yaml", "not valid YAML"),
+    ('{"name": "x"}', "application/json", "vertices"),
+    ('{"name": "bad name", "vertices": []}', "application/json", "bad name"),
+    ('{"name": "x", "vertices": [{"name": "a", "script": "echo {n}", "inputs": {"n": "nonsense"}}]}',
+     "application/json", "nonsense"),
+    ("name: x\nvertices: []\n", "text/plain", "application/json"),
+    (b"\xff\xfe", "application/json", "UTF-8"),
+])
+def test_a_bad_graph_file_is_a_422_naming_the_problem_and_changes_nothing(api, body, content_type, problem):
+    before = snapshot(api.db)
+    r = api.call("POST", "/graphs", content=body, headers={"Content-Type": content_type})
+    found = error(r, 422, "validation")
+    assert any(problem in p for p in found["problems"]), found
+    assert snapshot(api.db) == before
+
+
+def test_check_seal_copy_and_delete(api):
+    name = unique("g")
+    api.graph(name, seal=False, vertices=[{"name": "a", "script": "true"}, {"name": "b", "script": "true"}],
+              edges=[["a", "b"], ["b", "a"]])
+    before = snapshot(api.db)
+    cycle = error(api.call("POST", f"/graphs/{name}/check", role="editor"), 422, "validation")
+    assert cycle["problems"] == [f"graph '{name}': cycle: a -> b -> a"]
+    error(api.call("POST", f"/graphs/{name}/seal", role="editor"), 409, "conflict")  # not checked
+    assert snapshot(api.db) == before
+
+    good = unique("g")
+    api.graph(good, seal=False)
+    checked = api.call("POST", f"/graphs/{good}/check", role="editor")
+    assert checked.status_code == 200 and checked.json()["status"] == "checked" and checked.json()["order"] == ["a"]
+    sealed = api.call("POST", f"/graphs/{good}/seal", role="editor")
+    assert sealed.status_code == 200 and sealed.json()["status"] == "sealed"
+    error(api.call("POST", f"/graphs/{good}/seal", role="editor"), 409, "conflict")
+
+    copy = unique("g")
+    copied = api.call("POST", f"/graphs/{good}/copy", role="editor", json={"name": copy})
+    assert copied.status_code == 201 and copied.json()["name"] == copy and copied.json()["status"] == "draft"
+    error(api.call("POST", f"/graphs/{good}/copy", role="editor", json={"name": copy}), 409, "conflict")
+    error(api.call("POST", f"/graphs/{good}/copy", role="editor", json={"name": copy, "extra": 1}), 422, "validation")
+
+    run = api.call("POST", f"/graphs/{good}/runs", role="operator", json={"parameters": {"rows": 1}}).json()["id"]
+    error(api.call("DELETE", f"/graphs/{good}", role="editor"), 409, "conflict")  # a running run
+    api.call("POST", f"/runs/{run}/cancel", role="operator")
+    error(api.call("DELETE", f"/graphs/{good}", role="editor"), 409, "conflict")  # a run, without with_runs
+    deleted = api.call("DELETE", f"/graphs/{good}?with_runs=true", role="editor")
+    assert deleted.status_code == 204 and deleted.content == b""
+    error(api.call("GET", f"/graphs/{good}", role="viewer"), 404, "not_found")
+    error(api.call("GET", f"/runs/{run}", role="viewer"), 404, "not_found")
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+def test_an_operator_starts_a_run_with_typed_values_and_reads_it_as_the_cli_shows_it(api, cli_json):
+    name = unique("g")
+    api.graph(name, vertices=[{"name": "a", "script": "echo {rows} {flag} {rate}",
+                               "inputs": {"rows": "int", "flag": "bool", "rate": "float"}},
+                              {"name": "b", "script": "echo {currency}", "inputs": {"currency": "str"}}],
+              edges=[["a", "b"]])
+    r = api.call("POST", f"/graphs/{name}/runs", role="operator",
+                 json={"parameters": {"rows": 200, "flag": True, "rate": "0.5", "b.currency": "USD"}, "name": "nightly"})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert r.headers["Location"] == f"/api/v1/runs/{run['id']}"
+    assert run["graph"] == name and run["name"] == "nightly" and run["state"] == "running"
+    assert run["counts"] == {"pending": 1, "waiting": 1}
+    shown = api.call("GET", f"/runs/{run['id']}", role="viewer").json()
+    assert shown == cli_json(api.server, "runs", "show", str(run["id"]), "--json")
+    assert shown["parameters"] == {"rows": 200, "flag": True, "rate": "0.5", "b.currency": "USD"}
+    page = api.call("GET", f"/runs/{run['id']}?limit=1&offset=1", role="viewer").json()
+    assert [t["vertex"] for t in page["tracks"]] == ["b"] and page["total"] == 2
+    waiting = api.call("GET", f"/runs/{run['id']}?state=waiting", role="viewer").json()
+    assert [t["vertex"] for t in waiting["tracks"]] == ["b"]
+    listed = api.call("GET", f"/runs?graph={name}&state=running", role="viewer").json()
+    assert [x["id"] for x in listed] == [run["id"]]
+    assert listed == cli_json(api.server, "runs", "list", "--graph", name, "--state", "running", "--json")
+
+
+@pytest.mark.parametrize("parameters, problem", [
+    ({"rows": "many"}, "vertex 'a': input 'rows'"),
+    ({"rows": 1.5}, "vertex 'a': input 'rows'"),
+    ({}, "rows"),
+    ({"rows": 1, "nope": 1}, "parameter 'nope'"),
+    ({"rows": [1]}, "parameters.rows"),
+    ({"rows": None}, "parameters.rows"),
+])
+def test_a_bad_value_is_a_422_naming_the_input_and_starts_nothing(api, parameters, problem):
+    name = unique("g")
+    api.graph(name)
+    before = snapshot(api.db)
+    found = error(api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": parameters}),
+                  422, "validation")
+    assert any(problem in p for p in found["problems"]), found
+    assert snapshot(api.db) == before
+
+
+def test_runs_of_what_cannot_run_are_refused(api):
+    draft = unique("g")
+    api.graph(draft, seal=False)
+    before = snapshot(api.db)
+    error(api.call("POST", f"/graphs/{draft}/runs", role="operator", json={"parameters": {"rows": 1}}), 409, "conflict")
+    error(api.call("POST", "/graphs/nothing-here/runs", role="operator", json={}), 404, "not_found")
+    error(api.call("POST", f"/graphs/{draft}/runs", role="operator", json={"parameters": {"rows": 1}, "x": 1}),
+          422, "validation")
+    error(api.call("POST", f"/graphs/{draft}/runs", role="operator", content="[", headers={
+        "Content-Type": "application/json"}), 422, "validation")
+    secret = unique("g")
+    api.graph(secret, vertices=[{"name": "a", "script": "curl -u {token} x", "inputs": {"token": "secret"}}])
+    before = snapshot(api.db)
+    refused = error(api.call("POST", f"/graphs/{secret}/runs", role="operator", json={"parameters": {
+        "token": "hunter2"}}), 409, "conflict")
+    assert "token" in refused["message"] and "hunter2" not in json.dumps(refused)
+    assert snapshot(api.db) == before
+    error(api.call("GET", "/runs/999999", role="viewer"), 404, "not_found")
+    error(api.call("GET", "/runs/0", role="viewer"), 422, "validation")
+    error(api.call("GET", "/runs/x", role="viewer"), 422, "validation")
+    error(api.call("GET", "/runs?state=bogus", role="viewer"), 422, "validation")
+    error(api.call("GET", "/runs?limit=0", role="viewer"), 422, "validation")
+
+
+def test_cancel_and_retry(api):
+    name = unique("g")
+    api.graph(name)
+    run = api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": {"rows": 1}}).json()["id"]
+    error(api.call("POST", f"/runs/{run}/retry", role="operator"), 409, "conflict")  # still running
+    cancelled = api.call("POST", f"/runs/{run}/cancel", role="operator")
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["counts"] == {"cancelled": 1}
+    error(api.call("POST", f"/runs/{run}/cancel", role="operator"), 409, "conflict")
+    retried = api.call("POST", f"/runs/{run}/retry", role="operator")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["state"] == "running" and retried.json()["retried"] == ["a"]
+    error(api.call("POST", "/runs/999999/cancel", role="operator"), 404, "not_found")
+
+
+# --- pools, workers -------------------------------------------------------------------------------
+
+def test_pools_are_set_listed_and_deleted_by_editors(api):
+    name = unique("p")
+    r = api.call("PUT", f"/pools/{name}", role="editor", json={"size": 3, "description": "the warehouse"})
+    assert r.status_code == 200 and r.json()["size"] == 3 and r.json()["description"] == "the warehouse"
+    assert api.call("PUT", f"/pools/{name}", role="editor", json={"size": 1}).json()["size"] == 1
+    assert [p for p in api.call("GET", "/pools", role="viewer").json() if p["name"] == name][0]["size"] == 1
+    before = snapshot(api.db)
+    for body in ({"size": -1}, {"size": "x"}, {}, {"size": 1, "other": 2}, {"size": True}):
+        error(api.call("PUT", f"/pools/{name}", role="editor", json=body), 422, "validation")
+    error(api.call("PUT", "/pools/bad%20name", role="editor", json={"size": 1}), 422, "validation")
+    assert snapshot(api.db) == before
+    graph = unique("g")
+    api.graph(graph, vertices=[{"name": "a", "script": "true", "pool": name}])
+    error(api.call("DELETE", f"/pools/{name}", role="editor"), 409, "conflict")
+    other = unique("p")
+    api.call("PUT", f"/pools/{other}", role="editor", json={"size": 2})
+    assert api.call("DELETE", f"/pools/{other}", role="editor").status_code == 204
+    error(api.call("DELETE", f"/pools/{other}", role="editor"), 404, "not_found")
+
+
+def test_workers_lists_the_live_workers(api):
+    assert api.call("GET", "/workers", role="viewer").json() == []
+
+
+# --- what the framework answers -----------------------------------------------------------------
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(api):
+    error(api.call("GET", "/nothing", role="viewer"), 404, "not_found")
+    error(api.call("PATCH", "/graphs", role="viewer"), 405, "method_not_allowed")
+    error(api.call("GET", "/nothing", role=None), 401, "unauthorized")  # nothing is told without a token
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(api):
+    before = snapshot(api.db)
+    big = json.dumps({"name": "big", "vertices": [{"name": "a", "script": "x" * BODY_LIMIT}]})
+    error(api.call("POST", "/graphs", content=big, headers={"Content-Type": "application/json"}), 413, "too_large")
+
+    def chunks():  # no Content-Length: the limit is enforced as the bytes arrive
+        for i in range(0, len(big), 4096):
+            yield big[i:i + 4096].encode()
+    error(api.call("POST", "/graphs", content=chunks(), headers={"Content-Type": "application/json"}),
+          413, "too_large")
+    assert snapshot(api.db) == before
+
+
+def test_tokens_are_never_stored_nor_logged(api):
+    for role in ("viewer", "operator", "editor"):
+        api.call("GET", "/graphs", role=role)
+    dump = json.dumps(snapshot(api.db), default=str)
+    log = api.server.text()
+    for role in ("viewer", "operator", "editor", "admin"):
+        assert api.tokens[role] not in dump
+    for role in ("viewer", "operator", "editor"):
+        assert api.tokens[role] not in log
+    # the first admin token is said once, at the start, and never in the access log after it
+    assert log.count(api.tokens["admin"]) == 1
+    access = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert access and {"the-viewer", "the-operator", "the-editor", "admin"} <= {a["token"] for a in access}
+    assert all(set(a) == {"time", "method", "path", "status", "ms", "token", "client"} for a in access)
+
+
+# --- the server process ----------------------------------------------------------------------------
+
+def test_serve_makes_an_admin_token_only_when_there_is_none(db_url, tmp_path):
+    server = Server(db_url, tmp_path / "a.log", "--no-worker")
+    try:
+        assert server.first_token and server.first_token.startswith("pe_")
+        r = httpx.get(server.url + "/api/v1/graphs", headers={"Authorization": f"Bearer {server.first_token}"})
+        assert r.status_code == 200
+    finally:
+        assert server.stop() == 0
+    again = Server(db_url, tmp_path / "b.log", "--no-worker")
+    try:
+        assert again.first_token is None and "created token" not in again.text()
+    finally:
+        again.stop()
+    db = Database(db_url, auto_migrate=False)
+    assert [(t.name, t.role) for t in service.list_tokens(db)] == [("admin", "admin")]
+    db.dispose()
+
+
+def test_serve_runs_a_worker_and_a_sigterm_lets_its_running_track_finish(db_url, tmp_path):
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "slow", "vertices": [{"name": "v", "script": "sleep 1.5; echo done"}]},
+                         seal=True)
+    token = service.create_token(db, "ops", "operator")[1]
+    server = Server(db_url, tmp_path / "s.log", "--concurrency", "2", "--grace", "20")
+    try:
+        assert "worker" in server.text() and "concurrency 2" in server.text()
+        run = httpx.post(server.url + "/api/v1/graphs/slow/runs", json={},
+                         headers={"Authorization": f"Bearer {token}"}).json()["id"]
+        wait_for(lambda: service.show_run(db, run).tracks[0].state == "running", 15, "the track to start")
+    finally:
+        status = server.stop()
+    assert status == 0, server.text()
+    info = service.show_run(db, run)
+    assert info.state == "succeeded" and info.tracks[0].stdout.strip() == "done"
+    db.dispose()
+
+
+def test_serve_refuses_a_port_in_use_with_a_clear_message(db_url, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipeline_engine", "--db", db_url, "serve", "--no-worker",
+                               "--port", str(taken.getsockname()[1])], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        taken.close()
+    assert done.returncode == 2
+    assert "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+    db = Database(db_url, auto_migrate=False)
+    assert service.list_tokens(db) == []  # nothing was made before the refusal
+    db.dispose()
+
+
+def test_the_cli_token_commands(cli, db):
+    code, out, err = cli("token", "create", "ci-bot", "--role", "operator")
+    assert code == 0 and out.startswith("pe_") and len(out.split()) == 1 and "operator" in err
+    token = out.strip()
+    code, out, _ = cli("token", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [set(t) for t in listed] == [{"name", "role", "created_at", "last_used_at"}]
+    assert listed[0]["name"] == "ci-bot" and listed[0]["role"] == "operator" and listed[0]["last_used_at"] is None
+    assert service.authenticate(db, token).name == "ci-bot"
+    assert json.loads(cli("token", "list", "--json")[1])[0]["last_used_at"] is not None
+    assert token not in json.dumps(snapshot(db), default=str)
+    before = snapshot(db)
+    assert cli("token", "create", "ci-bot", "--role", "viewer")[0] == 2
+    assert cli("token", "create", "x", "--role", "root")[0] == 2
+    assert cli("token", "create", "bad name", "--role", "viewer")[0] == 2
+    assert cli("token", "revoke", "nobody")[0] == 2
+    assert snapshot(db) == before
+    assert cli("token", "revoke", "ci-bot")[:2] == (0, "token 'ci-bot' revoked\n")
+    assert service.authenticate(db, token) is None
+    assert cli("token", "list")[1].splitlines() == ["NAME  ROLE  CREATED  LAST USED"]
+
+
+def test_settings_of_the_server_come_from_the_environment():
+    from pipeline_engine.errors import SettingError
+    from pipeline_engine.settings import Settings
+
+    found = Settings.from_env({"PIPELINE_ENGINE_BIND": "0.0.0.0", "PIPELINE_ENGINE_PORT": "9000",
+                               "PIPELINE_ENGINE_BODY_LIMIT": "1024", "PIPELINE_ENGINE_PUBLIC_METRICS": "yes"})
+    assert (found.bind, found.port, found.body_limit, found.public_metrics) == ("0.0.0.0", 9000, 1024, True)
+    for var, value in (("PORT", "65536"), ("PORT", "x"), ("BODY_LIMIT", "0"), ("PUBLIC_METRICS", "maybe")):
+        with pytest.raises(SettingError, match=f"PIPELINE_ENGINE_{var}"):
+            Settings.from_env({f"PIPELINE_ENGINE_{var}": value})
+
+
+def test_the_interactive_docs_need_no_other_site(api):
+    page = api.http.get("/api/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    sources = [part.split('"')[1] for part in page.text.split("src=")[1:]] + \
+              [part.split('"')[1] for part in page.text.split("href=")[1:]]
+    assert sources and all(s.startswith("/api/docs/assets/") for s in sources), sources
+    assert "/api/v1/openapi.json" in page.text
+    for source in sources:
+        asset = api.http.get(source)
+        assert asset.status_code == 200 and len(asset.content) > 100, source
