@@ -284,6 +284,7 @@ SERVER_CONTROL = {
 }
 
 
+@pytest.mark.serial  # it stops the server every other test's database is on
 @pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
 def test_a_database_restart_mid_run_loses_nothing_and_records_each_result_once(backend, db, db_url, tmp_path):
     port, stop_server, start_server = SERVER_CONTROL[backend]
