@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline_engine import __version__
+from pipeline_engine import __version__, actors
 from pipeline_engine.errors import DatabaseError, PipelineEngineError
 from pipeline_engine.roles import NAMES as ROLE_NAMES
 from pipeline_engine.settings import Settings, default_db_url
@@ -127,6 +127,8 @@ def cli(ctx: click.Context, db_url: str | None) -> None:
     """pipeline_engine: define, check, seal and run DAGs of shell scripts, state kept in SQL."""
     if db_url is not None and not db_url.strip():
         raise click.UsageError("--db is empty: give a database URL, or leave --db out for the default")
+    # what this command changes, the audit log says cli:USER@HOST did
+    ctx.with_resource(actors.acting_as(actors.local("cli")))
     ctx.obj = Context(db_url)
 
 
@@ -812,6 +814,24 @@ def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int
                    logs=settings.logs, worker=worker, say=lambda text: click.echo(text, err=True))
     click.echo("server stopped", err=True)
     sys.exit(status)
+
+
+@cli.command("audit")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many (the newest).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many of the newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_cmd(ctx: Context, limit: int, offset: int, as_json: bool) -> None:
+    """Who did what, newest first: every change made through the CLI, the API or Python (an
+    API token's name, or cli:USER@HOST), with its target and time."""
+    from pipeline_engine import service
+
+    found = service.list_audit(ctx.db, limit=limit, offset=offset)
+    if as_json:
+        _echo_json([a.to_dict() for a in found])
+        return
+    _table(["WHEN", "WHO", "WHAT", "TARGET", "DETAIL"],
+           [[_when(a.at), a.actor, a.action, a.target, _cut(a.detail) if a.detail else "-"] for a in found])
 
 
 @cli.command("workers")

@@ -2,16 +2,16 @@
 
 Every error carries the process exit code the CLI uses for it, the HTTP status the API
 answers with, and a message that names the graph, vertex, edge or input at fault (one line
-per problem: ``problems``). The class docstring is the default message. Four families:
+per problem: ``problems``). The class docstring is the default message. Five families:
 
 - ``ValidationError`` -- the request is wrong (a graph, an input, a setting): exit 2, 422;
 - ``NotFoundError`` -- what it names does not exist: exit 2, 404;
 - ``ConflictError`` -- it is right but the state does not allow it now (a sealed graph, a pool
   in use, a run in the wrong state): exit 2, 409;
-- ``DatabaseError`` -- the database is unavailable or unusable: exit 3, 503.
+- ``DatabaseError`` -- the database is unavailable or unusable: exit 3, 503;
+- ``AccessError`` -- the API's caller may not do it: no valid token (401), a role too small (403).
 
-The API adds ``UnauthorizedError`` (401), ``ForbiddenError`` (403) and ``TooLargeError`` (413).
-Each class's ``kind`` is the API's word for it (``{"error": {"type": kind}}``).
+``TooLargeError`` is a validation error the API answers with 413. Each class's ``kind`` is the API's word for it (``{"error": {"type": kind}}``).
 """
 from __future__ import annotations
 
@@ -130,27 +130,35 @@ class RunStateError(ConflictError):
     """The run is not in the state this operation needs."""
 
 
+class IdempotencyKeyError(ConflictError):
+    """The Idempotency-Key was used within the last day for another request."""
+
+
 class PoolInUseError(ConflictError):
     """The pool is named by vertices and cannot be deleted."""
 
 
 # --- the API -----------------------------------------------------------------
 
-class UnauthorizedError(PipelineEngineError):
+class AccessError(PipelineEngineError):
+    """The caller may not do this."""
+
+    http_status = 403
+    kind = "forbidden"
+
+
+class UnauthorizedError(AccessError):
     """No valid token: send 'Authorization: Bearer TOKEN' (pipeline-engine token create)."""
 
     http_status = 401
     kind = "unauthorized"
 
 
-class ForbiddenError(PipelineEngineError):
+class ForbiddenError(AccessError):
     """The token's role does not allow this."""
 
-    http_status = 403
-    kind = "forbidden"
 
-
-class TooLargeError(PipelineEngineError):
+class TooLargeError(ValidationError):
     """The request's body is too large."""
 
     http_status = 413

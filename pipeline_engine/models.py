@@ -230,6 +230,8 @@ class Pipeline(Base):
     owner: Mapped[str | None] = mapped_column(String(255))
     #: some input is a secret, which is never stored: only its owner can run it
     secret_inputs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: who started it: an API token's name, ``cli:USER@HOST``, a schedule (None: before 0010)
+    started_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -357,3 +359,37 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: when a request last carried it (written at most once a minute)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Audit(Base):
+    """Who did what: one row per state-changing call of the service (the CLI's, the API's),
+    written in the call's own transaction. Never a secret value, never a token."""
+
+    __tablename__ = "audit"
+    __table_args__ = (_NEVER_REUSED,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: an API token's name, ``cli:USER@HOST``, ``python:USER@HOST``
+    actor: Mapped[str] = mapped_column(String(255))
+    #: what was done: ``graph.import``, ``run.start``, ``token.revoke``...
+    action: Mapped[str] = mapped_column(String(64))
+    #: what it was done to: a graph's, pool's or token's name, a run's id
+    target: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(SafeText, default="")
+
+
+class Idempotency(Base):
+    """An ``Idempotency-Key`` a caller sent with a run's start: the same key and body again
+    within a day returns that run instead of starting another."""
+
+    __tablename__ = "idempotency"
+    __table_args__ = (Index(None, "pipeline_id"), _TABLE_OPTIONS)
+
+    #: the caller (a token's name): keys of two callers never meet
+    actor: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: hex SHA-256 of the request (graph and body)
+    digest: Mapped[str] = mapped_column(String(64))
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipeline.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

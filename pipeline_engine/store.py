@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import Edge, Graph, Installation, Pipeline, Pool, Token, Track, Vertex, Worker
+from pipeline_engine.models import (Audit, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Token, Track, Vertex,
+                                    Worker)
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
                                     RECORD, RELEASE, RESET, RESTART, TAKE_BACK, UPSTREAM_FAILED, GraphStatus, Move)
@@ -311,11 +312,11 @@ def bump(s: Session, graph: Graph) -> None:
 # --- runs ------------------------------------------------------------------------------------
 
 def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, tracks: Sequence[dict], *,
-                    owner: str | None = None, secret_inputs: bool = False) -> int:
+                    owner: str | None = None, secret_inputs: bool = False, started_by: str | None = None) -> int:
     """Insert a running pipeline and its tracks (bulk); returns the pipeline's id."""
     stamp = now()
     pipeline = Pipeline(graph_id=graph_id, name=name, state=P.RUNNING, params=params, created_at=stamp,
-                        started_at=stamp, owner=owner, secret_inputs=secret_inputs)
+                        started_at=stamp, owner=owner, secret_inputs=secret_inputs, started_by=started_by)
     s.add(pipeline)
     s.flush()
     if tracks:
@@ -1052,3 +1053,30 @@ def touch_token(conn: Connection, token_id: int, at: datetime, older_than: datet
     conn.execute(update(Token).where(Token.id == token_id)
                  .where(or_(Token.last_used_at.is_(None), Token.last_used_at < older_than))
                  .values(last_used_at=at))
+
+
+
+# --- the audit log, idempotency keys ----------------------------------------------------------
+
+def add_audit(s: Session, actor: str, action: str, target: str, detail: str = "") -> None:
+    s.add(Audit(at=now(), actor=actor, action=action, target=target, detail=detail))
+
+
+def list_audit(s: Session, *, limit: int, offset: int = 0) -> list[Audit]:
+    """A page of the audit log, newest first."""
+    return list(s.execute(select(Audit).order_by(Audit.id.desc()).limit(limit).offset(offset)).scalars())
+
+
+def find_idempotency(s: Session, actor: str, key: str) -> Idempotency | None:
+    return s.execute(select(Idempotency).where(Idempotency.actor == actor, Idempotency.key == key)
+                     ).scalar_one_or_none()
+
+
+def add_idempotency(s: Session, actor: str, key: str, digest: str, pipeline_id: int) -> None:
+    s.add(Idempotency(actor=actor, key=key, digest=digest, pipeline_id=pipeline_id, created_at=now()))
+    s.flush()
+
+
+def delete_idempotency(s: Session, row: Idempotency) -> None:
+    s.delete(row)
+    s.flush()

@@ -178,6 +178,8 @@ class RunSummary:
     owner: str | None = None
     #: the version of the graph it runs
     version: int = 1
+    #: who started it: an API token's name, ``cli:USER@HOST``... (None: a run made before 0010)
+    started_by: str | None = None
 
     @property
     def for_workers(self) -> bool:
@@ -186,7 +188,8 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph, "version": self.version, "name": self.name, "state": self.state,
-                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts}
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts,
+                "started_by": self.started_by}
 
 
 @dataclass(frozen=True)
@@ -235,3 +238,19 @@ class TokenInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "created_at": _iso(self.created_at),
                 "last_used_at": _iso(self.last_used_at)}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One state-changing call: who, what, to what, when."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": _iso(self.at), "actor": self.actor, "action": self.action, "target": self.target,
+                "detail": self.detail}

@@ -221,3 +221,31 @@ CREATE TABLE token (
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
 UPDATE pipeline_engine_version SET version_num='0009' WHERE pipeline_engine_version.version_num = '0008';
+
+-- Running upgrade 0009 -> 0010
+
+ALTER TABLE pipeline ADD COLUMN started_by VARCHAR(255);
+
+CREATE TABLE audit (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    at DATETIME(6) NOT NULL,
+    actor VARCHAR(255) NOT NULL,
+    action VARCHAR(64) NOT NULL,
+    target VARCHAR(255) NOT NULL,
+    detail TEXT NOT NULL,
+    CONSTRAINT pk_audit PRIMARY KEY (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE idempotency (
+    actor VARCHAR(255) NOT NULL,
+    `key` VARCHAR(255) NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    pipeline_id BIGINT NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    CONSTRAINT pk_idempotency PRIMARY KEY (actor, `key`),
+    CONSTRAINT fk_idempotency_pipeline_id_pipeline FOREIGN KEY(pipeline_id) REFERENCES pipeline (id) ON DELETE CASCADE
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_idempotency_pipeline_id ON idempotency (pipeline_id);
+
+UPDATE pipeline_engine_version SET version_num='0010' WHERE pipeline_engine_version.version_num = '0009';

@@ -330,3 +330,30 @@ CREATE TABLE token (
 );
 
 UPDATE pipeline_engine_version SET version_num='0009' WHERE pipeline_engine_version.version_num = '0008';
+
+-- Running upgrade 0009 -> 0010
+
+ALTER TABLE pipeline ADD COLUMN started_by VARCHAR(255);
+
+CREATE TABLE audit (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    at DATETIME NOT NULL,
+    actor VARCHAR(255) NOT NULL,
+    action VARCHAR(64) NOT NULL,
+    target VARCHAR(255) NOT NULL,
+    detail TEXT NOT NULL
+);
+
+CREATE TABLE idempotency (
+    actor VARCHAR(255) NOT NULL,
+    "key" VARCHAR(255) NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    pipeline_id INTEGER NOT NULL,
+    created_at DATETIME NOT NULL,
+    CONSTRAINT pk_idempotency PRIMARY KEY (actor, "key"),
+    CONSTRAINT fk_idempotency_pipeline_id_pipeline FOREIGN KEY(pipeline_id) REFERENCES pipeline (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_idempotency_pipeline_id ON idempotency (pipeline_id);
+
+UPDATE pipeline_engine_version SET version_num='0010' WHERE pipeline_engine_version.version_num = '0009';

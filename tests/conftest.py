@@ -7,6 +7,7 @@ backends on purpose.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -146,10 +147,21 @@ def pytest_report_header(config):
 def pytest_sessionfinish(session, exitstatus):
     for server in _servers.values():
         server.close()
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: its controller prints the summary
+        session.config.workeroutput["pe_missing"] = [s.error for s in _servers.values() if s.error]
+
+
+#: servers that xdist workers found missing
+_missing_on_workers: set[str] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _missing_on_workers.update(getattr(node, "workeroutput", {}).get("pe_missing", []))
 
 
 def pytest_terminal_summary(terminalreporter):
-    missing = [s.error for s in _servers.values() if s.error]
+    missing = sorted({s.error for s in _servers.values() if s.error} | _missing_on_workers)
     for line in missing:
         terminalreporter.write_line(f"SKIPPED BACKEND: {line}", yellow=True)
 
@@ -355,3 +367,39 @@ class Server:
             self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+# --- stopping a database server (tests marked serial) --------------------------------------------
+
+def answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+_PG_VERSION = (os.listdir("/etc/postgresql") or ["15"])[0] if os.path.isdir("/etc/postgresql") else "15"
+SERVER_PORTS = {"mariadb": 3306, "postgresql": 5432}
+_SERVER_CONTROL = {
+    "mariadb": (["mariadb-admin", "-uroot", "-h127.0.0.1", "shutdown"],
+                ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"]),
+    "postgresql": (["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "stop", "-m", "fast"],
+                   ["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "start"]),
+}
+
+
+@contextlib.contextmanager
+def database_server_stopped(backend: str):
+    """Stop the machine's ``backend`` server for the block; it is started again afterwards,
+    whatever happens in the block (the test that uses it is marked ``serial``)."""
+    port = SERVER_PORTS[backend]
+    stop_server, start_server = _SERVER_CONTROL[backend]
+    try:
+        subprocess.run(stop_server, check=True, capture_output=True, timeout=60)
+        wait_for(lambda: not answers(port), 30, f"{backend} to stop")
+        yield
+    finally:
+        if not answers(port):
+            subprocess.run(start_server, capture_output=True, timeout=60)
+        wait_for(lambda: answers(port), 60, f"{backend} to start again", poll=0.2)

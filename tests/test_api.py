@@ -57,6 +57,14 @@ class API:
         return r.json()
 
 
+def state(db) -> dict:
+    """The database's rows but the tokens' last use, which a call with a valid token may note
+    (at most once a minute) even when the call itself is refused."""
+    rows = snapshot(db)
+    rows["token"] = [row[:5] for row in rows["token"]]
+    return rows
+
+
 def error(r: httpx.Response, status: int, kind: str) -> dict:
     assert r.status_code == status, r.text
     body = r.json()["error"]
@@ -86,6 +94,12 @@ ROLES = {
     ("GET", "/api/v1/runs/{run_id}"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
     ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
+    ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/tokens"): "admin",
+    ("POST", "/api/v1/tokens"): "admin",
+    ("DELETE", "/api/v1/tokens/{name}"): "admin",
+    ("POST", "/api/v1/recover"): "admin",
+    ("POST", "/api/v1/prune"): "admin",
 }
 RANKS = ["viewer", "operator", "editor", "admin"]
 
@@ -119,7 +133,7 @@ def test_every_call_without_a_valid_token_is_refused_and_changes_nothing(api, ro
     for headers in ({}, {"Authorization": "Bearer pe_not-a-token"}, {"Authorization": "Basic YWRtaW46YWRtaW4="},
                     {"Authorization": f"Bearer {api.tokens['admin']}x"}):
         r = api.call(method, _concrete(path, graph, 1)[len("/api/v1"):], role=None, headers=dict(headers),
-                     json={"name": "x", "size": 1})
+                     json={"name": "x", "size": 1, "role": "admin", "older_than_days": 0})
         error(r, 401, "unauthorized")
         assert r.headers["WWW-Authenticate"] == "Bearer"
     assert snapshot(api.db) == before
@@ -131,15 +145,13 @@ def test_every_call_is_refused_to_a_role_below_the_one_it_needs_and_changes_noth
     graph = unique("g")
     api.graph(graph)
     run = api.call("POST", f"/graphs/{graph}/runs", json={"parameters": {"rows": 1}}).json()["id"]
-    for role in RANKS:
-        api.call("GET", "/graphs", role=role)  # each token's last use is noted now, not during the refusals
-    before = snapshot(api.db)
+    before = state(api.db)
     for role in RANKS[:RANKS.index(ROLES[route])]:
-        r = api.call(method, _concrete(path, graph, run)[len("/api/v1"):], role=role, json={"name": "x", "size": 1,
-                                                                                           "parameters": {}})
+        r = api.call(method, _concrete(path, graph, run)[len("/api/v1"):], role=role, json={
+            "name": "x", "size": 1, "parameters": {}, "role": "admin", "older_than_days": 0})
         body = error(r, 403, "forbidden")
         assert f"the-{role}" in body["message"] and ROLES[route] in body["message"]
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
 
 
 # --- graphs ---------------------------------------------------------------------------------------
@@ -193,22 +205,22 @@ def cli_json():
     (b"\xff\xfe", "application/json", "UTF-8"),
 ])
 def test_a_bad_graph_file_is_a_422_naming_the_problem_and_changes_nothing(api, body, content_type, problem):
-    before = snapshot(api.db)
+    before = state(api.db)
     r = api.call("POST", "/graphs", content=body, headers={"Content-Type": content_type})
     found = error(r, 422, "validation")
     assert any(problem in p for p in found["problems"]), found
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
 
 
 def test_check_seal_copy_and_delete(api):
     name = unique("g")
     api.graph(name, seal=False, vertices=[{"name": "a", "script": "true"}, {"name": "b", "script": "true"}],
               edges=[["a", "b"], ["b", "a"]])
-    before = snapshot(api.db)
+    before = state(api.db)
     cycle = error(api.call("POST", f"/graphs/{name}/check", role="editor"), 422, "validation")
     assert cycle["problems"] == [f"graph '{name}': cycle: a -> b -> a"]
     error(api.call("POST", f"/graphs/{name}/seal", role="editor"), 409, "conflict")  # not checked
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
 
     good = unique("g")
     api.graph(good, seal=False)
@@ -272,17 +284,17 @@ def test_an_operator_starts_a_run_with_typed_values_and_reads_it_as_the_cli_show
 def test_a_bad_value_is_a_422_naming_the_input_and_starts_nothing(api, parameters, problem):
     name = unique("g")
     api.graph(name)
-    before = snapshot(api.db)
+    before = state(api.db)
     found = error(api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": parameters}),
                   422, "validation")
     assert any(problem in p for p in found["problems"]), found
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
 
 
 def test_runs_of_what_cannot_run_are_refused(api):
     draft = unique("g")
     api.graph(draft, seal=False)
-    before = snapshot(api.db)
+    before = state(api.db)
     error(api.call("POST", f"/graphs/{draft}/runs", role="operator", json={"parameters": {"rows": 1}}), 409, "conflict")
     error(api.call("POST", "/graphs/nothing-here/runs", role="operator", json={}), 404, "not_found")
     error(api.call("POST", f"/graphs/{draft}/runs", role="operator", json={"parameters": {"rows": 1}, "x": 1}),
@@ -291,11 +303,11 @@ def test_runs_of_what_cannot_run_are_refused(api):
         "Content-Type": "application/json"}), 422, "validation")
     secret = unique("g")
     api.graph(secret, vertices=[{"name": "a", "script": "curl -u {token} x", "inputs": {"token": "secret"}}])
-    before = snapshot(api.db)
+    before = state(api.db)
     refused = error(api.call("POST", f"/graphs/{secret}/runs", role="operator", json={"parameters": {
         "token": "hunter2"}}), 409, "conflict")
     assert "token" in refused["message"] and "hunter2" not in json.dumps(refused)
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
     error(api.call("GET", "/runs/999999", role="viewer"), 404, "not_found")
     error(api.call("GET", "/runs/0", role="viewer"), 422, "validation")
     error(api.call("GET", "/runs/x", role="viewer"), 422, "validation")
@@ -326,11 +338,11 @@ def test_pools_are_set_listed_and_deleted_by_editors(api):
     assert r.status_code == 200 and r.json()["size"] == 3 and r.json()["description"] == "the warehouse"
     assert api.call("PUT", f"/pools/{name}", role="editor", json={"size": 1}).json()["size"] == 1
     assert [p for p in api.call("GET", "/pools", role="viewer").json() if p["name"] == name][0]["size"] == 1
-    before = snapshot(api.db)
+    before = state(api.db)
     for body in ({"size": -1}, {"size": "x"}, {}, {"size": 1, "other": 2}, {"size": True}):
         error(api.call("PUT", f"/pools/{name}", role="editor", json=body), 422, "validation")
     error(api.call("PUT", "/pools/bad%20name", role="editor", json={"size": 1}), 422, "validation")
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
     graph = unique("g")
     api.graph(graph, vertices=[{"name": "a", "script": "true", "pool": name}])
     error(api.call("DELETE", f"/pools/{name}", role="editor"), 409, "conflict")
@@ -353,7 +365,7 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(api):
 
 
 def test_a_body_over_the_limit_is_a_413_before_it_is_read(api):
-    before = snapshot(api.db)
+    before = state(api.db)
     big = json.dumps({"name": "big", "vertices": [{"name": "a", "script": "x" * BODY_LIMIT}]})
     error(api.call("POST", "/graphs", content=big, headers={"Content-Type": "application/json"}), 413, "too_large")
 
@@ -362,13 +374,13 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(api):
             yield big[i:i + 4096].encode()
     error(api.call("POST", "/graphs", content=chunks(), headers={"Content-Type": "application/json"}),
           413, "too_large")
-    assert snapshot(api.db) == before
+    assert state(api.db) == before
 
 
 def test_tokens_are_never_stored_nor_logged(api):
     for role in ("viewer", "operator", "editor"):
         api.call("GET", "/graphs", role=role)
-    dump = json.dumps(snapshot(api.db), default=str)
+    dump = json.dumps(state(api.db), default=str)
     log = api.server.text()
     for role in ("viewer", "operator", "editor", "admin"):
         assert api.tokens[role] not in dump
@@ -443,6 +455,20 @@ def test_serve_refuses_a_port_in_use_with_a_clear_message(db_url, tmp_path):
     db.dispose()
 
 
+def test_the_cli_records_what_it_changes_as_cli_user_at_host(cli, db):
+    import getpass
+    import socket
+
+    assert cli("pool", "set", "p", "2")[0] == 0
+    code, out, _ = cli("audit", "--json")
+    assert code == 0
+    entry = json.loads(out)[0]
+    assert (entry["actor"], entry["action"], entry["target"]) == (
+        f"cli:{getpass.getuser()}@{socket.gethostname()}", "pool.set", "p")
+    code, out, _ = cli("audit")
+    assert code == 0 and "pool.set" in out.splitlines()[1]
+
+
 def test_the_cli_token_commands(cli, db):
     code, out, err = cli("token", "create", "ci-bot", "--role", "operator")
     assert code == 0 and out.startswith("pe_") and len(out.split()) == 1 and "operator" in err
@@ -488,3 +514,114 @@ def test_the_interactive_docs_need_no_other_site(api):
     for source in sources:
         asset = api.http.get(source)
         assert asset.status_code == 200 and len(asset.content) > 100, source
+
+
+
+# --- who did what -----------------------------------------------------------------------------------
+
+def test_every_change_is_in_the_audit_log_with_the_tokens_name_and_runs_say_who_started_them(api):
+    name = unique("g")
+    newest = api.call("GET", "/audit?limit=1", role="admin").json()
+    last = newest[0]["id"] if newest else 0
+    api.graph(name, seal=False)
+    api.call("POST", f"/graphs/{name}/check", role="editor")
+    api.call("POST", f"/graphs/{name}/seal", role="editor")
+    run = api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": {"rows": 3}}).json()
+    assert run["started_by"] == "the-operator"
+    assert api.call("GET", f"/runs/{run['id']}", role="viewer").json()["started_by"] == "the-operator"
+    api.call("POST", f"/runs/{run['id']}/cancel", role="operator")
+    api.call("POST", f"/runs/{run['id']}/retry", role="operator")
+    api.call("PUT", f"/pools/{name}", role="editor", json={"size": 2})
+    error(api.call("POST", f"/graphs/{name}/seal", role="editor"), 409, "conflict")  # refused: not recorded
+    entries = [e for e in api.call("GET", "/audit?limit=1000", role="admin").json() if e["id"] > last]
+    assert [(e["actor"], e["action"], e["target"]) for e in reversed(entries)] == [
+        ("admin", "graph.import", name), ("the-editor", "graph.check", name), ("the-editor", "graph.seal", name),
+        ("the-operator", "run.start", str(run["id"])), ("the-operator", "run.cancel", str(run["id"])),
+        ("the-operator", "run.retry", str(run["id"])), ("the-editor", "pool.set", name)]
+    assert all(set(e) == {"id", "at", "actor", "action", "target", "detail"} for e in entries)
+    assert [e["id"] for e in entries] == sorted((e["id"] for e in entries), reverse=True)  # newest first
+
+
+def test_an_idempotency_key_starts_one_run_for_the_same_request_and_refuses_another(api):
+    import threading
+
+    name = unique("g")
+    api.graph(name)
+    key = {"Idempotency-Key": unique("deploy-")}
+    first = api.call("POST", f"/graphs/{name}/runs", role="operator", headers=dict(key), json={"parameters": {"rows": 1}})
+    assert first.status_code == 201
+    again = api.call("POST", f"/graphs/{name}/runs", role="operator", headers=dict(key), json={"parameters": {"rows": 1}})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == f"/api/v1/runs/{first.json()['id']}"
+    before = state(api.db)
+    other = api.call("POST", f"/graphs/{name}/runs", role="operator", headers=dict(key), json={"parameters": {"rows": 2}})
+    assert "another request" in error(other, 409, "conflict")["message"]
+    assert state(api.db) == before
+    # another caller's same key is its own
+    mine = api.call("POST", f"/graphs/{name}/runs", role="editor", headers=dict(key), json={"parameters": {"rows": 1}})
+    assert mine.status_code == 201 and mine.json()["id"] != first.json()["id"]
+    for bad in ("", "x" * 256, "a b"):
+        error(api.call("POST", f"/graphs/{name}/runs", role="operator", headers={"Idempotency-Key": bad},
+                       json={"parameters": {"rows": 1}}), 422, "validation")
+
+    # eight requests racing with one new key start one run between them
+    racing = {"Idempotency-Key": unique("race-")}
+    answers = []
+
+    def post():
+        with httpx.Client(base_url=api.server.url, timeout=30) as client:
+            answers.append(client.post(f"/api/v1/graphs/{name}/runs", json={"parameters": {"rows": 5}},
+                                       headers={**racing, "Authorization": f"Bearer {api.tokens['operator']}"}))
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+
+
+def test_admins_manage_tokens_recover_and_prune_over_the_api(api):
+    name = unique("bot-")
+    made = api.call("POST", "/tokens", role="admin", json={"name": name, "role": "viewer"})
+    assert made.status_code == 201 and made.json()["token"].startswith("pe_") and made.json()["role"] == "viewer"
+    token = made.json()["token"]
+    assert api.http.get("/api/v1/graphs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    listed = api.call("GET", "/tokens", role="admin").json()
+    assert name in [t["name"] for t in listed] and all("token" not in t for t in listed)
+    error(api.call("POST", "/tokens", role="admin", json={"name": name, "role": "viewer"}), 409, "conflict")
+    error(api.call("POST", "/tokens", role="admin", json={"name": unique("x"), "role": "root"}), 422, "validation")
+    assert api.call("DELETE", f"/tokens/{name}", role="admin").status_code == 204
+    error(api.http.get("/api/v1/graphs", headers={"Authorization": f"Bearer {token}"}), 401, "unauthorized")
+    error(api.call("DELETE", f"/tokens/{name}", role="admin"), 404, "not_found")
+    assert api.call("POST", "/recover", role="admin").json() == {"taken_back": 0}
+    assert api.call("POST", "/prune", role="admin", json={"older_than_days": 365, "dry_run": True}).json() == {
+        "runs": 0, "tracks": 0, "dry_run": True}
+    error(api.call("POST", "/prune", role="admin", json={"older_than_days": -1}), 422, "validation")
+    actions = [(e["actor"], e["action"], e["target"]) for e in api.call("GET", "/audit?limit=20", role="admin").json()]
+    assert ("admin", "token.create", name) in actions and ("admin", "token.revoke", name) in actions
+    assert ("admin", "recover", "workers") in actions
+
+
+@pytest.mark.serial  # it stops the server every other test's database is on
+@pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
+def test_health_says_unavailable_while_the_database_is_stopped_and_ok_once_it_is_back(backend, db_url, tmp_path):
+    from conftest import database_server_stopped
+
+    server = Server(db_url, tmp_path / "s.log", "--no-worker")
+    try:
+        token = server.first_token
+        assert httpx.get(server.url + "/api/v1/health").json()["status"] == "ok"
+        with database_server_stopped(backend):
+            down = httpx.get(server.url + "/api/v1/health", timeout=30)
+            assert down.status_code == 503
+            assert down.json()["status"] == "unavailable" and down.json()["database"] != "ok"
+            refused = httpx.get(server.url + "/api/v1/graphs", headers={"Authorization": f"Bearer {token}"},
+                                timeout=30)
+            error(refused, 503, "unavailable")
+            assert "Traceback" not in refused.text
+        wait_for(lambda: httpx.get(server.url + "/api/v1/health", timeout=30).status_code == 200, 30,
+                 "the health check to answer ok again")
+        assert httpx.get(server.url + "/api/v1/graphs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        assert server.stop() == 0

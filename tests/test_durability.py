@@ -17,7 +17,8 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, finished, pipeline_state, run_tracks, stop, wait_for, worker
+from conftest import (ROOT, database_server_stopped, finished, pipeline_state, run_tracks, stop,
+                      wait_for, worker)
 
 from pipeline_engine import executor, service
 
@@ -269,25 +270,9 @@ def test_a_killed_run_is_resumed_by_another_process_which_asks_for_its_secrets_a
     assert "hunter2" not in tracks["two"].script
 
 
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-_PG_VERSION = (os.listdir("/etc/postgresql") or ["15"])[0] if os.path.isdir("/etc/postgresql") else "15"
-SERVER_CONTROL = {
-    "mariadb": (3306, ["mariadb-admin", "-uroot", "-h127.0.0.1", "shutdown"],
-                ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"]),
-    "postgresql": (5432, ["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "stop", "-m", "fast"],
-                   ["pg_ctlcluster", "--skip-systemctl-redirect", _PG_VERSION, "main", "start"]),
-}
-
-
 @pytest.mark.serial  # it stops the server every other test's database is on
 @pytest.mark.parametrize("backend", ["mariadb", "postgresql"])
 def test_a_database_restart_mid_run_loses_nothing_and_records_each_result_once(backend, db, db_url, tmp_path):
-    port, stop_server, start_server = SERVER_CONTROL[backend]
     vertices = [{"name": f"v{i:02d}", "script": ticking(tmp_path / f"v{i:02d}", 8, 0.05)} for i in range(24)]
     service.import_graph(db, {"name": "restart", "vertices": vertices}, seal=True)
     run = service.start_run(db, "restart", detach=True)
@@ -296,14 +281,8 @@ def test_a_database_restart_mid_run_loses_nothing_and_records_each_result_once(b
     try:
         wait_for(lambda: sum(t.state == "succeeded" for t in run_tracks(db, run.id).values()) >= 4, 30,
                  "the first tracks to finish")
-        try:
-            subprocess.run(stop_server, check=True, capture_output=True, timeout=60)
-            wait_for(lambda: not _answers(port), 30, f"{backend} to stop")
+        with database_server_stopped(backend):
             time.sleep(1.5)  # tracks end while the database is away
-        finally:
-            if not _answers(port):
-                subprocess.run(start_server, capture_output=True, timeout=60)
-            wait_for(lambda: _answers(port), 60, f"{backend} to start again", poll=0.2)
         assert wait_for(lambda: finished(db, run.id), 90, "the run to finish after the restart") == "succeeded"
     finally:
         stop(w)

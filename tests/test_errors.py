@@ -11,7 +11,10 @@ from pipeline_engine.errors import (
     ValidationError,
 )
 
-FAMILIES = {ValidationError: (2, 422), NotFoundError: (2, 404), ConflictError: (2, 409), DatabaseError: (3, 503)}
+FAMILIES = {ValidationError: (2, 422), NotFoundError: (2, 404), ConflictError: (2, 409), DatabaseError: (3, 503),
+            errors.AccessError: (2, 403)}
+#: the statuses HTTP has for a particular kind of its family
+STATUS = {errors.UnauthorizedError: 401, errors.TooLargeError: 413}
 
 
 def _leaves():
@@ -30,6 +33,7 @@ def test_every_error_is_in_one_family_with_its_exit_code_and_http_status(cls):
         exit_code = 1
     if cls in (errors.DatabaseMissingError, errors.DatabaseURLError):  # the user's URL: a usage error
         exit_code = 2
+    status = STATUS.get(cls, status)
     assert (cls.exit_code, cls.http_status) == (exit_code, status), cls
 
 

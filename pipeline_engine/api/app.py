@@ -106,7 +106,7 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
     """The API over ``db``. ``logs``: the log files' directory on this machine (the logs of
     runs deleted through the API are removed from it). ``runs_worker``: this process runs a
     worker (``serve`` without ``--no-worker``)."""
-    from pipeline_engine.api import graphs, runs, system
+    from pipeline_engine.api import admin, graphs, runs, system
 
     app = FastAPI(title="pipeline_engine", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=None, redoc_url=None,
@@ -118,7 +118,7 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
     app.state.runs_worker = runs_worker
     errors.install(app)
     _docs(app)
-    for module in (system, graphs, runs):
+    for module in (system, graphs, runs, admin):
         app.include_router(module.router, prefix=API)
     # outermost last: the access log sees every answer; a token is checked before the body is read
     app.add_middleware(_BodyLimit, limit=body_limit)

@@ -12,9 +12,9 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
-from pipeline_engine import service
+from pipeline_engine import actors, service
 from pipeline_engine.api import errors
-from pipeline_engine.errors import ForbiddenError
+from pipeline_engine.errors import ForbiddenError, PipelineEngineError
 from pipeline_engine.roles import Role
 
 #: paths that need no token (the OpenAPI document describes the API; it holds no data)
@@ -50,7 +50,10 @@ class Authenticate:
         if scope["type"] != "http" or not scope["path"].startswith("/api/v1/") or scope["path"] in PUBLIC:
             return await self.app(scope, receive, send)
         token = _token(scope)
-        info = None if token is None else await run_in_threadpool(service.authenticate, self.db, token)
+        try:
+            info = None if token is None else await run_in_threadpool(service.authenticate, self.db, token)
+        except PipelineEngineError as exc:  # the database does not answer: 503, as any call would
+            return await errors.respond(exc.http_status, exc.kind, exc.message, exc.problems)(scope, receive, send)
         if info is None:
             message = ("no token: send 'Authorization: Bearer TOKEN' (pipeline-engine token create)" if token is None
                        else "the token is not known (revoked, or never made)")
@@ -58,7 +61,8 @@ class Authenticate:
             return await response(scope, receive, send)
         state = scope.setdefault("state", {})
         state["caller"] = Caller(info.name, Role(info.role))
-        return await self.app(scope, receive, send)
+        with actors.acting_as(info.name):  # what the request changes, the audit log says this token did
+            return await self.app(scope, receive, send)
 
 
 def need(role: Role):

@@ -1,9 +1,12 @@
 """Runs: start one of a sealed graph, list, show, cancel, retry."""
 from __future__ import annotations
 
-from typing import Union
+import hashlib
+from typing import Annotated, Union
 
-from fastapi import APIRouter, Path, Query, Request, Response
+import simplejson
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from pipeline_engine import service
@@ -35,19 +38,32 @@ def _summary(info) -> dict:
     return RunSummary.to_dict(info)
 
 
-@router.post("/graphs/{name}/runs", status_code=201, responses=errors(404, 409))
-def start_run(name: str, body: StartBody, request: Request, caller: auth.Operator, response: Response) -> dict:
+@router.post("/graphs/{name}/runs", status_code=201, responses={
+    **errors(404, 409), 200: {"description": "the run an earlier request with the same Idempotency-Key started"}})
+def start_run(name: str, body: StartBody, request: Request, caller: auth.Operator, response: Response,
+              idempotency_key: Annotated[str | None, Header(
+                  min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+                  description="the same key and body within 24 hours return the run started first")] = None,
+              ) -> dict:
     """Start a run of the graph's newest sealed version (or `version`, sealed). Every value is
     validated by the inputs' types before anything is written; workers run it."""
     db = request.app.state.db
     try:
-        run = service.start_run(db, name, body.parameters, name=body.name, version=body.version, detach=True)
+        if idempotency_key is None:
+            run_id, created = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
+                                                detach=True).id, True
+        else:
+            digest = hashlib.sha256(simplejson.dumps({"graph": name, "body": body.model_dump()},
+                                                     sort_keys=True).encode()).hexdigest()
+            run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
+                                                     name=body.name, version=body.version)
     except SecretsNeedOwnerError as exc:
         raise SecretsNeedOwnerError(f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never"
                                     " stored: this server cannot start it yet (run it with `pipeline-engine run`)",
                                     names=exc.names) from None
-    response.headers["Location"] = f"/api/v1/runs/{run.id}"
-    return _summary(service.show_run(db, run.id, limit=0, output=False))
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = f"/api/v1/runs/{run_id}"
+    return _summary(service.show_run(db, run_id, limit=0, output=False))
 
 
 @router.get("/runs", responses=errors(404))

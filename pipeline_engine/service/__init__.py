@@ -42,6 +42,7 @@ from pipeline_engine.service.runs import (
     DEFAULT_DURATION,
     priorities,
     start_run,
+    start_run_once,
     create_run,
     show_run,
     track_output,
@@ -59,6 +60,7 @@ from pipeline_engine.service.operations import (
     recover,
     prune_runs,
     ping,
+    list_audit,
 )
 from pipeline_engine.service.tokens import (
     create_token,
@@ -80,6 +82,7 @@ from pipeline_engine.views import (
     RunInfo,
     WorkerInfo,
     TokenInfo,
+    AuditEntry,
 )
 
 __all__ = [
@@ -110,6 +113,7 @@ __all__ = [
     "DEFAULT_DURATION",
     "priorities",
     "start_run",
+    "start_run_once",
     "create_run",
     "show_run",
     "track_output",
@@ -125,6 +129,7 @@ __all__ = [
     "recover",
     "prune_runs",
     "ping",
+    "list_audit",
     "create_token",
     "list_tokens",
     "any_token",
@@ -142,4 +147,5 @@ __all__ = [
     "RunInfo",
     "WorkerInfo",
     "TokenInfo",
+    "AuditEntry",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from pipeline_engine import store
+from pipeline_engine import actors, store
 from pipeline_engine.db import Database, _first_line
 from pipeline_engine.errors import GraphError
 from pipeline_engine.models import storable
@@ -45,3 +45,9 @@ def _fit(s: Session, rows: Mapping[str, Mapping[str, Any]]) -> None:
                 for what, size in ((w, store.row_bytes(r)) for w, r in rows.items()) if size > limit]
     if problems:
         raise GraphError("\n".join(problems))
+
+
+def _audit(s: Session, action: str, target: object, detail: str = "") -> None:
+    """Record, in the caller's transaction, that the current actor did ``action`` to
+    ``target`` (never a secret value in ``detail``)."""
+    store.add_audit(s, actors.current(), action, str(target)[:255], detail)

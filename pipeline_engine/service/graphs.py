@@ -19,7 +19,7 @@ from pipeline_engine.errors import (
     SealedGraphError,
 )
 from pipeline_engine.models import Graph, Vertex
-from pipeline_engine.service._base import _fit, _text, _write
+from pipeline_engine.service._base import _audit, _fit, _text, _write
 from pipeline_engine.spec import GraphSpec, VertexSpec, check_graph_name, graph_from_dict, make_vertex, secret_clashes
 from pipeline_engine.states import GraphStatus
 from pipeline_engine.views import CheckResult, Deleted, GraphDetail, GraphInfo, VersionInfo
@@ -104,7 +104,9 @@ def _label(graph: Graph) -> str:
 def create_graph(db: Database, name: str, description: str = "") -> GraphInfo:
     """Create an empty draft graph: version 1 of a new name."""
     with _write(db) as s:
-        return _info_counts(None, _new_graph(s, name, description or ""), 0, 0)
+        info = _info_counts(None, _new_graph(s, name, description or ""), 0, 0)
+        _audit(s, "graph.create", name)
+        return info
 
 
 def new_version(db: Database, name: str) -> GraphInfo:
@@ -119,6 +121,7 @@ def new_version(db: Database, name: str) -> GraphInfo:
         spec = _spec(s, newest)
         draft = store.create_graph(s, name, newest.description, version=newest.version + 1)
         store.insert_definition(s, draft.id, spec.vertices, spec.edges)
+        _audit(s, "graph.new_version", name, f"version {draft.version}")
         return _info_counts(s, draft, len(spec.vertices), len(spec.edges))
 
 
@@ -142,6 +145,7 @@ def rename_graph(db: Database, name: str, new_name: str) -> GraphInfo:
         if new_name != name and store.find_graph(s, new_name) is not None:
             raise AlreadyExistsError(f"cannot rename graph '{name}': graph '{new_name}' already exists")
         store.rename_graph(s, name, new_name)
+        _audit(s, "graph.rename", name, f"to '{new_name}'")
         s.expire_all()
         return _info(s, store.get_graph(s, new_name))
 
@@ -175,6 +179,7 @@ def delete_graph(db: Database, name: str, *, version: int | None = None, with_ru
         if not dry_run:
             for g in doomed:
                 store.delete_graph(s, g, with_runs=with_runs)
+            _audit(s, "graph.delete", name, f"versions {', '.join(str(g.version) for g in doomed)}; {len(run_ids)} run(s)")
         return deleted
 
 
@@ -219,6 +224,7 @@ def add_vertex(db: Database, graph: str, name: str, script: str, *, description:
         _fit(s, {f"graph '{graph}': vertex '{name}'": row})
         store.add_vertex(s, row)
         store.bump(s, g)
+        _audit(s, "vertex.add", graph, f"vertex '{name}'")
         return spec
 
 
@@ -256,6 +262,7 @@ def update_vertex(db: Database, graph: str, name: str, *, new_name: str | None =
         _fit(s, {f"graph '{graph}': vertex '{spec.name}'": values})
         store.update_vertex(s, row, values)
         store.bump(s, g)
+        _audit(s, "vertex.update", graph, f"vertex '{name}'")
         return spec
 
 
@@ -265,6 +272,7 @@ def remove_vertex(db: Database, graph: str, name: str) -> None:
         g = _editable(s, graph)
         store.delete_vertex(s, store.get_vertex(s, g, name))
         store.bump(s, g)
+        _audit(s, "vertex.remove", graph, f"vertex '{name}'")
 
 
 def _edge_ends(s: Session, g: Graph, tail: str, head: str) -> tuple[Vertex, Vertex]:
@@ -286,6 +294,7 @@ def add_edge(db: Database, graph: str, tail: str, head: str) -> None:
             raise AlreadyExistsError(f"graph '{graph}': edge {tail} -> {head} already exists")
         store.add_edge(s, g.id, t.id, h.id)
         store.bump(s, g)
+        _audit(s, "edge.add", graph, f"{tail} -> {head}")
 
 
 def remove_edge(db: Database, graph: str, tail: str, head: str) -> None:
@@ -297,6 +306,7 @@ def remove_edge(db: Database, graph: str, tail: str, head: str) -> None:
             raise NotFoundError(f"graph '{graph}': edge {tail} -> {head} not found")
         store.delete_edge(s, edge)
         store.bump(s, g)
+        _audit(s, "edge.remove", graph, f"{tail} -> {head}")
 
 
 # --- check, seal, copy ---------------------------------------------------------------------
@@ -343,6 +353,7 @@ def check_graph(db: Database, name: str) -> CheckResult:
         result = _check(s, graph)
         if graph.status == GraphStatus.DRAFT:
             store.set_status(s, graph, GraphStatus.CHECKED.value)
+        _audit(s, "graph.check", name, f"version {graph.version}")
         return CheckResult(graph=name, status=graph.status, order=result.order, warnings=result.warnings,
                            version=graph.version)
 
@@ -359,6 +370,7 @@ def seal_graph(db: Database, name: str) -> GraphInfo:
                                    f" (graph check {name})")
         result = _check(s, graph)  # cheap, and a sealed graph must never hold a cycle
         store.set_status(s, graph, GraphStatus.SEALED.value)
+        _audit(s, "graph.seal", name, f"version {graph.version}")
         return dataclasses.replace(_info(s, graph), warnings=tuple(result.warnings))
 
 
@@ -370,6 +382,7 @@ def copy_graph(db: Database, name: str, new_name: str, *, version: int | None = 
         spec = _spec(s, source)
         copy = _new_graph(s, new_name, source.description)
         store.insert_definition(s, copy.id, spec.vertices, spec.edges)
+        _audit(s, "graph.copy", name, f"version {source.version} to '{new_name}'")
         return _info_counts(None, copy, len(spec.vertices), len(spec.edges))
 
 
@@ -400,6 +413,8 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
         newest = store.find_graph(s, target, lock=True)
         notes = _apply_pools(s, spec, apply_pools)
         if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
+            if notes:
+                _audit(s, "graph.import", target, "unchanged; " + "; ".join(notes))
             return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
         if newest is None:
             graph = store.create_graph(s, target, spec.description)
@@ -419,6 +434,7 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
         if seal:
             store.set_status(s, graph, GraphStatus.SEALED.value)
         info = _info_counts(s, graph, len(spec.vertices), len(spec.edges))
+        _audit(s, "graph.import", target, "; ".join([f"version {graph.version}, {graph.status}", *notes]))
         return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
 
 

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from pipeline_engine import lifecycle, recovery, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError
-from pipeline_engine.service._base import _write
-from pipeline_engine.views import WorkerInfo
+from pipeline_engine.service._base import _audit, _write
+from pipeline_engine.views import AuditEntry, WorkerInfo
 
 
 def _worker_alive(s: Session) -> bool:
@@ -39,7 +39,9 @@ def recover(db: Database, *, kill: lifecycle.Kill | None = None) -> int:
     ``executors.local.kill_leftovers``) is given the attempts whose worker ran on this host
     before they are taken back, so that none runs twice at once; without it nothing is killed."""
     with _write(db) as s:
-        return recovery.recover_expired(s.connection(), kill=kill)
+        taken = recovery.recover_expired(s.connection(), kill=kill)
+        _audit(s, "recover", "workers", f"{taken} track(s) taken back")
+        return taken
 
 
 def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
@@ -64,6 +66,8 @@ def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
         if ids and on_batch is not None:
             on_batch(ids)
         if len(candidates) < batch:
+            with _write(db) as s:
+                _audit(s, "prune", "runs", f"older than {older_than_days:g} days: {runs} run(s), {tracks} track(s)")
             return runs, tracks
 
 
@@ -71,3 +75,10 @@ def ping(db: Database) -> None:
     """Ask the database to answer (the schema checked on first use): DatabaseError if it does not."""
     with db.connection(write=False) as conn:
         store.ping(conn)
+
+
+def list_audit(db: Database, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+    """A page of the audit log, newest first: who did what, to what, when."""
+    with db.transaction(write=False) as s:
+        return [AuditEntry(a.id, a.at, a.actor, a.action, a.target, a.detail)
+                for a in store.list_audit(s, limit=limit, offset=offset)]

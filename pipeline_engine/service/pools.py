@@ -4,7 +4,7 @@ from __future__ import annotations
 from pipeline_engine import store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError, NotFoundError, PoolInUseError
-from pipeline_engine.service._base import _text, _write
+from pipeline_engine.service._base import _audit, _text, _write
 from pipeline_engine.spec import check_pool
 from pipeline_engine.views import PoolInfo
 
@@ -24,7 +24,8 @@ def set_pool(db: Database, name: str, size: int, *, description: str | None = No
     if description is not None:
         _text(f"pool '{name}'", "description", description)
     with _write(db) as s:
-        pool, _ = store.set_pool(s, name, size, description)
+        pool, before = store.set_pool(s, name, size, description)
+        _audit(s, "pool.set", name, f"size {size}" if before is None or before == size else f"size {before} -> {size}")
         return _pool_info(pool, store.pool_usage(s).get(name, {}))
 
 
@@ -46,3 +47,4 @@ def delete_pool(db: Database, name: str) -> None:
                              " a graph that names it could not run without it (set its size to 0 to hold"
                              " its tracks instead)")
         store.delete_pool(s, pool)
+        _audit(s, "pool.delete", name)

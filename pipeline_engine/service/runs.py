@@ -6,16 +6,18 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from pipeline_engine import dag, inputtypes, lifecycle, limits, recovery, rendering, store
+from pipeline_engine import actors, dag, inputtypes, lifecycle, limits, recovery, rendering, store
 from pipeline_engine.db import Database
-from pipeline_engine.errors import GraphError, GraphStatusError, NotFoundError, ParameterError, RunStateError, SecretsNeedOwnerError
+from pipeline_engine.errors import (GraphError, GraphStatusError, IdempotencyKeyError, NotFoundError, ParameterError,
+                                    RunStateError, SecretsNeedOwnerError)
 from pipeline_engine.models import Graph, Vertex
-from pipeline_engine.service._base import _fit, _write
+from pipeline_engine.service._base import _audit, _fit, _write
 from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clashes
 from pipeline_engine.service.operations import _worker_alive
 from pipeline_engine.spec import GRAPH_NAME, check_name
@@ -107,6 +109,56 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
                           version=version)
 
 
+#: how long an Idempotency-Key names the run it started
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class _Lost(Exception):
+    """Another request with the same Idempotency-Key committed first."""
+
+
+def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | None, *, key: str, digest: str,
+                   name: str | None = None, version: int | None = None) -> tuple[int, bool]:
+    """``start_run`` (detached) under an idempotency key of the current actor: the same ``key``
+    with the same request (``digest``) within a day gives the run it started then, and a new
+    one is not started; with another request it is an IdempotencyKeyError. Returns (run id,
+    whether it was started now). Two requests racing with one key start one run."""
+    actor = actors.current()
+
+    def earlier(row) -> int | None:
+        if row is None or row.created_at < store.now() - IDEMPOTENCY_WINDOW:
+            return None
+        if row.digest != digest:
+            raise IdempotencyKeyError(f"Idempotency-Key {key!r} was used within the last day for another request"
+                                      f" (run {row.pipeline_id}): use a new key for a new request")
+        return row.pipeline_id
+
+    try:
+        with _write(db) as s:
+            # no lock: of two requests racing with one key, the second's insert waits for the first
+            # and fails on the key, and the whole of it goes
+            row = store.find_idempotency(s, actor, key)
+            found = earlier(row)
+            if found is not None:
+                return found, False
+            if row is not None:  # older than the window: the key starts afresh
+                store.delete_idempotency(s, row)
+            run = create_run(s, graph, parameters, name=name, version=version, detach=True)
+            try:
+                with s.begin_nested():
+                    store.add_idempotency(s, actor, key, digest, run.id)
+            except sa_exc.IntegrityError:
+                raise _Lost() from None  # the whole transaction goes: the run is not started twice
+            return run.id, True
+    except _Lost:
+        with db.transaction(write=False) as s:
+            found = earlier(store.find_idempotency(s, actor, key))
+        if found is None:  # the winner's row is gone again (pruned): rare; say so rather than guess
+            raise IdempotencyKeyError(f"Idempotency-Key {key!r}: a concurrent request with it changed; send it"
+                                      " again") from None
+        return found, False
+
+
 def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
                name: str | None = None, workers: int | None = None, owner: str | None = None,
                detach: bool = False, version: int | None = None) -> RunStart:
@@ -149,8 +201,11 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
                        "script": rendered[v.name].shown,
                        "stdout": "", "stderr": ""})
     _fit(s, {f"run of graph '{graph}': the track of vertex '{v.name}'": t for v, t in zip(rows, tracks)})
+    started_by = actors.current()
     run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
-                                   owner=None if detach else owner, secret_inputs=bool(secret_names))
+                                   owner=None if detach else owner, secret_inputs=bool(secret_names),
+                                   started_by=started_by)
+    _audit(s, "run.start", run_id, f"graph '{graph}' version {g.version}")
     return RunStart(id=run_id, graph=graph, name=name, version=g.version,
                     pending=[v.name for v in rows if indegree[v.name] == 0],
                     waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
@@ -180,7 +235,7 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
                        state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
                        tracks=tracks, total=sum(counts.values()), parameters=dict(pipeline.params or {}),
-                       owner=pipeline.owner, worker_alive=_worker_alive(s))
+                       owner=pipeline.owner, worker_alive=_worker_alive(s), started_by=pipeline.started_by)
 
 
 def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
@@ -209,7 +264,8 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
         page = store.list_runs(s, graph_ids=graph_ids, state=state, limit=limit, offset=offset)
         counts = store.counts_by_run(s, [p.id for p, _, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
-                           finished_at=p.finished_at, counts=counts[p.id], owner=p.owner, version=v)
+                           finished_at=p.finished_at, counts=counts[p.id], owner=p.owner, version=v,
+                           started_by=p.started_by)
                 for p, g, v in page]
 
 
@@ -305,6 +361,7 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
             raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
         if lifecycle.cancel(s, run_id) is None:  # it finished after it was read: nothing is cancelled
             raise RunStateError(f"run {run_id} finished while it was being cancelled; look at it again")
+        _audit(s, "run.cancel", run_id)
     deadline = time.monotonic() + wait
     while True:
         with db.transaction(write=False) as s:
@@ -339,6 +396,7 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
         again = lifecycle.retry(s, run_id, pipeline.state, None if detach else owner)
         if again is None:
             raise RunStateError(f"run {run_id} changed while it was being retried; look at it again")
+        _audit(s, "run.retry", run_id, f"{len(again)} vertex(es) again")
         return again
 
 
@@ -359,4 +417,5 @@ def resume_run(db: Database, run_id: int, owner: str) -> list[tuple[int, int]]:
             raise RunStateError(f"run {run_id} is being run by {pipeline.owner}, which is alive")
         if not store.adopt_pipeline(s, run_id, pipeline.owner, owner):
             raise RunStateError(f"run {run_id} changed while it was being resumed; look at it again")
+        _audit(s, "run.resume", run_id)
         return recovery.take_back_from_dead(s.connection(), run_id, live)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pipeline_engine import roles, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import AlreadyExistsError, NotFoundError
-from pipeline_engine.service._base import _write
+from pipeline_engine.service._base import _audit, _write
 from pipeline_engine.spec import GRAPH_NAME, check_name
 from pipeline_engine.views import TokenInfo
 
@@ -37,7 +37,9 @@ def create_token(db: Database, name: str, role: str) -> tuple[TokenInfo, str]:
     with _write(db) as s:
         if store.find_token(s, name) is not None:
             raise AlreadyExistsError(f"token '{name}' already exists (revoke it first to replace it)")
-        return _info(store.add_token(s, name, role, digest(token))), token
+        info = _info(store.add_token(s, name, role, digest(token)))
+        _audit(s, "token.create", name, f"role {role}")
+        return info, token
 
 
 def list_tokens(db: Database) -> list[TokenInfo]:
@@ -57,6 +59,7 @@ def revoke_token(db: Database, name: str) -> None:
         if token is None:
             raise NotFoundError(f"token '{name}' not found")
         store.delete_token(s, token)
+        _audit(s, "token.revoke", name)
 
 
 def authenticate(db: Database, token: str) -> TokenInfo | None:
