@@ -1015,10 +1015,8 @@ def _log_file(ctx: Context, run_id: int, track: service.TrackInfo) -> str | None
     attempt ends: while its first attempt runs, the file is where this machine's runs put it."""
     from pipeline_engine import logfiles
 
-    paths = [track.log_path]
-    if track.state not in TRACK_FINISHED:
-        paths.append(logfiles.log_path(logfiles.database_dir(ctx.settings.logs, ctx.db.key), run_id, track.vertex))
-    return next((p for p in paths if p and os.path.isfile(p)), None)
+    return logfiles.find(ctx.settings.logs, ctx.db.key, run_id, track.vertex, track.log_path,
+                         track.state in TRACK_FINISHED)
 
 
 def _print_file(path: str | None) -> bool:

@@ -34,3 +34,12 @@ def remove_runs(logs: str, db_key: str, run_ids: Iterable[int]) -> None:
     database_logs = database_dir(logs, db_key)
     for run_id in run_ids:
         shutil.rmtree(run_dir(database_logs, run_id), ignore_errors=True)
+
+
+def find(logs: str, db_key: str, run_id: int, vertex: str, recorded: str | None, finished: bool) -> str | None:
+    """A track's log file on this machine, if there is one: the path its last ended attempt
+    recorded, or, while it runs, where this machine's runs put it."""
+    paths = [recorded]
+    if not finished:
+        paths.append(log_path(database_dir(logs, db_key), run_id, vertex))
+    return next((p for p in paths if p and os.path.isfile(p)), None)

@@ -178,6 +178,7 @@ class Worker:
         self.leases = Lease(self.name, db, self.tx, self.executor, lease=lease, fence_margin=fence_margin,
                             host=self.host)
         self._leftovers: list[tuple[int, int]] = []  # attempts of dead workers to kill before claiming
+        self._handed_in: queue.SimpleQueue = queue.SimpleQueue()  # runs given to this worker while it serves
 
     @property
     def lease(self) -> float:
@@ -203,6 +204,22 @@ class Worker:
         (``service.resume_run``), whose processes are killed before anything is claimed."""
         self._leftovers.extend(leftovers)
         self._load(run.id, run, owned=True)
+
+    def hand_in(self, run: RunStart) -> None:
+        """Run ``run`` (created for this worker: its owner is this worker's name) with the
+        scripts and secrets it holds in memory, while this worker serves. Safe from any thread:
+        the dispatcher takes it in before its next batch (``serve`` hands in the runs its API
+        starts with secret inputs)."""
+        self._handed_in.put(run)
+        self._outbox.put(_WAKE)
+
+    def _take_handed_in(self) -> None:
+        while True:
+            try:
+                run = self._handed_in.get_nowait()
+            except queue.Empty:
+                return
+            self._load(run.id, run, owned=True)
 
     def _load(self, pipeline_id: int, run: RunStart | None = None, owned: bool = False) -> Plan:
         """Read what running a pipeline's tracks needs: one light row per track and the edges."""
@@ -273,6 +290,7 @@ class Worker:
                 now = time.monotonic()
                 for e in ended:
                     in_flight.pop(e.track_id, None)
+                self._take_handed_in()
                 if self.leases.cut_off():  # renew first: what the batch claims must not be fenced at once
                     self.leases.renew(in_flight)
                     next_beat = time.monotonic() + self.leases.heartbeat_every
@@ -377,7 +395,10 @@ class Worker:
         finished = []
         for pipeline_id in rec.touched:
             plan = plans.plans.get(pipeline_id)
-            if plan is not None and not plan.owned and (done := lifecycle.finish(conn, pipeline_id)) is not None:
+            # a run this worker owns is finished here, but the one ``run`` waits for (``until``): that
+            # one once nothing of it is left in memory either (below)
+            if plan is not None and (not plan.owned or pipeline_id != until) \
+                    and (done := lifecycle.finish(conn, pipeline_id)) is not None:
                 finished.append(pipeline_id)
                 events.append(done)
         free = max(free, 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 
 import httpx
 import pytest
@@ -94,6 +95,7 @@ ROLES = {
     ("GET", "/api/v1/runs/{run_id}"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
     ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
+    ("GET", "/api/v1/runs/{run_id}/tracks/{vertex}/log"): "viewer",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
@@ -105,7 +107,7 @@ RANKS = ["viewer", "operator", "editor", "admin"]
 
 
 def _concrete(path: str, graph: str, run_id: int) -> str:
-    return path.replace("{name}", graph).replace("{run_id}", str(run_id))
+    return path.replace("{name}", graph).replace("{run_id}", str(run_id)).replace("{vertex}", "a")
 
 
 def test_the_openapi_document_lists_exactly_the_calls_whose_roles_are_known(api):
@@ -625,3 +627,89 @@ def test_health_says_unavailable_while_the_database_is_stopped_and_ok_once_it_is
         assert httpx.get(server.url + "/api/v1/graphs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     finally:
         assert server.stop() == 0
+
+
+def test_a_run_with_secrets_started_through_a_server_with_a_worker_runs_and_its_secret_is_nowhere(db_url, tmp_path):
+    secret = "hunter2-" + os.urandom(8).hex()
+    out = tmp_path / "used"
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "deploy", "vertices": [
+        {"name": "push", "script": f"printf '%s' {{token}} > {out}; echo using {{token}}",
+         "inputs": {"token": "secret", "target": "str"}}]}, seal=True)
+    token = service.create_token(db, "ops", "operator")[1]
+    server = Server(db_url, tmp_path / "s.log")
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(server.url + "/api/v1/graphs/deploy/runs", headers=auth,
+                       json={"parameters": {"token": secret, "target": "prod"}})
+        assert r.status_code == 201, r.text
+        run = r.json()["id"]
+        assert r.json()["started_by"] == "ops"
+        wait_for(lambda: service.show_run(db, run).state != "running", 30, "the run to finish")
+        shown = httpx.get(server.url + f"/api/v1/runs/{run}", headers=auth).json()
+        assert shown["state"] == "succeeded" and shown["parameters"] == {"token": "********", "target": "prod"}
+        keyed = httpx.post(server.url + "/api/v1/graphs/deploy/runs", headers={**auth, "Idempotency-Key": "k1"},
+                           json={"parameters": {"token": secret, "target": "prod"}})
+        error(keyed, 409, "conflict")
+        everything = [r.text, shown, keyed.text, httpx.get(server.url + "/api/v1/runs", headers=auth).text]
+    finally:
+        assert server.stop() == 0
+    assert out.read_text() == secret  # the script had it
+    assert service.track_output(db, run, "push").stdout.strip() == "using ********"
+    assert secret not in json.dumps(everything)
+    assert secret not in json.dumps(snapshot(db), default=str)
+    assert secret not in server.text()
+    logs = [p.read_text() for p in (tmp_path / "logs").rglob("*.log")] if (tmp_path / "logs").exists() else []
+    assert all(secret not in text for text in logs)
+    db.dispose()
+
+
+def test_a_server_without_a_worker_refuses_a_run_with_secrets_naming_them(api):
+    name = unique("g")
+    api.graph(name, vertices=[{"name": "a", "script": "echo {key} {pw}", "inputs": {"key": "secret", "pw": "secret"}}])
+    before = state(api.db)
+    refused = error(api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": {
+        "key": "k", "pw": "p"}}), 409, "conflict")
+    assert "(key, pw)" in refused["message"] and "no worker" in refused["message"]
+    assert state(api.db) == before
+
+
+
+def test_a_vertex_log_is_read_and_followed_from_the_file_with_secrets_masked(db_url, tmp_path):
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "talk", "vertices": [
+        {"name": "v", "script": "echo hello {pw}; sleep 1.5; echo world >&2", "inputs": {"pw": "secret"}}]}, seal=True)
+    token = service.create_token(db, "reader", "operator")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    server = Server(db_url, tmp_path / "s.log")
+    try:
+        run = httpx.post(server.url + "/api/v1/graphs/talk/runs", headers=auth,
+                         json={"parameters": {"pw": "s3cret-value"}}).json()["id"]
+        wait_for(lambda: service.show_run(db, run).tracks[0].state == "running", 15, "the track to start")
+        chunks = []
+        with httpx.stream("GET", server.url + f"/api/v1/runs/{run}/tracks/v/log?follow=true", headers=auth,
+                          timeout=30) as r:
+            assert r.status_code == 200 and r.headers["X-Log-Source"] == "file"
+            for chunk in r.iter_text():
+                chunks.append(chunk)
+        followed = "".join(chunks)
+        assert "hello ********" in followed and followed.rstrip().endswith("world")
+        assert "s3cret-value" not in followed
+        assert service.show_run(db, run).state == "succeeded"  # the stream ended with the track
+        whole = httpx.get(server.url + f"/api/v1/runs/{run}/tracks/v/log", headers=auth)
+        assert whole.headers["X-Log-Source"] == "file" and whole.text == followed
+        part = httpx.get(server.url + f"/api/v1/runs/{run}/tracks/v/log?offset=5", headers=auth)
+        assert part.text == followed[5:]
+        error(httpx.get(server.url + f"/api/v1/runs/{run}/tracks/nope/log", headers=auth), 404, "not_found")
+    finally:
+        assert server.stop() == 0
+    db.dispose()
+
+
+def test_a_log_not_on_the_servers_host_comes_from_the_database_tails(api):
+    name = unique("g")
+    api.graph(name)
+    run = api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": {"rows": 1}}).json()["id"]
+    r = api.call("GET", f"/runs/{run}/tracks/a/log", role="viewer")
+    assert r.status_code == 200 and r.headers["X-Log-Source"] == "database" and r.text == ""
+    assert r.headers["content-type"].startswith("text/plain")

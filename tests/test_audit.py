@@ -63,6 +63,7 @@ def test_a_refused_change_records_nothing_and_reads_record_nothing(db):
                     lambda: service.cancel_run(db, 999)):
         with pytest.raises(PipelineEngineError):
             refused()
+    service.check_graph(db, "g")  # sealed: a check changes nothing
     service.list_graphs(db)
     service.show_graph(db, "g")
     service.list_runs(db)

@@ -102,10 +102,10 @@ def _docs(app: FastAPI) -> None:
 
 
 def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str | None = None,
-               runs_worker: bool = False) -> FastAPI:
+               worker=None) -> FastAPI:
     """The API over ``db``. ``logs``: the log files' directory on this machine (the logs of
-    runs deleted through the API are removed from it). ``runs_worker``: this process runs a
-    worker (``serve`` without ``--no-worker``)."""
+    runs deleted through the API are removed from it). ``worker``: the ``Worker`` this process
+    runs (``serve`` without ``--no-worker``): runs with secret inputs are handed to it."""
     from pipeline_engine.api import admin, graphs, runs, system
 
     app = FastAPI(title="pipeline_engine", version=__version__, openapi_url=f"{API}/openapi.json",
@@ -115,7 +115,7 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
                               " (`pipeline-engine token create NAME --role ROLE`).")
     app.state.db = db
     app.state.logs = logs
-    app.state.runs_worker = runs_worker
+    app.state.worker = worker
     errors.install(app)
     _docs(app)
     for module in (system, graphs, runs, admin):

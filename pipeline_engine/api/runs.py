@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Annotated, Union
 
 import simplejson
@@ -9,11 +10,11 @@ import simplejson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
-from pipeline_engine import service
+from pipeline_engine import logfiles, service
 from pipeline_engine.api import auth
 from pipeline_engine.api.system import errors
 from pipeline_engine.errors import SecretsNeedOwnerError
-from pipeline_engine.states import PipelineState, TrackState
+from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 from pipeline_engine.views import RunSummary
 
 router = APIRouter(tags=["runs"])
@@ -47,7 +48,7 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
               ) -> dict:
     """Start a run of the graph's newest sealed version (or `version`, sealed). Every value is
     validated by the inputs' types before anything is written; workers run it."""
-    db = request.app.state.db
+    db, worker = request.app.state.db, request.app.state.worker
     try:
         if idempotency_key is None:
             run_id, created = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
@@ -58,9 +59,21 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
             run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
                                                      name=body.name, version=body.version)
     except SecretsNeedOwnerError as exc:
-        raise SecretsNeedOwnerError(f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never"
-                                    " stored: this server cannot start it yet (run it with `pipeline-engine run`)",
-                                    names=exc.names) from None
+        if worker is None:
+            raise SecretsNeedOwnerError(
+                f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never stored: only a"
+                " process that runs the run can hold them, and this server runs no worker (serve --no-worker);"
+                " start it with `pipeline-engine run`, or through a server that runs a worker",
+                names=exc.names) from None
+        if idempotency_key is not None:
+            raise SecretsNeedOwnerError(f"graph '{name}' has secret inputs ({', '.join(exc.names)}): a run with"
+                                        " secrets cannot be started under an Idempotency-Key (the key would"
+                                        " have to keep the request, secrets and all)", names=exc.names) from None
+        # this process's worker owns the run: the secrets stay in its memory, as with `run`
+        run = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
+                                owner=worker.name)
+        worker.hand_in(run)
+        run_id, created = run.id, True
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/api/v1/runs/{run_id}"
     return _summary(service.show_run(db, run_id, limit=0, output=False))
@@ -101,3 +114,63 @@ def retry_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1, 
     db = request.app.state.db
     again = service.retry_run(db, run_id, detach=True)
     return {**_summary(service.show_run(db, run_id, limit=0, output=False)), "retried": again}
+
+
+#: seconds between a followed log's looks at its file and its track
+FOLLOW_EVERY = 0.25
+_CHUNK = 64 * 1024
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}},
+         "headers": {"X-Log-Source": {"description": "`file`: the log file on the server's host; `database`:"
+                                                      " the tails the database keeps (stdout, then stderr)",
+                                      "schema": {"type": "string", "enum": ["file", "database"]}}}}
+
+
+@router.get("/runs/{run_id}/tracks/{vertex}/log", response_class=Response, responses={**errors(404), 200: _TEXT})
+def track_log(request: Request, caller: auth.Viewer, vertex: str, run_id: int = Path(ge=1, le=_ID),
+              offset: int = Query(0, ge=0, le=2**62, description="skip this many bytes first"),
+              follow: bool = Query(False, description="stream until the track has ended, its retries too")) -> Response:
+    """A vertex's output, secrets masked: its log file (every attempt, stdout and stderr as
+    they came) when it is on the server's host, else the tails the database keeps. With
+    `follow`, what is written is sent as it comes, until the track has ended."""
+    from fastapi.responses import StreamingResponse
+
+    db, logs = request.app.state.db, request.app.state.logs
+    track = service.track_output(db, run_id, vertex)
+    finished = {str(s) for s in TRACK_FINISHED}
+    path = logfiles.find(logs, db.key, run_id, vertex, track.log_path, track.state in finished) if logs else None
+    if not follow:
+        if path is None:
+            data = (track.stdout + track.stderr).encode("utf-8", "replace")[offset:]
+            return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Source": "database"})
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Source": "file"})
+
+    def stream():
+        nonlocal track, path
+        position, f = offset, None
+        try:
+            while True:
+                ended = track.state in finished  # read before the file: an attempt's bytes come before its end
+                if f is None and path is not None:
+                    f = open(path, "rb")
+                    f.seek(position)
+                if f is not None:
+                    while chunk := f.read(_CHUNK):
+                        position += len(chunk)
+                        yield chunk
+                if ended:
+                    if f is None:  # the file is not on this host: the tails, once it has ended
+                        yield (track.stdout + track.stderr).encode("utf-8", "replace")[offset:]
+                    return
+                time.sleep(FOLLOW_EVERY)
+                track = service.track_output(db, run_id, vertex)
+                if path is None and logs:
+                    path = logfiles.find(logs, db.key, run_id, vertex, track.log_path, track.state in finished)
+        finally:
+            if f is not None:
+                f.close()
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8",
+                             headers={"X-Log-Source": "file" if path is not None else "database"})

@@ -74,7 +74,7 @@ def serve(db: Database, *, host: str, port: int, body_limit: int, logs: str | No
     exit status: 0 after a stop, 1 when the worker failed."""
     sock = bind(host, port)
     first_token(db, say)
-    app = create_app(db, body_limit=body_limit, logs=logs, runs_worker=worker is not None)
+    app = create_app(db, body_limit=body_limit, logs=logs, worker=worker)
     config = uvicorn.Config(app, access_log=False, log_level="warning", timeout_graceful_shutdown=CLOSE_GRACE,
                             lifespan="off", proxy_headers=False, server_header=False)
     server = uvicorn.Server(config)

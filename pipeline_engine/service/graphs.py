@@ -351,9 +351,9 @@ def check_graph(db: Database, name: str) -> CheckResult:
     with _write(db) as s:
         graph = store.get_graph(s, name, lock=True)
         result = _check(s, graph)
-        if graph.status == GraphStatus.DRAFT:
+        if graph.status == GraphStatus.DRAFT:  # a check that changes nothing is not a change to record
             store.set_status(s, graph, GraphStatus.CHECKED.value)
-        _audit(s, "graph.check", name, f"version {graph.version}")
+            _audit(s, "graph.check", name, f"version {graph.version}")
         return CheckResult(graph=name, status=graph.status, order=result.order, warnings=result.warnings,
                            version=graph.version)
 
