@@ -369,6 +369,13 @@ def vertex_from_dict(data: Any, where: str) -> VertexSpec:
     raise GraphFileError(f"{where}: not a valid vertex")  # not reached: there is a problem
 
 
+def _given(data: Mapping, key: str, default: Any) -> Any:
+    """A key's value; left out or null (YAML's empty value) is ``default``, but a false, 0 or ""
+    of the wrong type is still that value, to be refused."""
+    value = data.get(key)
+    return default if value is None else value
+
+
 def graph_from_dict(data: Any) -> GraphSpec:
     """Validate a graph file's content. Every problem found is reported at once, one per
     line, in a GraphFileError whose ``problems`` lists them."""
@@ -385,7 +392,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
         check_graph_name(name)
     except GraphError as exc:
         problems.append(str(exc) if "name" in data else "graph: missing key 'name'")
-    description = data.get("description", "") or ""
+    description = _given(data, "description", "")
     if not isinstance(description, str):
         problems.append("graph: description must be a string")
 
@@ -410,7 +417,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
         vertices.append(vertex)
 
     pools: list[tuple[str, int]] = []
-    raw_pools = data.get("pools") or {}
+    raw_pools = _given(data, "pools", {})
     if not isinstance(raw_pools, Mapping):
         problems.append("graph: 'pools' must be a mapping of pool name to size")
         raw_pools = {}
@@ -420,7 +427,7 @@ def graph_from_dict(data: Any) -> GraphSpec:
         except GraphError as exc:
             problems.append(str(exc))
 
-    raw_edges = data.get("edges", []) or []
+    raw_edges = _given(data, "edges", [])
     edges: list[tuple[str, str]] = []
     if not isinstance(raw_edges, list):
         problems.append("graph: 'edges' must be a list of [tail, head] pairs")

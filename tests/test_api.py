@@ -364,6 +364,13 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(api):
     error(api.call("GET", "/nothing", role="viewer"), 404, "not_found")
     error(api.call("PATCH", "/graphs", role="viewer"), 405, "method_not_allowed")
     error(api.call("GET", "/nothing", role=None), 401, "unauthorized")  # nothing is told without a token
+    # the Allow header names every method of the path, not only the first route's (schemathesis)
+    wrong = api.call("OPTIONS", "/graphs/x", role="viewer")
+    error(wrong, 405, "method_not_allowed")
+    assert wrong.headers["Allow"] == "DELETE, GET"
+    # a body that is not even text is a 422 like any bad body (it was a 400 of another shape)
+    error(api.call("PUT", "/pools/p", role="editor", content=b"\xff\xfe{", headers={
+        "Content-Type": "application/json"}), 422, "validation")
 
 
 def test_a_body_over_the_limit_is_a_413_before_it_is_read(api):

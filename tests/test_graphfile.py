@@ -237,3 +237,15 @@ def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
         graphfile.load(str(path))
     with pytest.raises(GraphFileError, match="over the limit of 16777216 bytes"):
         graphfile.loads("é" * (graphfile.MAX_FILE_BYTES // 2 + 1))
+
+
+@pytest.mark.parametrize("key, value", [("pools", False), ("pools", []), ("edges", 0), ("edges", ""),
+                                        ("description", False)])
+def test_a_false_zero_or_empty_value_of_the_wrong_type_is_refused_not_taken_as_left_out(key, value):
+    # found by schemathesis: `pools: false` was read as no pools; null (YAML's empty value) still is
+    from pipeline_engine.spec import graph_from_dict
+
+    base = {"name": "g", "vertices": [{"name": "a", "script": "true"}]}
+    with pytest.raises(GraphFileError, match=key):
+        graph_from_dict({**base, key: value})
+    assert graph_from_dict({**base, key: None}).name == "g"

@@ -47,6 +47,11 @@ def test_prune_deletes_old_finished_runs_in_batches_and_keeps_the_rest(db, db_ur
     assert out == "pruned 0 runs, 0 tracks\n"
     code, _, err = cli(db_url, capsys, "prune", "--older-than", "-1")
     assert code == 2 and "--older-than" in err
+    # further back than any date (it overflowed, a traceback): nothing that old, nothing pruned
+    code, out, err = cli(db_url, capsys, "prune", "--older-than", "999999999")
+    assert (code, out) == (0, "pruned 0 runs, 0 tracks\n") and "Traceback" not in err
+    code, _, err = cli(db_url, capsys, "prune", "--older-than", "nan")
+    assert code == 2 and "--older-than" in err
 
 
 def _failed_old_run(db, days: int = 10) -> int:

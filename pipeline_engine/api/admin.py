@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from pipeline_engine import logfiles, service
 from pipeline_engine.api import auth
-from pipeline_engine.api.system import errors
+from pipeline_engine.api.system import NAME_PATTERN, errors
 from pipeline_engine.roles import NAMES
 
 router = APIRouter(tags=["admin"])
@@ -31,7 +31,7 @@ def list_tokens(request: Request, caller: auth.Admin) -> list[dict]:
 class TokenBody(BaseModel):
     model_config = {"extra": "forbid", "strict": True}
 
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=200, pattern=NAME_PATTERN)
     role: str = Field(json_schema_extra={"enum": list(NAMES)})
 
 

@@ -4,6 +4,7 @@ no traceback, no driver message beyond what the error classes carry."""
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,10 +55,27 @@ def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     return respond(422, "validation", problems[0] if problems else "the request is not valid", problems)
 
 
+def _allowed(request: Request) -> str:
+    """Every method the OpenAPI document gives the path (the router names only its first route's)."""
+    app = request.app
+    table = getattr(app.state, "allowed", None)
+    if table is None:  # once: each documented path as a pattern, with its methods
+        table = app.state.allowed = [
+            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
+             {m.upper() for m in item}) for path, item in app.openapi()["paths"].items()]
+    methods = set().union(*(found for pattern, found in table if pattern.match(request.url.path)))
+    return ", ".join(sorted(methods))
+
+
 def _http(request: Request, exc: HTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "the request failed"
-    return respond(exc.status_code, _TYPES.get(exc.status_code, "validation"), message,
-                   headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 400:  # a body the framework could not decode: a request not valid, as any
+        return respond(422, "validation", f"the request's body cannot be read: {message}")
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
+        message = f"{request.method} is not allowed here: {headers['Allow']}"
+    return respond(exc.status_code, _TYPES.get(exc.status_code, "validation"), message, headers=headers)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

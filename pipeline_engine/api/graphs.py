@@ -7,8 +7,9 @@ from pydantic import BaseModel, Field
 
 from pipeline_engine import graphfile, logfiles, service
 from pipeline_engine.api import auth
-from pipeline_engine.api.system import errors
+from pipeline_engine.api.system import NAME_PATTERN, Version, errors
 from pipeline_engine.errors import GraphFileError
+from pipeline_engine.spec import VERTEX_NAME
 
 router = APIRouter(tags=["graphs"])
 
@@ -16,16 +17,36 @@ router = APIRouter(tags=["graphs"])
 _FORMATS = {"application/json": "json", "application/yaml": "yaml", "application/x-yaml": "yaml",
             "text/yaml": "yaml", "text/x-yaml": "yaml"}
 
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN}
+
+
+def _optional(**properties) -> dict:
+    """Keys a graph file may leave out or give as null (YAML's empty value)."""
+    return {key: {"anyOf": [schema, {"type": "null"}]} for key, schema in properties.items()}
+
+
+_VERTEX = {"type": "object", "required": ["name", "script"], "additionalProperties": False, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": f"^{VERTEX_NAME.pattern}$"},
+    "script": {"type": "string", "minLength": 1},
+    **_optional(description={"type": "string"}, inputs={"type": "object"},
+                timeout={"type": "number", "exclusiveMinimum": 0}, retries={"type": "integer", "minimum": 0},
+                priority={"type": "number"}, pool=_NAME, retry_delay={"type": "number", "minimum": 0},
+                retry_backoff={"type": "number", "minimum": 1}, cwd={"type": "string"},
+                env={"type": "object", "additionalProperties": {"type": "string"}})}}
+#: the shape of a graph file; what it cannot say (how the shell reader places a script's
+#: placeholders, the inputs' types) the server checks, answering 422 with the problems
 _GRAPH_FILE = {
     "required": True,
     "description": "a graph file, as `graph import` reads it (JSON or YAML)",
     "content": {
-        "application/json": {"schema": {"type": "object", "required": ["name", "vertices"], "properties": {
-            "name": {"type": "string"}, "description": {"type": "string"},
-            "vertices": {"type": "array", "items": {"type": "object"}},
-            "edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
-            "pools": {"type": "object"}}}},
-        "application/yaml": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object", "required": ["name", "vertices"],
+                                        "additionalProperties": False, "properties": {
+            "name": _NAME, "vertices": {"type": "array", "minItems": 1, "items": _VERTEX},
+            **_optional(description={"type": "string"},
+                        edges={"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                                                          "items": {"type": "string"}}},
+                        pools={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}})}}},
+        "application/yaml": {"schema": {}},
     },
 }
 
@@ -43,7 +64,7 @@ def show_graph(name: str, request: Request, caller: auth.Viewer, version: int | 
 
 
 @router.get("/graphs/{name}/export", responses={**errors(404), 200: {"content": {
-    "application/yaml": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}}})
+    "application/yaml": {"schema": {}}, "application/json": {"schema": {"type": "object"}}}}})
 def export_graph(name: str, request: Request, caller: auth.Viewer,
                  format: str = Query("yaml", pattern="^(yaml|json)$"),
                  version: int | None = Query(None, ge=1, le=2**31 - 1)) -> Response:
@@ -88,8 +109,8 @@ def seal_graph(name: str, request: Request, caller: auth.Editor) -> dict:
 class CopyBody(BaseModel):
     model_config = {"extra": "forbid", "strict": True}
 
-    name: str = Field(max_length=200, description="the new graph's name")
-    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the version to copy (default newest)")
+    name: str = Field(max_length=200, pattern=NAME_PATTERN, description="the new graph's name")
+    version: Version | None = Field(default=None, description="the version to copy (default newest)")
 
 
 @router.post("/graphs/{name}/copy", status_code=201, responses=errors(404, 409))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from pipeline_engine import logfiles, service
 from pipeline_engine.api import auth
-from pipeline_engine.api.system import errors
+from pipeline_engine.api.system import NAME_PATTERN, Version, errors
 from pipeline_engine.errors import SecretsNeedOwnerError
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 from pipeline_engine.views import RunSummary
@@ -30,8 +30,9 @@ class StartBody(BaseModel):
     model_config = {"extra": "forbid", "strict": True}
 
     parameters: dict[str, Value] = Field(default_factory=dict, description="input name (or VERTEX.name) -> value")
-    name: str | None = Field(default=None, max_length=200, description="a name for the run")
-    version: int | None = Field(default=None, ge=1, le=2**31 - 1,
+    name: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN,
+                             description="a name for the run")
+    version: Version | None = Field(default=None,
                                 description="a sealed version to run (default: the newest sealed one)")
 
 

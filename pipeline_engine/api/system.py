@@ -1,17 +1,32 @@
 """Health, workers and pools."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from pipeline_engine import __version__, service
 from pipeline_engine.api import auth
 from pipeline_engine.api.errors import ERROR_SCHEMA
 from pipeline_engine.errors import DatabaseError
+from pipeline_engine.spec import GRAPH_NAME, MAX_POOL_SIZE
 
 router = APIRouter()
+
+#: a graph's, pool's, token's or run's name (``spec.GRAPH_NAME``), for the OpenAPI document
+NAME_PATTERN = f"^{GRAPH_NAME.pattern}$"
+
+def _whole(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: a whole number in a body: JSON's 3 or 3.0 (both integers to JSON Schema), never true or "3"
+Whole = Annotated[int, BeforeValidator(_whole)]
+#: a graph's version in a body
+Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_whole)]
 
 #: what any call that needs a token may answer besides its success
 ERRORS = {code: {"description": what, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
@@ -52,12 +67,12 @@ def pools(request: Request, caller: auth.Viewer) -> list[dict]:
 class PoolBody(BaseModel):
     model_config = {"extra": "forbid", "strict": True}
 
-    size: int = Field(ge=0, le=2**31 - 1, description="tracks naming the pool that may run at once; 0 holds them")
+    size: Whole = Field(ge=0, le=MAX_POOL_SIZE, description="tracks naming the pool that may run at once; 0 holds them")
     description: str | None = Field(default=None, max_length=10000)
 
 
 @router.put("/pools/{name}", tags=["pools"], responses=errors())
-def set_pool(name: str, body: PoolBody, request: Request, caller: auth.Editor) -> dict:
+def set_pool(name: Annotated[str, Path(max_length=200, pattern=NAME_PATTERN)], body: PoolBody, request: Request, caller: auth.Editor) -> dict:
     """Create a pool or change its size (and description)."""
     return service.set_pool(request.app.state.db, name, body.size, description=body.description).to_dict()
 

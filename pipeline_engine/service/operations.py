@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,12 @@ def prune_runs(db: Database, older_than_days: float, *, batch: int = 500,
     what would be deleted now, and nothing is."""
     if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)) or older_than_days < 0:
         raise GraphError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
-    before = store.now() - timedelta(days=older_than_days)
+    if math.isnan(older_than_days):
+        raise GraphError(f"--older-than must be a number of days >= 0, got {older_than_days!r}")
+    try:
+        before = store.now() - timedelta(days=older_than_days)
+    except OverflowError:  # further back than any date: no run finished then
+        before = datetime(1000, 1, 1, tzinfo=timezone.utc)  # the earliest every backend stores
     if dry_run:
         with db.transaction(write=False) as s:
             return store.count_old_finished_runs(s.connection(), before)
