@@ -705,9 +705,12 @@ def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
 @_GRACE
 @click.option("--poll", type=click.FloatRange(min=0.01),
               help="Seconds between looks for new work when idle (default 0.2, or $PIPELINE_ENGINE_POLL).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve this worker's figures for Prometheus on PORT (/metrics; address $PIPELINE_ENGINE_BIND,"
+                   " default 127.0.0.1).")
 @pass_ctx
 def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, lease: float | None,
-               grace: float | None, poll: float | None) -> None:
+               grace: float | None, poll: float | None, metrics_port: int | None) -> None:
     """Execute the tracks of every run nobody owns (`run --detach`, `retry --detach`) until
     stopped. Several workers, here or on other machines, share one database. Ctrl-C or SIGTERM
     stops claiming and lets running tracks finish (--grace); a second one terminates them."""
@@ -721,6 +724,15 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
                     on_event=_show_ended, log_dir=ctx.log_dir,
                     on_stop=lambda message: click.echo(f"worker {engine.name} {message}", err=True))
     engine.install_signal_handlers()
+    if metrics_port is not None:
+        from pipeline_engine.metrics import serve_worker_metrics
+
+        try:
+            serve_worker_metrics(engine, ctx.settings.bind, metrics_port)
+        except OSError as exc:
+            raise click.UsageError(f"--metrics-port {metrics_port}: cannot listen on {ctx.settings.bind}:"
+                                   f"{metrics_port}: {exc.strerror}") from None
+        click.echo(f"worker {engine.name}: metrics at http://{ctx.settings.bind}:{metrics_port}/metrics", err=True)
     click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
     engine.serve()
     click.echo(f"worker {engine.name} stopped", err=True)
@@ -789,10 +801,12 @@ def _show_ended(event) -> None:
 @click.option("--concurrency", type=click.IntRange(min=1),
               help="Threads of the worker the server runs (default 4; env PIPELINE_ENGINE_CONCURRENCY).")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `pipeline-engine worker` processes run the runs.")
+@click.option("--public-metrics", is_flag=True,
+              help="Answer /metrics without a token (env PIPELINE_ENGINE_PUBLIC_METRICS).")
 @_GRACE
 @pass_ctx
 def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int | None, no_worker: bool,
-              grace: float | None) -> None:
+              public_metrics: bool, grace: float | None) -> None:
     """Serve the HTTP API (docs at /api/docs) and run a worker in the same process. With no API
     token yet, it makes an admin token and prints it once. SIGTERM or Ctrl-C stops the server,
     then the worker: running tracks get --grace seconds; a second signal ends them."""
@@ -811,7 +825,8 @@ def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int
                                                                                  err=True))
     ctx.db.ensure_schema()
     status = serve(ctx.db, host=host or settings.bind, port=settings.port if port is None else port, body_limit=settings.body_limit,
-                   logs=settings.logs, worker=worker, say=lambda text: click.echo(text, err=True))
+                   logs=settings.logs, worker=worker, say=lambda text: click.echo(text, err=True),
+                   public_metrics=public_metrics or settings.public_metrics)
     click.echo("server stopped", err=True)
     sys.exit(status)
 

@@ -51,6 +51,8 @@ class Transactor:
         self.db, self.name, self.idle_limit = db, name, idle_limit
         self.give_up, self.between = give_up, between
         self.faulted = False
+        #: how many times a transaction was retried after a fault (for monitoring)
+        self.retried = 0
         self._conn: Connection | None = None
 
     def run(self, fn: Callable[[Connection], R], attempts: int | None = None) -> R:
@@ -82,6 +84,7 @@ class Transactor:
                 log.warning("%s: database error (%s); retrying in %.2f s", self.name, _first_line(cause), delay)
                 self.drop()
                 self.faulted = True
+                self.retried += 1
                 self._pause(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
 

@@ -1080,3 +1080,16 @@ def add_idempotency(s: Session, actor: str, key: str, digest: str, pipeline_id: 
 def delete_idempotency(s: Session, row: Idempotency) -> None:
     s.delete(row)
     s.flush()
+
+
+# --- figures for monitoring ----------------------------------------------------------------------
+
+def runs_by_state(s: Session) -> dict[str, int]:
+    return {state: int(n) for state, n in s.execute(select(Pipeline.state, func.count()).group_by(Pipeline.state))}
+
+
+def running_tracks_by_state(s: Session) -> dict[str, int]:
+    """The tracks of the running runs, by state (a run that has ended is history, not load)."""
+    q = (select(Track.state, func.count()).join(Pipeline, Pipeline.id == Track.pipeline_id)
+         .where(Pipeline.state == P.RUNNING).group_by(Track.state))
+    return {state: int(n) for state, n in s.execute(q)}

@@ -254,3 +254,18 @@ class AuditEntry:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "at": _iso(self.at), "actor": self.actor, "action": self.action, "target": self.target,
                 "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What monitoring reads at one moment (``/metrics``)."""
+
+    #: runs by state
+    runs: dict[str, int]
+    #: the running runs' tracks by state
+    tracks: dict[str, int]
+    pools: list[PoolInfo]
+    #: the live workers
+    workers: list[WorkerInfo]
+    #: when it was read (the database's clock)
+    at: datetime

@@ -179,6 +179,8 @@ class Worker:
                             host=self.host)
         self._leftovers: list[tuple[int, int]] = []  # attempts of dead workers to kill before claiming
         self._handed_in: queue.SimpleQueue = queue.SimpleQueue()  # runs given to this worker while it serves
+        #: told each batch transaction's seconds (``worker --metrics-port``), if set
+        self.on_batch: Callable[[float], None] | None = None
 
     @property
     def lease(self) -> float:
@@ -307,6 +309,7 @@ class Worker:
                 idle = 0 if self.stopping.is_set() else max(0, self.concurrency - len(in_flight))
                 taken = self.plans.pop(free, in_flight)
                 batch = lambda c: self._batch(c, ended, in_flight, until, look, taken, free, idle, freed)  # noqa: E731
+                began_batch = time.perf_counter()
                 try:
                     events, found, claimed, finished = self.tx.run(batch)
                 except store.RowRefused as exc:  # rolled back: written again, each end in a safe form
@@ -317,6 +320,8 @@ class Worker:
                         events, found, claimed, finished = self.tx.run(batch)
                     finally:
                         self._careful = False
+                if self.on_batch is not None:
+                    self.on_batch(time.perf_counter() - began_batch)
                 if self.tx.faulted:  # a commit may have landed unacknowledged: hand back what it claimed
                     self.tx.faulted = False
                     held = {*in_flight, *(t for t, _ in claimed)}

@@ -720,3 +720,74 @@ def test_a_log_not_on_the_servers_host_comes_from_the_database_tails(api):
     r = api.call("GET", f"/runs/{run}/tracks/a/log", role="viewer")
     assert r.status_code == 200 and r.headers["X-Log-Source"] == "database" and r.text == ""
     assert r.headers["content-type"].startswith("text/plain")
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def _figures(text: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_metrics_need_a_token_and_say_what_the_database_and_the_server_see(api):
+    error(api.http.get("/metrics"), 401, "unauthorized")
+    name = unique("g")
+    api.graph(name)
+    api.call("POST", f"/graphs/{name}/runs", role="operator", json={"parameters": {"rows": 1}})
+    api.call("PUT", f"/pools/{unique('p')}", role="editor", json={"size": 4})
+    api.call("GET", "/runs/999999", role="viewer")
+    r = api.http.get("/metrics", headers={"Authorization": f"Bearer {api.tokens['viewer']}"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    found = _figures(r.text)
+    running = len(service.list_runs(api.db, state="running", limit=100_000))
+    assert found['pipeline_engine_runs{state="running"}'] == running > 0
+    assert found['pipeline_engine_tracks{state="pending"}'] >= 1
+    assert any(k.startswith("pipeline_engine_pool_size{") and v == 4.0 for k, v in found.items())
+    assert found['pipeline_engine_workers'] == 0
+    assert found['pipeline_engine_http_requests_total{method="GET",route="/api/v1/runs/{run_id}",status="404"}'] >= 1
+    assert found['pipeline_engine_http_request_duration_seconds_count{method="POST",'
+                 'route="/api/v1/graphs/{name}/runs"}'] >= 1
+
+
+def test_public_metrics_and_a_workers_own_figures(db_url, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ROOT, stop
+
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "two", "vertices": [{"name": "a", "script": "true"},
+                                                           {"name": "b", "script": "false"}]}, seal=True)
+    server = Server(db_url, tmp_path / "s.log", "--no-worker", "--public-metrics")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "w.log", "w")
+    w = subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", "--poll", "0.05",
+                          "--metrics-port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert httpx.get(server.url + "/metrics").status_code == 200  # no token needed
+        run = service.start_run(db, "two", detach=True).id
+        wait_for(lambda: service.show_run(db, run).state != "running", 30, "the run to finish")
+        mine = wait_for(lambda: _try_get(f"http://127.0.0.1:{port}/metrics"), 15, "the worker's metrics")
+        found = _figures(mine)
+        assert found["pipeline_engine_attempts_started_total"] == 2
+        assert found['pipeline_engine_attempts_ended_total{outcome="succeeded"}'] == 1
+        assert found['pipeline_engine_attempts_ended_total{outcome="failed"}'] == 1
+        assert found["pipeline_engine_claim_transaction_seconds_count"] >= 2
+        assert found["pipeline_engine_worker_database_faults_total"] == 0
+        workers = _figures(httpx.get(server.url + "/metrics").text)
+        assert workers["pipeline_engine_workers"] == 1
+    finally:
+        stop(w)
+        server.stop()
+        db.dispose()
+
+
+def _try_get(url: str) -> str | None:
+    try:
+        r = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return r.text if r.status_code == 200 else None

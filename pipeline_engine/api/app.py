@@ -7,10 +7,11 @@ import logging
 import time
 
 import simplejson
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from pipeline_engine import __version__
 from pipeline_engine.api import auth, errors
+from pipeline_engine.metrics import Metrics
 from pipeline_engine.db import Database
 from pipeline_engine.errors import TooLargeError
 from pipeline_engine.settings import DEFAULT_BODY_LIMIT
@@ -55,10 +56,11 @@ class _BodyLimit:
 
 
 class _AccessLog:
-    """One JSON line per request: method, path, status, milliseconds, the caller's token name."""
+    """One JSON line per request (method, path, status, milliseconds, the caller's token name),
+    and the request counted in the metrics by its route (the path's template: ``/runs/{run_id}``)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -74,12 +76,17 @@ class _AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
+            took = time.perf_counter() - began
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if route.startswith("/") and not route.startswith(("/api/", "/metrics")):
+                route = API + route  # a route of the API's routers, its prefix left out
+            self.metrics.observe(scope["method"], route, status[0], took)
             if access_log.isEnabledFor(logging.INFO):
                 caller = getattr(scope.get("state", {}).get("caller"), "name", None)
                 client = scope.get("client")
                 access_log.info(simplejson.dumps({
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": scope["method"], "path": scope["path"],
-                    "status": status[0], "ms": round((time.perf_counter() - began) * 1000, 2),
+                    "status": status[0], "ms": round(took * 1000, 2),
                     "token": caller, "client": client[0] if client else None}))
 
 
@@ -102,10 +109,11 @@ def _docs(app: FastAPI) -> None:
 
 
 def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str | None = None,
-               worker=None) -> FastAPI:
+               worker=None, public_metrics: bool = False) -> FastAPI:
     """The API over ``db``. ``logs``: the log files' directory on this machine (the logs of
     runs deleted through the API are removed from it). ``worker``: the ``Worker`` this process
-    runs (``serve`` without ``--no-worker``): runs with secret inputs are handed to it."""
+    runs (``serve`` without ``--no-worker``): runs with secret inputs are handed to it.
+    ``public_metrics``: ``/metrics`` answers without a token."""
     from pipeline_engine.api import admin, graphs, runs, system
 
     app = FastAPI(title="pipeline_engine", version=__version__, openapi_url=f"{API}/openapi.json",
@@ -118,10 +126,16 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
     app.state.worker = worker
     errors.install(app)
     _docs(app)
+    app.state.metrics = metrics = Metrics(db)
+
+    @app.get("/metrics", include_in_schema=False)
+    def scrape():
+        data, kind = metrics.text()
+        return Response(data, media_type=kind)
     for module in (system, graphs, runs, admin):
         app.include_router(module.router, prefix=API)
     # outermost last: the access log sees every answer; a token is checked before the body is read
     app.add_middleware(_BodyLimit, limit=body_limit)
-    app.add_middleware(auth.Authenticate, db=db)
-    app.add_middleware(_AccessLog)
+    app.add_middleware(auth.Authenticate, db=db, public_metrics=public_metrics)
+    app.add_middleware(_AccessLog, metrics=metrics)
     return app

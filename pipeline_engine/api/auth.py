@@ -1,5 +1,5 @@
 """Who is calling. Every path under ``/api/v1`` but the health check and the OpenAPI document
-needs a bearer token: ``Authenticate`` (middleware) finds the token's name and role before
+needs a bearer token, and so does ``/metrics`` unless the server makes it public: ``Authenticate`` (middleware) finds the token's name and role before
 anything else of the request is read, so a client without a valid token learns nothing but
 401 whatever it sends. Each handler then names the least role it admits (``caller:
 auth.Operator``), checked in one dependency: a role too small is 403."""
@@ -43,11 +43,16 @@ class Authenticate:
     """401 for a request under ``/api/v1`` (but ``PUBLIC``) without a known token; else the
     caller goes into the request's state for the handlers and the access log."""
 
-    def __init__(self, app, db):
-        self.app, self.db = app, db
+    def __init__(self, app, db, public_metrics: bool = False):
+        self.app, self.db, self.public_metrics = app, db, public_metrics
+
+    def _guarded(self, path: str) -> bool:
+        if path == "/metrics":  # any token's role may read it (viewer is the least), or none if public
+            return not self.public_metrics
+        return path.startswith("/api/v1/") and path not in PUBLIC
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/") or scope["path"] in PUBLIC:
+        if scope["type"] != "http" or not self._guarded(scope["path"]):
             return await self.app(scope, receive, send)
         token = _token(scope)
         try:

@@ -69,12 +69,12 @@ def _access_logging() -> None:
 
 
 def serve(db: Database, *, host: str, port: int, body_limit: int, logs: str | None,
-          worker=None, say: Callable[[str], None]) -> int:
+          worker=None, public_metrics: bool = False, say: Callable[[str], None]) -> int:
     """Serve the API (and run ``worker``, a ``Worker``, beside it) until stopped. Returns the
     exit status: 0 after a stop, 1 when the worker failed."""
     sock = bind(host, port)
     first_token(db, say)
-    app = create_app(db, body_limit=body_limit, logs=logs, worker=worker)
+    app = create_app(db, body_limit=body_limit, logs=logs, worker=worker, public_metrics=public_metrics)
     config = uvicorn.Config(app, access_log=False, log_level="warning", timeout_graceful_shutdown=CLOSE_GRACE,
                             lifespan="off", proxy_headers=False, server_header=False)
     server = uvicorn.Server(config)

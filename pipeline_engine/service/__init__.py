@@ -61,6 +61,7 @@ from pipeline_engine.service.operations import (
     prune_runs,
     ping,
     list_audit,
+    figures,
 )
 from pipeline_engine.service.tokens import (
     create_token,
@@ -83,6 +84,7 @@ from pipeline_engine.views import (
     WorkerInfo,
     TokenInfo,
     AuditEntry,
+    Figures,
 )
 
 __all__ = [
@@ -130,6 +132,7 @@ __all__ = [
     "prune_runs",
     "ping",
     "list_audit",
+    "figures",
     "create_token",
     "list_tokens",
     "any_token",
@@ -148,4 +151,5 @@ __all__ = [
     "WorkerInfo",
     "TokenInfo",
     "AuditEntry",
+    "Figures",
 ]

@@ -11,7 +11,8 @@ from pipeline_engine import lifecycle, recovery, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import GraphError
 from pipeline_engine.service._base import _audit, _write
-from pipeline_engine.views import AuditEntry, WorkerInfo
+from pipeline_engine.service.pools import _pool_info
+from pipeline_engine.views import AuditEntry, Figures, WorkerInfo
 
 
 def _worker_alive(s: Session) -> bool:
@@ -30,8 +31,11 @@ def worker_alive(db: Database) -> bool:
 def list_workers(db: Database) -> list[WorkerInfo]:
     """Live workers (not stopped, heartbeat within their lease), by name."""
     with db.transaction(write=False) as s:
-        return [WorkerInfo(w.name, w.host, w.pid, w.concurrency, w.lease, w.started_at, w.heartbeat_at, n)
-                for w, n in recovery.live_workers(s)]
+        return [_worker_info(w, n) for w, n in recovery.live_workers(s)]
+
+
+def _worker_info(w, tracks: int) -> WorkerInfo:
+    return WorkerInfo(w.name, w.host, w.pid, w.concurrency, w.lease, w.started_at, w.heartbeat_at, tracks)
 
 
 def recover(db: Database, *, kill: lifecycle.Kill | None = None) -> int:
@@ -88,3 +92,13 @@ def list_audit(db: Database, *, limit: int = 100, offset: int = 0) -> list[Audit
     with db.transaction(write=False) as s:
         return [AuditEntry(a.id, a.at, a.actor, a.action, a.target, a.detail)
                 for a in store.list_audit(s, limit=limit, offset=offset)]
+
+
+def figures(db: Database) -> Figures:
+    """What monitoring reads, in one read-only transaction: runs by state, the running runs'
+    tracks by state, the pools and the live workers."""
+    with db.transaction(write=False) as s:
+        usage = store.pool_usage(s)
+        return Figures(runs=store.runs_by_state(s), tracks=store.running_tracks_by_state(s),
+                       pools=[_pool_info(p, usage.get(p.name, {})) for p in store.list_pools(s)],
+                       workers=[_worker_info(w, n) for w, n in recovery.live_workers(s)], at=store.now())
