@@ -288,6 +288,7 @@ class Track(Base):
         Index(None, "pipeline_id", "state"),
         Index(None, "worker"),
         Index(None, "vertex_id", "state"),
+        Index(None, "pipeline_id", "changed_at"),
         _NEVER_REUSED,
     )
 
@@ -313,6 +314,9 @@ class Track(Base):
     #: the worker holding the track while it runs
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when its state (or attempt) last changed, by the writer's clock: what the API's event
+    #: stream reads (None: not changed since before 0011)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: the tail of the captured output, capped

@@ -320,7 +320,7 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, t
     s.add(pipeline)
     s.flush()
     if tracks:
-        s.execute(insert(Track), [{**t, "pipeline_id": pipeline.id} for t in tracks])
+        s.execute(insert(Track), [{**t, "pipeline_id": pipeline.id, "changed_at": stamp} for t in tracks])
     return pipeline.id
 
 
@@ -431,7 +431,7 @@ _due = or_(_track.c.not_before.is_(None), _track.c.not_before <= bindparam("stam
 _CLAIM = (update(_track).where(_track.c.id.in_(_ids), _from(_track.c.state, CLAIM), _due)
           .values(state=CLAIM.target, attempt=_track.c.attempt + 1, worker=bindparam("worker"),
                   started_at=bindparam("stamp"), heartbeat_at=bindparam("stamp"), finished_at=None,
-                  exit_code=None, error=None, not_before=None))
+                  exit_code=None, error=None, not_before=None, changed_at=bindparam("stamp")))
 _CLAIMED = select(_track.c.id, _track.c.attempt).where(_track.c.id.in_(_ids), _track.c.state == CLAIM.target,
                                                         _track.c.worker == bindparam("worker"))
 _RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _from(_track.c.state, RECORD),
@@ -439,19 +439,24 @@ _RECORD = (update(_track).where(_track.c.id == bindparam("track_id"), _from(_tra
            .values(state=bindparam("target"), worker=None, started_at=bindparam("started_at"),
                    finished_at=bindparam("finished_at"), not_before=bindparam("not_before"),
                    exit_code=bindparam("exit_code"), error=bindparam("error"), stdout=bindparam("stdout"),
-                   stderr=bindparam("stderr"), log_path=bindparam("log_path"), duration=bindparam("duration")))
+                   stderr=bindparam("stderr"), log_path=bindparam("log_path"), duration=bindparam("duration"),
+                   changed_at=bindparam("changed_at")))
 _n = bindparam("n")
-# state is assigned first: MySQL evaluates SET left to right, the others on the old values. The
-# target is a plain string: its type (VARCHAR) is inferred from it, as the column's is elsewhere
+# The target is a plain string: its type (VARCHAR) is inferred from it, as the column's is elsewhere
+_RELEASED_NOW = and_(_track.c.waiting_on == _n, _from(_track.c.state, RELEASE))
+# in this order, for MySQL (each SET sees the ones before it): the change's time and the state
+# from the old state and count, the count last
 _RELEASE = (update(_track).where(_track.c.id.in_(_ids))
-            .values(state=case((and_(_track.c.waiting_on == _n, _from(_track.c.state, RELEASE)),
-                                RELEASE.target.value), else_=_track.c.state),
-                    waiting_on=_track.c.waiting_on - _n))
+            .ordered_values((_track.c.changed_at, case((_RELEASED_NOW, bindparam("stamp",
+                                                                                type_=_track.c.changed_at.type)),
+                                                       else_=_track.c.changed_at)),
+                            (_track.c.state, case((_RELEASED_NOW, RELEASE.target.value), else_=_track.c.state)),
+                            (_track.c.waiting_on, _track.c.waiting_on - _n)))
 _RELEASE_RETURNING = _RELEASE.returning(_track.c.id, _track.c.state)
 _RELEASED = select(_track.c.id).where(_track.c.id.in_(_ids), _track.c.state == RELEASE.target,
                                       _track.c.waiting_on == 0)
 _UPSTREAM_FAILED = (update(_track).where(_track.c.id.in_(_ids), _from(_track.c.state, UPSTREAM_FAILED))
-                    .values(state=UPSTREAM_FAILED.target, finished_at=bindparam("stamp")))
+                    .values(state=UPSTREAM_FAILED.target, finished_at=bindparam("stamp"), changed_at=bindparam("stamp")))
 
 
 def claim_tracks(conn: Connection, track_ids: Sequence[int], worker: str,
@@ -507,10 +512,11 @@ def record_attempts(conn: Connection, ends: Sequence[Mapping], *, careful: bool 
     reason appended to its error (state, exit code and times kept): one row never loses a batch."""
     if not ends:
         return set()
+    stamp = now()
     rows = [{"track_id": e["track_id"], "at_attempt": e["attempt"], "target": RECORD.to(e["target"]),
              "started_at": e["started_at"], "finished_at": e["finished_at"], "exit_code": e["exit_code"],
              "error": e["error"], "stdout": e["stdout"], "stderr": e["stderr"], "log_path": e["log_path"],
-             "duration": e["duration"], "not_before": e.get("not_before")} for e in ends]
+             "duration": e["duration"], "not_before": e.get("not_before"), "changed_at": stamp} for e in ends]
     if careful:
         return {r["track_id"] for r in rows if _record_one(conn, r)}
     try:
@@ -558,13 +564,15 @@ def release_successors(conn: Connection, succeeded: Counter[int]) -> list[int]:
     if not succeeded:
         return []
     by_count: dict[int, list[int]] = {}
+    stamp = now()
     for track_id, n in succeeded.items():
         by_count.setdefault(n, []).append(track_id)
     if conn.dialect.update_returning:  # SQLite, PostgreSQL: one statement per count
         return [i for n, ids in by_count.items()
-                for i, state in conn.execute(_RELEASE_RETURNING, {"ids": ids, "n": n}) if state == RELEASE.target]
+                for i, state in conn.execute(_RELEASE_RETURNING, {"ids": ids, "n": n, "stamp": stamp})
+                if state == RELEASE.target]
     for n, ids in by_count.items():
-        conn.execute(_RELEASE, {"ids": ids, "n": n})
+        conn.execute(_RELEASE, {"ids": ids, "n": n, "stamp": stamp})
     return list(conn.scalars(_RELEASED, {"ids": list(succeeded)}))
 
 
@@ -638,7 +646,8 @@ def hand_back(conn: Connection, worker: str, track_id: int, attempt: int, reason
     return conn.execute(
         update(_track).where(_track.c.id == track_id, _track.c.worker == worker, _from(_track.c.state, HAND_BACK),
                              _track.c.attempt == attempt)
-        .values(state=HAND_BACK.target, attempt=_track.c.attempt - 1, worker=None, error=reason)).rowcount == 1
+        .values(state=HAND_BACK.target, attempt=_track.c.attempt - 1, worker=None, error=reason,
+                changed_at=now())).rowcount == 1
 
 
 def hand_back_unheld(conn: Connection, worker: str, held: Iterable[int]) -> int:
@@ -883,7 +892,7 @@ def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int,
     q = q.where(_track.c.worker.is_(None) if worker is None else _track.c.worker == worker)
     if heartbeat_at is not None:  # renewed since it was seen expired: leave it
         q = q.where(_track.c.heartbeat_at <= heartbeat_at)
-    values = {"state": TAKE_BACK.to(target), "worker": None, "error": reason}
+    values = {"state": TAKE_BACK.to(target), "worker": None, "error": reason, "changed_at": now()}
     if target == T.FAILED:
         values["finished_at"] = now()
     return conn.execute(q.values(**values)).rowcount == 1
@@ -930,9 +939,9 @@ def cancel_pipeline(s: Session, pipeline_id: int) -> bool:
     when the run was no longer running (it finished meanwhile): the caller rolls back."""
     stamp = now()
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_QUEUED))
-              .values(state=CANCEL_QUEUED.target, finished_at=stamp, worker=None))
+              .values(state=CANCEL_QUEUED.target, finished_at=stamp, worker=None, changed_at=stamp))
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_RUNNING))
-              .values(state=CANCEL_RUNNING.target, finished_at=stamp, error=_CANCELLED_ERROR))
+              .values(state=CANCEL_RUNNING.target, finished_at=stamp, error=_CANCELLED_ERROR, changed_at=stamp))
     return s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, CANCEL_RUN))
                      .values(state=CANCEL_RUN.target, finished_at=stamp)).rowcount == 1
 
@@ -967,7 +976,7 @@ def reset_unsucceeded(s: Session, pipeline_id: int) -> list[str]:
             s.execute(update(Track).where(Track.id == t.id, _from(Track.state, RESET)).values(
                 state=T.PENDING if waiting_on[t.id] == 0 else T.WAITING, waiting_on=waiting_on[t.id],
                 max_attempts=t.attempt + v.retries + 1, exit_code=None, error=None, started_at=None,
-                finished_at=None, worker=None, not_before=None))
+                finished_at=None, worker=None, not_before=None, changed_at=now()))
     return [v.name for t, v in rows if t.id in again]
 
 
@@ -1093,3 +1102,13 @@ def running_tracks_by_state(s: Session) -> dict[str, int]:
     q = (select(Track.state, func.count()).join(Pipeline, Pipeline.id == Track.pipeline_id)
          .where(Pipeline.state == P.RUNNING).group_by(Track.state))
     return {state: int(n) for state, n in s.execute(q)}
+
+
+def changed_tracks(s: Session, pipeline_id: int, since: datetime) -> list[tuple[Track, str]]:
+    """The tracks of a pipeline whose state changed at or after ``since`` (by the index on
+    (pipeline_id, changed_at)), with their vertex names, oldest change first."""
+    q = (select(Track, Vertex.name).join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id, Track.changed_at >= since)
+         .options(defer(Track.stdout), defer(Track.stderr), defer(Track.script), defer(Track.inputs))
+         .order_by(Track.changed_at, Track.id))
+    return [(t, name) for t, name in s.execute(q)]

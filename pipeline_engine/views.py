@@ -269,3 +269,18 @@ class Figures:
     workers: list[WorkerInfo]
     #: when it was read (the database's clock)
     at: datetime
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """What changed in a run since a moment (the API's event stream): its state now, and its
+    tracks whose state changed since then, each with its id and the time of its change."""
+
+    id: int
+    state: str
+    #: track id, the track, when its state changed
+    tracks: list[tuple[int, TrackInfo, datetime]]
+    #: the run's counts by state, when asked for
+    counts: dict[str, int] | None
+    #: when this was read (this process's clock, as the writers' changes are)
+    at: datetime

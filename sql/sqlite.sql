@@ -357,3 +357,11 @@ CREATE TABLE idempotency (
 CREATE INDEX ix_idempotency_pipeline_id ON idempotency (pipeline_id);
 
 UPDATE pipeline_engine_version SET version_num='0010' WHERE pipeline_engine_version.version_num = '0009';
+
+-- Running upgrade 0010 -> 0011
+
+ALTER TABLE track ADD COLUMN changed_at DATETIME;
+
+CREATE INDEX ix_track_pipeline_id_changed_at ON track (pipeline_id, changed_at);
+
+UPDATE pipeline_engine_version SET version_num='0011' WHERE pipeline_engine_version.version_num = '0010';

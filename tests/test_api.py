@@ -96,6 +96,7 @@ ROLES = {
     ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
     ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
     ("GET", "/api/v1/runs/{run_id}/tracks/{vertex}/log"): "viewer",
+    ("GET", "/api/v1/events"): "viewer",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
@@ -791,3 +792,56 @@ def _try_get(url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return r.text if r.status_code == 200 else None
+
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+def _read_events(response) -> list[tuple[float, str, dict]]:
+    """(arrival time, kind, data) of each server-sent event, until the stream ends."""
+    import time
+
+    out, kind = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            out.append((time.time(), kind, json.loads(line[len("data: "):])))
+    return out
+
+
+def test_events_tell_each_track_change_within_a_second_of_it_and_end_with_the_run(db_url, tmp_path):
+    from datetime import datetime
+
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "chain", "vertices": [
+        {"name": "a", "script": "sleep 0.4"}, {"name": "b", "script": "sleep 0.4"},
+        {"name": "c", "script": "sleep 0.3; exit 3"}], "edges": [["a", "b"], ["b", "c"]]}, seal=True)
+    token = service.create_token(db, "watcher", "operator")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    server = Server(db_url, tmp_path / "s.log")
+    try:
+        run = httpx.post(server.url + "/api/v1/graphs/chain/runs", headers=auth, json={}).json()["id"]
+        with httpx.stream("GET", server.url + f"/api/v1/events?run={run}", headers=auth, timeout=60) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            got = _read_events(r)
+        error(httpx.get(server.url + "/api/v1/events?run=999999", headers=auth), 404, "not_found")
+        error(httpx.get(server.url + "/api/v1/events", headers=auth), 422, "validation")
+    finally:
+        server.stop()
+    assert got[0][1] == "run" and got[0][2]["id"] == run
+    assert got[-1][1] == "run" and got[-1][2]["state"] == "failed"
+    assert got[-1][2]["counts"] == {"succeeded": 2, "failed": 1}
+    tracks = [(when, data) for when, kind, data in got if kind == "track"]
+    states = {v: [d["state"] for _, d in tracks if d["vertex"] == v] for v in "abc"}
+    assert states["a"][-2:] == ["running", "succeeded"]
+    # b is released and claimed in the worker's one transaction: it is seen waiting, then running
+    assert states["b"][0] == "waiting" and states["b"][-2:] == ["running", "succeeded"]
+    assert states["c"][-2:] == ["running", "failed"]
+    for when, data in tracks:  # each change arrives within a second of the moment it happened
+        moment = data["finished_at"] if data["state"] in ("succeeded", "failed") else data["started_at"] \
+            if data["state"] == "running" else None
+        if moment is not None:
+            assert when - datetime.fromisoformat(moment).timestamp() < 1.0, (data, when)
+    assert all(d["run"] == run and set(d) >= {"vertex", "state", "attempt", "exit_code"} for _, d in tracks)
+    db.dispose()

@@ -53,6 +53,7 @@ from pipeline_engine.service.runs import (
     cancel_run,
     retry_run,
     resume_run,
+    run_changes,
 )
 from pipeline_engine.service.operations import (
     worker_alive,
@@ -85,6 +86,7 @@ from pipeline_engine.views import (
     TokenInfo,
     AuditEntry,
     Figures,
+    RunChanges,
 )
 
 __all__ = [
@@ -126,6 +128,7 @@ __all__ = [
     "cancel_run",
     "retry_run",
     "resume_run",
+    "run_changes",
     "worker_alive",
     "list_workers",
     "recover",
@@ -152,4 +155,5 @@ __all__ = [
     "TokenInfo",
     "AuditEntry",
     "Figures",
+    "RunChanges",
 ]

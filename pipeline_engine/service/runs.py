@@ -22,7 +22,7 @@ from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clash
 from pipeline_engine.service.operations import _worker_alive
 from pipeline_engine.spec import GRAPH_NAME, check_name
 from pipeline_engine.states import TRACK_FINISHED, GraphStatus, PipelineState, TrackState, run_is
-from pipeline_engine.views import RunInfo, RunStart, RunSummary, TrackInfo
+from pipeline_engine.views import RunChanges, RunInfo, RunStart, RunSummary, TrackInfo
 
 
 def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
@@ -419,3 +419,19 @@ def resume_run(db: Database, run_id: int, owner: str) -> list[tuple[int, int]]:
             raise RunStateError(f"run {run_id} changed while it was being resumed; look at it again")
         _audit(s, "run.resume", run_id)
         return recovery.take_back_from_dead(s.connection(), run_id, live)
+
+
+def run_changes(db: Database, run_id: int, since: datetime | None, *, counts: bool = False) -> RunChanges:
+    """A run's state, and its tracks whose state changed at or after ``since`` (none when
+    ``since`` is None), read by an index whatever the run's size; with ``counts``, its track
+    counts by state too. NotFoundError for an unknown run."""
+    with db.transaction(write=False) as s:
+        at = store.now()
+        pipeline = _pipeline(s, run_id)
+        changed = [] if since is None else [
+            (t.id, TrackInfo(vertex=name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
+                             started_at=t.started_at, finished_at=t.finished_at, error=t.error, worker=t.worker,
+                             pool=t.pool, retry_at=_retry_at(t)), t.changed_at)
+            for t, name in store.changed_tracks(s, run_id, since)]
+        return RunChanges(id=run_id, state=pipeline.state, tracks=changed,
+                          counts=store.counts_by_run(s, [run_id])[run_id] if counts else None, at=at)
