@@ -363,8 +363,12 @@ def run_tracks_page(s: Session, pipeline_id: int, *, limit: int | None = None, o
                     state: str | None = None, output: bool = True) -> list[tuple[Track, Vertex]]:
     """A page of a run's tracks with their vertices, in declaration order; without ``output``
     the captured output, scripts and inputs are not read (a big run's page stays small)."""
+    # declaration order is vertex id order: a graph's vertices are inserted in order and never
+    # move (an edit keeps its row, an added one comes last). Ordering by the track's vertex_id
+    # walks the (pipeline_id, vertex_id) index and stops at the page; ordering by position
+    # would sort every track of the run first (0.25 s for a page of a 100,000-track run)
     q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
-         .where(Track.pipeline_id == pipeline_id).order_by(Vertex.position))
+         .where(Track.pipeline_id == pipeline_id).order_by(Track.vertex_id))
     if state is not None:
         q = q.where(Track.state == state)
     if not output:
@@ -411,8 +415,12 @@ def plan_rows(s: Session, pipeline_id: int) -> list:
 
 def run_tracks(s: Session, pipeline_id: int) -> list[tuple[Track, Vertex]]:
     """A run's tracks with their vertices, in declaration order."""
+    # declaration order is vertex id order: a graph's vertices are inserted in order and never
+    # move (an edit keeps its row, an added one comes last). Ordering by the track's vertex_id
+    # walks the (pipeline_id, vertex_id) index and stops at the page; ordering by position
+    # would sort every track of the run first (0.25 s for a page of a 100,000-track run)
     q = (select(Track, Vertex).join(Vertex, Vertex.id == Track.vertex_id)
-         .where(Track.pipeline_id == pipeline_id).order_by(Vertex.position))
+         .where(Track.pipeline_id == pipeline_id).order_by(Track.vertex_id))
     return [(t, v) for t, v in s.execute(q)]
 
 

@@ -357,3 +357,23 @@ def test_a_large_graph_imports_in_bulk(db):
     info = service.import_graph(db, data, seal=True)
     assert (info.vertices, info.edges, info.status) == (n, n - 1, "sealed")
     assert service.check_graph(db, "big").order == [f"v{i}" for i in range(n)]
+
+
+def test_a_runs_tracks_come_in_declaration_order_after_edits_and_new_versions(db):
+    # runs show pages by vertex id (an index walk): ids must follow declaration order
+    names = [f"v{i:03d}" for i in range(150)][::-1]  # not alphabetical: declaration order is not name order
+    service.import_graph(db, {"name": "g", "vertices": [{"name": n, "script": "true"} for n in names]})
+    service.update_vertex(db, "g", names[10], new_name="renamed", script="echo x")
+    service.remove_vertex(db, "g", names[20])
+    service.add_vertex(db, "g", "added", "true")
+    service.check_graph(db, "g")
+    service.seal_graph(db, "g")
+    service.new_version(db, "g")
+    service.check_graph(db, "g")
+    service.seal_graph(db, "g")
+    declared = [v.name for v in service.show_graph(db, "g").spec.vertices]
+    run = service.start_run(db, "g", detach=True).id
+    shown = [t.vertex for t in service.show_run(db, run).tracks]
+    assert shown == declared and declared[10] == "renamed" and declared[-1] == "added"
+    page = [t.vertex for t in service.show_run(db, run, limit=10, offset=100).tracks]
+    assert page == declared[100:110]
