@@ -381,6 +381,24 @@ def run_tracks_page(s: Session, pipeline_id: int, *, limit: int | None = None, o
     return [(t, v) for t, v in s.execute(q)]
 
 
+def run_track_rows(s: Session, pipeline_id: int, *, limit: int | None = None, offset: int = 0,
+                   state: str | None = None) -> list:
+    """``run_tracks_page`` without the output, as plain rows (no objects built: a page of 1,000
+    tracks of a big run in a few milliseconds): vertex, state, attempt, exit_code, started_at,
+    finished_at, error, log_path, worker, pool, not_before."""
+    q = (select(Vertex.name.label("vertex"), Track.state, Track.attempt, Track.exit_code, Track.started_at,
+                Track.finished_at, Track.error, Track.log_path, Track.worker, Track.pool, Track.not_before)
+         .join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id).order_by(Track.vertex_id))  # declaration order (above)
+    if state is not None:
+        q = q.where(Track.state == state)
+    if offset:
+        q = q.offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(s.execute(q))
+
+
 def counts_by_run(s: Session, pipeline_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """Track counts by state for each run, aggregated in SQL."""
     out: dict[int, dict[str, int]] = {p: {} for p in pipeline_ids}

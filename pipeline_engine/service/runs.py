@@ -226,11 +226,17 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
         pipeline = _pipeline(s, run_id)
         graph = s.get(Graph, pipeline.graph_id)
         counts = store.counts_by_run(s, [run_id])[run_id]
-        tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
-                            started_at=t.started_at, finished_at=t.finished_at, error=t.error,
-                            stdout=t.stdout if output else "", stderr=t.stderr if output else "",
-                            log_path=t.log_path, worker=t.worker, pool=t.pool, retry_at=_retry_at(t))
-                  for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state, output=output)]
+        if output:
+            tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
+                                started_at=t.started_at, finished_at=t.finished_at, error=t.error,
+                                stdout=t.stdout, stderr=t.stderr, log_path=t.log_path, worker=t.worker,
+                                pool=t.pool, retry_at=_retry_at(t))
+                      for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state)]
+        else:  # a page of a big run, as the API and `runs show` read it: plain rows
+            tracks = [TrackInfo(vertex=r.vertex, state=r.state, attempt=r.attempt, exit_code=r.exit_code,
+                                started_at=r.started_at, finished_at=r.finished_at, error=r.error,
+                                log_path=r.log_path, worker=r.worker, pool=r.pool, retry_at=_retry_at(r))
+                      for r in store.run_track_rows(s, run_id, limit=limit, offset=offset, state=state)]
         return RunInfo(id=pipeline.id, graph=graph.name, version=graph.version, name=pipeline.name,
                        state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
