@@ -389,17 +389,29 @@ _SERVER_CONTROL = {
 }
 
 
+def _server_process_running(backend: str) -> bool:
+    name = "mariadbd" if backend == "mariadb" else "postgres"
+    return subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0
+
+
 @contextlib.contextmanager
 def database_server_stopped(backend: str):
     """Stop the machine's ``backend`` server for the block; it is started again afterwards,
-    whatever happens in the block (the test that uses it is marked ``serial``)."""
+    whatever happens in the block (the test that uses it is marked ``serial``). Stopped means
+    its process is gone, not only its port closed: a start while the old process still shuts
+    down does nothing (start-stop-daemon --oknodo sees it running), and the server stayed down."""
     port = SERVER_PORTS[backend]
     stop_server, start_server = _SERVER_CONTROL[backend]
     try:
         subprocess.run(stop_server, check=True, capture_output=True, timeout=60)
         wait_for(lambda: not answers(port), 30, f"{backend} to stop")
+        wait_for(lambda: not _server_process_running(backend), 60, f"{backend}'s process to end")
         yield
     finally:
-        if not answers(port):
-            subprocess.run(start_server, capture_output=True, timeout=60)
-        wait_for(lambda: answers(port), 60, f"{backend} to start again", poll=0.2)
+        deadline = time.monotonic() + 120
+        while not answers(port):  # started again until it answers, however its stop went
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{backend} did not start again on port {port}")
+            if not _server_process_running(backend):
+                subprocess.run(start_server, capture_output=True, timeout=60)
+            time.sleep(0.5)
