@@ -710,11 +710,15 @@ def done_pipelines(conn: Connection) -> list[int]:
     return list(conn.scalars(select(_pipeline.c.id).where(_pipeline.c.state == P.RUNNING, ~unfinished)))
 
 
-def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None) -> list[int]:
-    """Running pipelines whose tracks ``worker`` may claim: its own, and those nobody owns that
-    need no secret (which only the process they were given to holds)."""
+def claimable_pipelines(conn: Connection, worker: str, pipeline_id: int | None = None,
+                        owned: Sequence[int] = ()) -> list[int]:
+    """Running pipelines whose tracks ``worker`` may claim: those nobody owns that need no
+    secret (which only the process they were given to holds), and of its own those it holds in
+    memory (``owned``): one it owns but has not taken in yet (a server's run with secrets, handed
+    in just after its commit) is not claimed without its secrets."""
     unowned = and_(_pipeline.c.owner.is_(None), _pipeline.c.secret_inputs == false())
-    q = select(_pipeline.c.id).where(_pipeline.c.state == P.RUNNING, or_(unowned, _pipeline.c.owner == worker))
+    mine = and_(_pipeline.c.owner == worker, _pipeline.c.id.in_(list(owned))) if owned else false()
+    q = select(_pipeline.c.id).where(_pipeline.c.state == P.RUNNING, or_(unowned, mine))
     if pipeline_id is not None:
         q = q.where(_pipeline.c.id == pipeline_id)
     return list(conn.scalars(q))

@@ -427,7 +427,8 @@ class Worker:
             return plans.pool_of.get(track_id) or found.pools.get(track_id)
 
         def claimable() -> list[int]:
-            return [p for p in store.claimable_pipelines(conn, self.name, until) if p not in plans.unrunnable]
+            owned = [p for p, plan in plans.plans.items() if plan.owned]
+            return [p for p in store.claimable_pipelines(conn, self.name, until, owned) if p not in plans.unrunnable]
 
         if sizes.keys() & freed and idle:  # a slot this worker freed goes to a track waiting for it, anywhere
             pipelines = claimable()

@@ -158,3 +158,29 @@ def test_ends_are_recorded_together_and_only_for_the_attempts_still_held(db):
     assert {v: t.state for v, t in tracks.items()} == {"a": "succeeded", "b": "cancelled", "c": "pending",
                                                        "d": "failed"}
     assert tracks["a"].stdout == "out" and tracks["b"].stdout == "" and tracks["a"].duration == 0.5
+
+
+def test_a_serving_worker_claims_a_run_it_owns_only_once_it_is_handed_in_with_its_secrets(db, tmp_path):
+    # a server's run with secrets is committed owned by its worker, then handed in: claimed in
+    # between, it ran with the masked script (seen under load in CI)
+    import threading
+
+    from conftest import wait_for
+    from pipeline_engine.runner import Worker
+
+    out = tmp_path / "got"
+    service.import_graph(db, {"name": "s", "vertices": [{"name": "v", "script": f"printf '%s' {{pw}} > {out}",
+                                                         "inputs": {"pw": "secret"}}]}, seal=True)
+    worker = Worker(db, concurrency=1, poll=0.02)
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    try:
+        run = service.start_run(db, "s", {"pw": "open-sesame"}, owner=worker.name)
+        time.sleep(1.0)  # fifty looks for work
+        assert service.show_run(db, run.id).tracks[0].state == "pending"
+        worker.hand_in(run)
+        wait_for(lambda: service.show_run(db, run.id).state != "running", 20, "the run to finish")
+        assert service.show_run(db, run.id).state == "succeeded" and out.read_text() == "open-sesame"
+    finally:
+        worker.stop(now=True)
+        thread.join(20)
