@@ -137,6 +137,18 @@ class RunStart:
     rendered: dict[str, rendering.Rendered] = field(repr=False)
     #: the run's secret values, to mask in captured output
     secrets: list[str] = field(default_factory=list, repr=False)
+    started_at: datetime | None = None
+    started_by: str | None = None
+    #: the process that runs it alone; None: any worker
+    owner: str | None = None
+
+    def summary(self) -> RunSummary:
+        """The run as it was just created (what reading it back at once would give)."""
+        counts = {state: len(names) for state, names in (("pending", self.pending), ("waiting", self.waiting))
+                  if names}
+        return RunSummary(id=self.id, graph=self.graph, name=self.name, state="running", started_at=self.started_at,
+                          finished_at=None, counts=counts, owner=self.owner, version=self.version,
+                          started_by=self.started_by)
 
 
 @dataclass(frozen=True)

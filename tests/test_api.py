@@ -266,6 +266,9 @@ def test_an_operator_starts_a_run_with_typed_values_and_reads_it_as_the_cli_show
     assert run["counts"] == {"pending": 1, "waiting": 1}
     shown = api.call("GET", f"/runs/{run['id']}", role="viewer").json()
     assert shown == cli_json(api.server, "runs", "show", str(run["id"]), "--json")
+    # the answer is the run as created, with the keys and values a read of it gives
+    assert {k: shown[k] for k in ("id", "graph", "version", "name", "started_at", "finished_at", "started_by")} == \
+        {k: run[k] for k in ("id", "graph", "version", "name", "started_at", "finished_at", "started_by")}
     assert shown["parameters"] == {"rows": 200, "flag": True, "rate": "0.5", "b.currency": "USD"}
     page = api.call("GET", f"/runs/{run['id']}?limit=1&offset=1", role="viewer").json()
     assert [t["vertex"] for t in page["tracks"]] == ["b"] and page["total"] == 2
@@ -274,6 +277,7 @@ def test_an_operator_starts_a_run_with_typed_values_and_reads_it_as_the_cli_show
     listed = api.call("GET", f"/runs?graph={name}&state=running", role="viewer").json()
     assert [x["id"] for x in listed] == [run["id"]]
     assert listed == cli_json(api.server, "runs", "list", "--graph", name, "--state", "running", "--json")
+    assert listed[0].keys() == run.keys()
 
 
 @pytest.mark.parametrize("parameters, problem", [

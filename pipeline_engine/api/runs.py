@@ -52,13 +52,12 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
     db, worker = request.app.state.db, request.app.state.worker
     try:
         if idempotency_key is None:
-            run_id, created = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
-                                                detach=True).id, True
-        else:
-            digest = hashlib.sha256(simplejson.dumps({"graph": name, "body": body.model_dump()},
-                                                     sort_keys=True).encode()).hexdigest()
-            run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
-                                                     name=body.name, version=body.version)
+            run = service.start_run(db, name, body.parameters, name=body.name, version=body.version, detach=True)
+            return _created(response, run.id, 201, run.summary())
+        digest = hashlib.sha256(simplejson.dumps({"graph": name, "body": body.model_dump()},
+                                                 sort_keys=True).encode()).hexdigest()
+        run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
+                                                 name=body.name, version=body.version)
     except SecretsNeedOwnerError as exc:
         if worker is None:
             raise SecretsNeedOwnerError(
@@ -74,10 +73,14 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
         run = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
                                 owner=worker.name)
         worker.hand_in(run)
-        run_id, created = run.id, True
-    response.status_code = 201 if created else 200
+        return _created(response, run.id, 201, run.summary())
+    return _created(response, run_id, 201 if created else 200, service.show_run(db, run_id, limit=0, output=False))
+
+
+def _created(response: Response, run_id: int, status: int, run) -> dict:
+    response.status_code = status
     response.headers["Location"] = f"/api/v1/runs/{run_id}"
-    return _summary(service.show_run(db, run_id, limit=0, output=False))
+    return _summary(run)
 
 
 @router.get("/runs", responses=errors(404))

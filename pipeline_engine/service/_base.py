@@ -2,6 +2,7 @@
 concurrent edit, and the checks of free text and of a row's size before anything is written."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -11,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from pipeline_engine import actors, store
 from pipeline_engine.db import Database, _first_line
-from pipeline_engine.errors import GraphError
+from pipeline_engine.errors import DatabaseError, GraphError
 from pipeline_engine.models import storable
+
+log = logging.getLogger("pipeline_engine.service")
 
 
 @contextmanager
@@ -23,6 +26,25 @@ def _write(db: Database) -> Iterator[Session]:
     except sa_exc.IntegrityError as exc:
         # Pre-checks give the precise messages; this is a concurrent writer winning a race.
         raise GraphError(f"the database refused the change (a concurrent edit?): {_first_line(exc.orig)}") from exc
+
+
+#: rows one transaction inserts into a table past which its statistics are refreshed
+BULK_ROWS = 10_000
+
+
+def _after_bulk(db: Database, rows: int, *tables: type) -> None:
+    """After a committed transaction inserted ``rows`` rows into ``tables`` (model classes):
+    past BULK_ROWS, refresh the planner's statistics of those tables (PostgreSQL; see
+    ``store.refresh_statistics``), in a transaction of its own. It is upkeep, not part of the
+    change, which has been committed: if it cannot be done now, autovacuum does it later."""
+    if rows < BULK_ROWS or db.dialect != "postgresql":
+        return
+    try:
+        with db.transaction(write=True) as s:
+            store.refresh_statistics(s, tables)
+    except DatabaseError as exc:
+        log.info("statistics of %s not refreshed now (autovacuum will): %s",
+                 ", ".join(t.__tablename__ for t in tables), exc)
 
 
 def _text(where: str, what: str, value: str) -> None:

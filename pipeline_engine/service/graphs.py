@@ -18,8 +18,8 @@ from pipeline_engine.errors import (
     NotFoundError,
     SealedGraphError,
 )
-from pipeline_engine.models import Graph, Vertex
-from pipeline_engine.service._base import _audit, _fit, _text, _write
+from pipeline_engine.models import Edge, Graph, Vertex
+from pipeline_engine.service._base import _after_bulk, _audit, _fit, _text, _write
 from pipeline_engine.spec import GraphSpec, VertexSpec, check_graph_name, graph_from_dict, make_vertex, secret_clashes
 from pipeline_engine.states import GraphStatus
 from pipeline_engine.views import CheckResult, Deleted, GraphDetail, GraphInfo, VersionInfo
@@ -122,7 +122,9 @@ def new_version(db: Database, name: str) -> GraphInfo:
         draft = store.create_graph(s, name, newest.description, version=newest.version + 1)
         store.insert_definition(s, draft.id, spec.vertices, spec.edges)
         _audit(s, "graph.new_version", name, f"version {draft.version}")
-        return _info_counts(s, draft, len(spec.vertices), len(spec.edges))
+        info = _info_counts(s, draft, len(spec.vertices), len(spec.edges))
+    _after_bulk(db, len(spec.vertices) + len(spec.edges), Vertex, Edge)
+    return info
 
 
 def list_versions(db: Database, name: str) -> list[VersionInfo]:
@@ -383,7 +385,8 @@ def copy_graph(db: Database, name: str, new_name: str, *, version: int | None = 
         copy = _new_graph(s, new_name, source.description)
         store.insert_definition(s, copy.id, spec.vertices, spec.edges)
         _audit(s, "graph.copy", name, f"version {source.version} to '{new_name}'")
-        return _info_counts(None, copy, len(spec.vertices), len(spec.edges))
+    _after_bulk(db, len(spec.vertices) + len(spec.edges), Vertex, Edge)
+    return _info_counts(None, copy, len(spec.vertices), len(spec.edges))
 
 
 # --- graph files -----------------------------------------------------------------------------
@@ -410,32 +413,40 @@ def import_graph(db: Database, source: str | GraphSpec | Mapping[str, Any], *, n
     for vertex in spec.vertices:
         _vertex_text(vertex)
     with _write(db) as s:
-        newest = store.find_graph(s, target, lock=True)
-        notes = _apply_pools(s, spec, apply_pools)
-        if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
-            if notes:
-                _audit(s, "graph.import", target, "unchanged; " + "; ".join(notes))
-            return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
-        if newest is None:
-            graph = store.create_graph(s, target, spec.description)
-        elif newest.status == GraphStatus.SEALED:
-            graph = store.create_graph(s, target, spec.description, version=newest.version + 1)
-        else:
-            graph = newest
-            store.clear_definition(s, graph.id)
-            store.set_description(s, graph, spec.description)
-            store.bump(s, graph)
-        _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
-        store.insert_definition(s, graph.id, spec.vertices, spec.edges)
-        warnings: list[str] = []
-        if check or seal:
-            warnings = _check(s, graph).warnings
-            store.set_status(s, graph, GraphStatus.CHECKED.value)
-        if seal:
-            store.set_status(s, graph, GraphStatus.SEALED.value)
-        info = _info_counts(s, graph, len(spec.vertices), len(spec.edges))
-        _audit(s, "graph.import", target, "; ".join([f"version {graph.version}, {graph.status}", *notes]))
-        return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
+        info = _import(s, target, spec, check=check, seal=seal, apply_pools=apply_pools)
+    if not info.unchanged:
+        _after_bulk(db, len(spec.vertices) + len(spec.edges), Vertex, Edge)
+    return info
+
+
+def _import(s: Session, target: str, spec: GraphSpec, *, check: bool, seal: bool, apply_pools: bool) -> GraphInfo:
+    """``import_graph`` inside its transaction."""
+    newest = store.find_graph(s, target, lock=True)
+    notes = _apply_pools(s, spec, apply_pools)
+    if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
+        if notes:
+            _audit(s, "graph.import", target, "unchanged; " + "; ".join(notes))
+        return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
+    if newest is None:
+        graph = store.create_graph(s, target, spec.description)
+    elif newest.status == GraphStatus.SEALED:
+        graph = store.create_graph(s, target, spec.description, version=newest.version + 1)
+    else:
+        graph = newest
+        store.clear_definition(s, graph.id)
+        store.set_description(s, graph, spec.description)
+        store.bump(s, graph)
+    _fit(s, {f"graph '{target}': vertex '{v.name}'": store.vertex_row(graph.id, 0, v) for v in spec.vertices})
+    store.insert_definition(s, graph.id, spec.vertices, spec.edges)
+    warnings: list[str] = []
+    if check or seal:
+        warnings = _check(s, graph).warnings
+        store.set_status(s, graph, GraphStatus.CHECKED.value)
+    if seal:
+        store.set_status(s, graph, GraphStatus.SEALED.value)
+    info = _info_counts(s, graph, len(spec.vertices), len(spec.edges))
+    _audit(s, "graph.import", target, "; ".join([f"version {graph.version}, {graph.status}", *notes]))
+    return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
 
 
 def _apply_pools(s: Session, spec: GraphSpec, apply: bool) -> list[str]:

@@ -16,8 +16,8 @@ from pipeline_engine import actors, dag, inputtypes, lifecycle, limits, recovery
 from pipeline_engine.db import Database
 from pipeline_engine.errors import (GraphError, GraphStatusError, IdempotencyKeyError, NotFoundError, ParameterError,
                                     RunStateError, SecretsNeedOwnerError)
-from pipeline_engine.models import Graph, Vertex
-from pipeline_engine.service._base import _audit, _fit, _write
+from pipeline_engine.models import Graph, Track, Vertex
+from pipeline_engine.service._base import _after_bulk, _audit, _fit, _write
 from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clashes
 from pipeline_engine.service.operations import _worker_alive
 from pipeline_engine.spec import GRAPH_NAME, check_name
@@ -105,8 +105,10 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
     ``workers`` is the thread count the caller will run it with (``run --workers``): it is
     checked (a positive integer) but not stored, since the worker that runs it decides."""
     with _write(db) as s:
-        return create_run(s, graph, parameters, name=name, workers=workers, owner=owner, detach=detach,
-                          version=version)
+        run = create_run(s, graph, parameters, name=name, workers=workers, owner=owner, detach=detach,
+                         version=version)
+    _after_bulk(db, len(run.pending) + len(run.waiting), Track)
+    return run
 
 
 #: how long an Idempotency-Key names the run it started
@@ -149,7 +151,8 @@ def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | Non
                     store.add_idempotency(s, actor, key, digest, run.id)
             except sa_exc.IntegrityError:
                 raise _Lost() from None  # the whole transaction goes: the run is not started twice
-            return run.id, True
+        _after_bulk(db, len(run.pending) + len(run.waiting), Track)
+        return run.id, True
     except _Lost:
         with db.transaction(write=False) as s:
             found = earlier(store.find_idempotency(s, actor, key))
@@ -202,11 +205,12 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
                        "stdout": "", "stderr": ""})
     _fit(s, {f"run of graph '{graph}': the track of vertex '{v.name}'": t for v, t in zip(rows, tracks)})
     started_by = actors.current()
-    run_id = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
-                                   owner=None if detach else owner, secret_inputs=bool(secret_names),
-                                   started_by=started_by)
-    _audit(s, "run.start", run_id, f"graph '{graph}' version {g.version}")
-    return RunStart(id=run_id, graph=graph, name=name, version=g.version,
+    pipeline = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
+                                     owner=None if detach else owner, secret_inputs=bool(secret_names),
+                                     started_by=started_by)
+    _audit(s, "run.start", pipeline.id, f"graph '{graph}' version {g.version}")
+    return RunStart(id=pipeline.id, graph=graph, name=name, version=g.version, started_at=pipeline.started_at,
+                    started_by=started_by, owner=pipeline.owner,
                     pending=[v.name for v in rows if indegree[v.name] == 0],
                     waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
                     secrets=sorted({str(values[v][n]) for v, schema in schemas.items()
@@ -352,6 +356,7 @@ def load_run(db: Database, run_id: int, parameters: Mapping[str, Any] | list[str
     _refuse_oversized(rendered)
     secrets = sorted({str(x) for per in secret_values.values() for x in per.values() if x})
     return RunStart(id=run_id, graph=graph.name, name=pipeline.name, version=graph.version,
+                    started_at=pipeline.started_at, started_by=pipeline.started_by, owner=pipeline.owner,
                     pending=[v.name for t, v in rows if t.state == "pending"],
                     waiting=[v.name for t, v in rows if t.state == "waiting"], rendered=rendered, secrets=secrets)
 
