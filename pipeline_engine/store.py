@@ -1151,6 +1151,37 @@ def running_tracks_by_state(s: Session) -> dict[str, int]:
     return {state: int(n) for state, n in s.execute(q)}
 
 
+def runs_to_watch(s: Session, ids: Iterable[int], after: int) -> list:
+    """Rows (id, graph, state) of every running pipeline, of the pipelines ``ids`` whatever
+    their state, and of every pipeline whose id is over ``after`` (started since): three reads by
+    index (state, and the primary key twice), so that no OR keeps a planner from its indexes."""
+    def read(where) -> list:
+        return list(s.execute(select(Pipeline.id, Graph.name.label("graph"), Pipeline.state)
+                              .join(Graph, Graph.id == Pipeline.graph_id).where(where)))
+    ids = sorted(set(ids))
+    rows = {r.id: r for r in read(Pipeline.state == P.RUNNING)}
+    for i in range(0, len(ids), 1000):
+        rows.update((r.id, r) for r in read(Pipeline.id.in_(ids[i:i + 1000])))
+    rows.update((r.id, r) for r in read(Pipeline.id > after))
+    return [rows[i] for i in sorted(rows)]
+
+
+def newest_pipeline_id(s: Session) -> int:
+    return s.scalar(select(func.max(Pipeline.id))) or 0
+
+
+def track_activity(s: Session, pipeline_ids: Sequence[int], since: datetime) -> dict[int, tuple[datetime, int]]:
+    """Pipeline id -> (its newest track change, how many of its tracks changed) at or after
+    ``since``, by the index on (pipeline_id, changed_at); pipelines with no change are left out."""
+    out: dict[int, tuple[datetime, int]] = {}
+    ids = list(pipeline_ids)
+    for i in range(0, len(ids), 1000):
+        q = (select(Track.pipeline_id, func.max(Track.changed_at), func.count())
+             .where(Track.pipeline_id.in_(ids[i:i + 1000]), Track.changed_at >= since).group_by(Track.pipeline_id))
+        out.update((p, (newest, int(n))) for p, newest, n in s.execute(q))  # max() keeps the column's type
+    return out
+
+
 def changed_tracks(s: Session, pipeline_id: int, since: datetime) -> list[tuple[Track, str]]:
     """The tracks of a pipeline whose state changed at or after ``since`` (by the index on
     (pipeline_id, changed_at)), with their vertex names, oldest change first."""

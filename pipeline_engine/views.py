@@ -284,6 +284,18 @@ class Figures:
 
 
 @dataclass(frozen=True)
+class RunActivity:
+    """A run as the stream of every run's events watches it: its state, and a mark of its
+    tracks' recent changes (their newest change and how many changed since a moment), which
+    moves whenever a track's state changes."""
+
+    id: int
+    graph: str
+    state: str
+    changes: tuple[datetime | None, int]
+
+
+@dataclass(frozen=True)
 class RunChanges:
     """What changed in a run since a moment (the API's event stream): its state now, and its
     tracks whose state changed since then, each with its id and the time of its change."""

@@ -830,7 +830,7 @@ def test_events_tell_each_track_change_within_a_second_of_it_and_end_with_the_ru
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
             got = _read_events(r)
         error(httpx.get(server.url + "/api/v1/events?run=999999", headers=auth), 404, "not_found")
-        error(httpx.get(server.url + "/api/v1/events", headers=auth), 422, "validation")
+        error(httpx.get(server.url + "/api/v1/events?run=0", headers=auth), 422, "validation")
     finally:
         server.stop()
     assert got[0][1] == "run" and got[0][2]["id"] == run
@@ -848,4 +848,62 @@ def test_events_tell_each_track_change_within_a_second_of_it_and_end_with_the_ru
         if moment is not None:
             assert when - datetime.fromisoformat(moment).timestamp() < 1.0, (data, when)
     assert all(d["run"] == run and set(d) >= {"vertex", "state", "attempt", "exit_code"} for _, d in tracks)
+    db.dispose()
+
+
+def test_every_runs_events_tell_runs_running_starting_progressing_and_ending(db_url, tmp_path):
+    import threading
+    import time
+
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "long", "vertices": [{"name": "wait", "script": "sleep 60"}]}, seal=True)
+    service.import_graph(db, {"name": "chain", "vertices": [
+        {"name": f"s{i}", "script": "sleep 0.4"} for i in range(4)] + [{"name": "last", "script": "exit 3"}],
+        "edges": [["s0", "s1"], ["s1", "s2"], ["s2", "s3"], ["s3", "last"]]}, seal=True)
+    ended = service.start_run(db, "chain", detach=True).id  # ended before the stream: never told
+    service.cancel_run(db, ended)
+    token = service.create_token(db, "dashboard", "operator")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    server = Server(db_url, tmp_path / "s.log")
+    got, ids = [], {}
+
+    def steer():  # while the stream is read: a run starts and ends, the long one is cancelled
+        time.sleep(1.0)
+        ids["chain"] = httpx.post(server.url + "/api/v1/graphs/chain/runs", headers=auth, json={}).json()["id"]
+        wait_for(lambda: service.show_run(db, ids["chain"], limit=0).state == "failed", 30, "the chain to end")
+        httpx.post(server.url + f"/api/v1/runs/{ids['long']}/cancel", headers=auth)
+
+    try:
+        ids["long"] = httpx.post(server.url + "/api/v1/graphs/long/runs", headers=auth, json={}).json()["id"]
+        wait_for(lambda: service.show_run(db, ids["long"], limit=0).counts.get("running"), 30, "the long run to run")
+        steering = threading.Thread(target=steer)
+        with httpx.stream("GET", server.url + "/api/v1/events", headers=auth, timeout=60) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            steering.start()
+            kind = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: "):
+                    got.append((time.time(), kind, json.loads(line[len("data: "):])))
+                    seen = {(d["id"], d["state"]) for _, _, d in got}
+                    if (ids["long"], "cancelled") in seen and (ids.get("chain"), "failed") in seen:
+                        break
+        steering.join()
+    finally:
+        server.stop()
+    assert {kind for _, kind, _ in got} == {"run"}
+    assert all(set(d) == {"id", "graph", "state", "counts"} for _, _, d in got)
+    assert got[0][2] == {"id": ids["long"], "graph": "long", "state": "running", "counts": {"running": 1}}
+    assert ended not in {d["id"] for _, _, d in got}
+    chain = [(when, d) for when, _, d in got if d["id"] == ids["chain"]]
+    assert chain[0][1]["state"] == "running" and chain[-1][1]["state"] == "failed"
+    assert chain[-1][1]["counts"] == {"succeeded": 4, "failed": 1}
+    assert [d["state"] for _, d in chain].count("failed") == 1  # the end is told once
+    # its progress is told while it runs (its tracks change every 0.4 s), at most once a second
+    progress = [when for when, d in chain if d["state"] == "running"]
+    assert len(progress) >= 2 and all(b - a >= 0.9 for a, b in zip(progress, progress[1:])), progress
+    finished = service.show_run(db, ids["chain"], limit=0).finished_at
+    assert chain[-1][0] - finished.timestamp() < 1.0
+    assert [d["counts"] for _, _, d in got if d["id"] == ids["long"]][-1] == {"cancelled": 1}
     db.dispose()

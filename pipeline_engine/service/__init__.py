@@ -54,6 +54,8 @@ from pipeline_engine.service.runs import (
     retry_run,
     resume_run,
     run_changes,
+    runs_activity,
+    run_counts,
 )
 from pipeline_engine.service.operations import (
     worker_alive,
@@ -129,6 +131,8 @@ __all__ = [
     "retry_run",
     "resume_run",
     "run_changes",
+    "runs_activity",
+    "run_counts",
     "worker_alive",
     "list_workers",
     "recover",

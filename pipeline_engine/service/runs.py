@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clash
 from pipeline_engine.service.operations import _worker_alive
 from pipeline_engine.spec import GRAPH_NAME, check_name
 from pipeline_engine.states import TRACK_FINISHED, GraphStatus, PipelineState, TrackState, run_is
-from pipeline_engine.views import RunChanges, RunInfo, RunStart, RunSummary, TrackInfo
+from pipeline_engine.views import RunActivity, RunChanges, RunInfo, RunStart, RunSummary, TrackInfo
 
 
 def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
@@ -430,6 +430,29 @@ def resume_run(db: Database, run_id: int, owner: str) -> list[tuple[int, int]]:
             raise RunStateError(f"run {run_id} changed while it was being resumed; look at it again")
         _audit(s, "run.resume", run_id)
         return recovery.take_back_from_dead(s.connection(), run_id, live)
+
+
+def runs_activity(db: Database, since: datetime | None, *, known: Iterable[int] = (),
+                  after: int | None = None) -> tuple[datetime, int, list[RunActivity]]:
+    """What the stream of every run's events looks at: (when it was read, the newest run's id,
+    the runs) where the runs are every running run, the runs ``known`` whatever their state now
+    (one that has ended is seen ending), and every run started after the run id ``after``
+    (none when None) — each with a mark of its tracks' changes at or after ``since``."""
+    known = set(known)
+    with db.transaction(write=False) as s:
+        at = store.now()
+        newest = store.newest_pipeline_id(s)
+        rows = store.runs_to_watch(s, known, newest if after is None else after)
+        watched = [r.id for r in rows if r.state == PipelineState.RUNNING or r.id in known]
+        changes = {} if since is None else store.track_activity(s, watched, since)
+    return at, newest, [RunActivity(id=r.id, graph=r.graph, state=r.state, changes=changes.get(r.id, (None, 0)))
+                        for r in rows]
+
+
+def run_counts(db: Database, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Track counts by state of each of these runs, aggregated in SQL."""
+    with db.transaction(write=False) as s:
+        return store.counts_by_run(s, run_ids)
 
 
 def run_changes(db: Database, run_id: int, since: datetime | None, *, counts: bool = False) -> RunChanges:
