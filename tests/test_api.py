@@ -676,6 +676,53 @@ def test_a_run_with_secrets_started_through_a_server_with_a_worker_runs_and_its_
     db.dispose()
 
 
+def test_a_run_with_secrets_is_retried_through_a_server_given_its_secrets_again(db_url, tmp_path):
+    secret = "hunter2-" + os.urandom(8).hex()
+    out, flag = tmp_path / "used", tmp_path / "tried"
+    db = Database(db_url, auto_migrate=False)
+    service.import_graph(db, {"name": "deploy", "vertices": [
+        {"name": "push", "script": f"test -f {flag} || {{ touch {flag}; exit 1; }}; printf '%s' {{token}} > {out}",
+         "inputs": {"token": "secret"}}]}, seal=True)
+    token = service.create_token(db, "ops", "operator")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    server = Server(db_url, tmp_path / "s.log")
+    try:
+        run = httpx.post(server.url + "/api/v1/graphs/deploy/runs", headers=auth,
+                         json={"parameters": {"token": secret}}).json()["id"]
+        wait_for(lambda: service.show_run(db, run).state == "failed", 30, "the first attempt to fail")
+        before = snapshot(db)
+        missing = error(httpx.post(server.url + f"/api/v1/runs/{run}/retry", headers=auth), 422, "validation")
+        assert "token" in missing["message"]
+        error(httpx.post(server.url + f"/api/v1/runs/{run}/retry", headers=auth,
+                         json={"parameters": {"token": secret, "other": "x"}}), 422, "validation")
+        assert snapshot(db) == before
+        r = httpx.post(server.url + f"/api/v1/runs/{run}/retry", headers=auth, json={"parameters": {"token": secret}})
+        assert r.status_code == 202, r.text
+        assert r.json()["retried"] == ["push"] and r.json()["state"] == "running"
+        wait_for(lambda: service.show_run(db, run).state != "running", 30, "the retry to finish")
+        assert service.show_run(db, run).state == "succeeded"
+        everything = [r.text, httpx.get(server.url + f"/api/v1/runs/{run}", headers=auth).text]
+    finally:
+        assert server.stop() == 0
+    assert out.read_text() == secret  # the retried script had it
+    assert secret not in json.dumps(everything)
+    assert secret not in json.dumps(snapshot(db), default=str)
+    assert secret not in server.text()
+    # a server without a worker cannot hold them: refused, naming them, and nothing changes
+    service.cancel_run(db, service.start_run(db, "deploy", {"token": secret}, owner="gone").id)
+    refused_run = service.list_runs(db, graph="deploy", limit=1)[0].id
+    bare = Server(db_url, tmp_path / "bare.log", "--no-worker")
+    try:
+        before = snapshot(db)
+        refused = error(httpx.post(bare.url + f"/api/v1/runs/{refused_run}/retry", headers=auth,
+                                   json={"parameters": {"token": secret}}), 409, "conflict")
+        assert "(token)" in refused["message"] and "no worker" in refused["message"]
+        assert snapshot(db) == before
+    finally:
+        bare.stop()
+    db.dispose()
+
+
 def test_a_server_without_a_worker_refuses_a_run_with_secrets_naming_them(api):
     name = unique("g")
     api.graph(name, vertices=[{"name": "a", "script": "echo {key} {pw}", "inputs": {"key": "secret", "pw": "secret"}}])

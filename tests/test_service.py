@@ -2,6 +2,7 @@
 import threading
 
 import pytest
+from conftest import snapshot
 from sqlalchemy import text
 
 from pipeline_engine import graphfile, service
@@ -14,6 +15,7 @@ from pipeline_engine.errors import (
     InputSchemaError,
     NotFoundError,
     SealedGraphError,
+    SecretsNeedOwnerError,
 )
 
 
@@ -419,3 +421,15 @@ def test_a_runs_tracks_come_in_declaration_order_after_edits_and_new_versions(db
     assert shown == declared and declared[10] == "renamed" and declared[-1] == "added"
     page = [t.vertex for t in service.show_run(db, run, limit=10, offset=100).tracks]
     assert page == declared[100:110]
+
+
+def test_a_run_with_secrets_is_not_retried_detached_and_the_refusal_names_them(db):
+    service.import_graph(db, {"name": "s", "vertices": [{"name": "a", "script": "test {pw} = no",
+                                                          "inputs": {"pw": "secret", "n": "int"}}]}, seal=True)
+    run = service.start_run(db, "s", {"pw": "yes", "n": 1}, owner="gone").id
+    service.cancel_run(db, run)
+    before = snapshot(db)
+    with pytest.raises(SecretsNeedOwnerError) as exc:
+        service.retry_run(db, run, detach=True)
+    assert exc.value.names == ["pw"] and "(pw)" in str(exc.value) and "without --detach" in str(exc.value)
+    assert snapshot(db) == before

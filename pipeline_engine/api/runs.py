@@ -111,12 +111,35 @@ def cancel_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1,
     return _summary(service.show_run(db, run_id, limit=0, output=False))
 
 
+class RetryBody(BaseModel):
+    model_config = {"extra": "forbid", "strict": True}
+
+    parameters: dict[str, Value] = Field(
+        default_factory=dict, description="a run with secret inputs: their values again (input name, or"
+                                          " VERTEX.name), since they are never stored; nothing else")
+
+
 @router.post("/runs/{run_id}/retry", status_code=202, responses=errors(404, 409))
-def retry_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1, le=_ID)) -> dict:
+def retry_run(request: Request, caller: auth.Operator, run_id: int = Path(ge=1, le=_ID),
+              body: RetryBody | None = None) -> dict:
     """Start again the tracks of a failed or cancelled run that did not succeed (the same
-    sealed version); workers run them."""
-    db = request.app.state.db
-    again = service.retry_run(db, run_id, detach=True)
+    sealed version); workers run them. A run with secret inputs needs their values again in
+    `parameters`, and a server that runs a worker, which then runs it (as with a start)."""
+    db, worker = request.app.state.db, request.app.state.worker
+    parameters = body.parameters if body is not None else {}
+    if parameters:  # only secrets are taken, and they are checked before anything changes
+        service.load_run(db, run_id, parameters)
+    try:
+        again = service.retry_run(db, run_id, detach=True)
+    except SecretsNeedOwnerError as exc:
+        if worker is None:
+            raise SecretsNeedOwnerError(
+                f"run {run_id} has secret inputs ({', '.join(exc.names)}), which are never stored: only a process"
+                " that runs the run can hold them, and this server runs no worker (serve --no-worker); retry it"
+                " with `pipeline-engine retry`, or through a server that runs a worker", names=exc.names) from None
+        service.load_run(db, run_id, parameters)  # a missing secret: a 422 naming it, and nothing changed
+        again = service.retry_run(db, run_id, owner=worker.name)
+        worker.hand_in(service.load_run(db, run_id, parameters))  # the tracks as the retry left them
     return {**_summary(service.show_run(db, run_id, limit=0, output=False)), "retried": again}
 
 

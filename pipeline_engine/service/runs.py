@@ -317,6 +317,10 @@ def secret_names(db: Database, run_id: int) -> set[str]:
     with db.transaction(write=False) as s:
         _pipeline(s, run_id)
         rows = store.run_tracks(s, run_id)
+    return _secret_names(rows)
+
+
+def _secret_names(rows) -> set[str]:
     return {n for schema in _secret_schemas({v.name: inputtypes.parse_schema(v.name, v.inputs) for _, v in rows}).values()
             for n in schema}
 
@@ -402,8 +406,9 @@ def retry_run(db: Database, run_id: int, *, owner: str | None = None, detach: bo
             raise RunStateError(f"run {run_id}: a worker still holds some of its tracks; wait for the cancel"
                                 " to finish")
         if detach and pipeline.secret_inputs:
-            raise ParameterError(f"run {run_id} has secret inputs, which are never stored: retry it without"
-                                 " --detach")
+            names = sorted(_secret_names(store.run_tracks(s, run_id)))
+            raise SecretsNeedOwnerError(f"run {run_id} has secret inputs ({', '.join(names)}), which are never"
+                                        " stored: retry it without --detach", names=names)
         again = lifecycle.retry(s, run_id, pipeline.state, None if detach else owner)
         if again is None:
             raise RunStateError(f"run {run_id} changed while it was being retried; look at it again")
