@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -36,3 +37,38 @@ def test_the_python_example_runs_as_written_twice(tmp_path):
     assert "backup version 1: unchanged" in outputs[1]
     assert all("succeeded {'id'" in out for out in outputs)
     assert sorted(os.listdir(tmp_path / "logs")) == ["run-1", "run-2"]
+
+
+def test_the_api_walkthrough_runs_as_written_and_prints_what_it_says(tmp_path):
+    import shutil
+    import socket
+
+    import pytest
+
+    if shutil.which("jq") is None or shutil.which("curl") is None:
+        pytest.skip("curl or jq is not installed: the README's API walkthrough uses them")
+    with open(README, encoding="utf-8") as f:
+        blocks = re.findall(r"^```sh\n(.*?)^```$", f.read(), flags=re.S | re.M)
+    assert len(blocks) == 1, "the HTTP API section lost its walkthrough"
+    with socket.socket() as sock:  # a free port (the README's default is 8080)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_ENGINE_")}
+    env.update(PORT=str(port), PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    script = subprocess.Popen(["bash", "-e", "-c", blocks[0]], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = script.communicate(timeout=120)
+    finally:  # a script that failed half way leaves its server behind: end it
+        try:
+            os.killpg(script.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    done = subprocess.CompletedProcess(script.args, script.returncode, stdout, stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # it prints what its `#>` lines say ("..." there stands for any text)
+    said = [line[3:] for line in blocks[0].splitlines() if line.startswith("#> ")]
+    printed = done.stdout.splitlines()
+    assert len(printed) == len(said), done.stdout
+    for line, expected in zip(printed, said):
+        assert re.fullmatch(".*".join(map(re.escape, expected.split("..."))), line), (line, expected)
