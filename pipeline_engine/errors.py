@@ -114,6 +114,12 @@ class SecretsNeedOwnerError(ConflictError, ParameterError):
         self.names = sorted(names or [])
 
 
+# --- schedules ---------------------------------------------------------------
+
+class ScheduleError(ValidationError):
+    """A schedule is not valid: its cron expression, interval, time zone, times or policies."""
+
+
 # --- settings ----------------------------------------------------------------
 
 class SettingError(ValidationError):
