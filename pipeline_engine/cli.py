@@ -738,6 +738,211 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
     click.echo(f"worker {engine.name} stopped", err=True)
 
 
+# --- schedules -------------------------------------------------------------------------------------
+
+@cli.group()
+def schedule() -> None:
+    """Run graphs by themselves: a cron expression or an interval, in a time zone."""
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{option} {pair!r}: give KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _fire_line(f) -> str:
+    return f"{f.local.isoformat()}  ({f.utc.isoformat().replace('+00:00', 'Z')})"
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.option("--graph", "graph_name", required=True, help="The graph it runs (its newest sealed version).")
+@click.option("--cron", help='Five fields ("30 2 * * *") or @hourly, @daily, @weekly, @monthly, @yearly.')
+@click.option("--every", help="A fixed interval in real time instead of cron: 30s, 15m, 1h30m, 1d.")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="The IANA zone cron is read in.")
+@click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
+              help="An input value (typed as for run); {fire_at}, {fire_date}, {fire_time} are filled in.")
+@click.option("--catchup", type=click.Choice(["none", "latest", "all"]), default="latest", show_default=True,
+              help="After downtime: none of the missed fire times, the latest, or the most recent --max-catchup.")
+@click.option("--max-catchup", type=int, default=10, show_default=True,
+              help="With --catchup all: at most this many missed fire times run (the most recent).")
+@click.option("--overlap", type=click.Choice(["allow", "skip", "queue", "cancel"]), default="skip",
+              show_default=True, help="When its previous run is still running at a fire time.")
+@click.option("--start", metavar="ISO", help="The first fire time is at or after this (default now; without an"
+                                             " offset, in --timezone). In the past: the times since are due.")
+@click.option("--end", metavar="ISO", help="No fire time at or after this.")
+@pass_ctx
+def schedule_add(ctx: Context, name: str, graph_name: str, cron: str | None, every: str | None, tz: str,
+                 parameters: tuple[str, ...], catchup: str, max_catchup: int, overlap: str, start: str | None,
+                 end: str | None) -> None:
+    """Make a schedule for a graph. Its inputs must all be given a value (or have defaults), and
+    none may be a secret: a scheduler holds no secrets."""
+    from pipeline_engine import service
+    from pipeline_engine.schedules import spec_from
+
+    spec = spec_from(name, graph_name, cron=cron, every=every, timezone=tz,
+                     parameters=_key_values(parameters, "-p"), catchup=catchup, max_catchup=max_catchup,
+                     overlap=overlap, start=start, end=end)
+    info = service.add_schedule(ctx.db, spec)
+    nxt = _when(info.next_fire_at) if info.next_fire_at else "never"
+    click.echo(f"schedule '{info.name}' added for graph '{info.graph}': next fire time {nxt}")
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def schedule_list(ctx: Context, as_json: bool) -> None:
+    """List the schedules with their next and last fire times."""
+    from pipeline_engine import service
+
+    found = service.list_schedules(ctx.db)
+    if as_json:
+        _echo_json([x.to_dict() for x in found])
+    elif not found:
+        click.echo("no schedules")
+    else:
+        _table(["NAME", "GRAPH", "WHEN", "TIMEZONE", "NEXT", "LAST", "PAUSED"],
+               [[x.name, x.graph, x.cron or f"every {x.every}", x.timezone, _when(x.next_fire_at),
+                 _when(x.last_fire_at), "yes" if x.paused else ""] for x in found])
+
+
+@schedule.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def schedule_show(ctx: Context, name: str, as_json: bool) -> None:
+    """A schedule, its next fire times and its last decisions."""
+    from pipeline_engine import service
+
+    info = service.show_schedule(ctx.db, name)
+    upcoming = service.next_fire_times(ctx.db, name, 5)
+    decided = service.schedule_history(ctx.db, name, 5)
+    if as_json:
+        _echo_json({**info.to_dict(), "next": [f.to_dict() for f in upcoming],
+                    "history": [d.to_dict() for d in decided]})
+        return
+    import simplejson
+
+    for key, value in info.to_dict().items():
+        shown = "-" if value is None else simplejson.dumps(value) if isinstance(value, dict) else value
+        click.echo(f"{key + ':':14s}{shown}")
+    click.echo("next fire times:" + ("" if upcoming else " none"))
+    for f in upcoming:
+        click.echo("  " + _fire_line(f))
+    click.echo("last decisions:" + ("" if decided else " none"))
+    for d in decided:
+        click.echo(f"  {_when(d.fire_at)}  {d.decision}" + (f" run {d.run}" if d.run else "")
+                   + (f": {d.reason}" if d.reason else ""))
+
+
+@schedule.command("next")
+@click.argument("name")
+@click.option("--count", type=int, default=5, show_default=True, help="How many fire times.")
+@click.option("--after", metavar="ISO", help="From this moment (default now; without an offset, in the"
+                                             " schedule's zone).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def schedule_next(ctx: Context, name: str, count: int, after: str | None, as_json: bool) -> None:
+    """The next fire times, in the schedule's zone and in UTC: what it will do when clocks change,
+    before it does it."""
+    from pipeline_engine import service
+    from pipeline_engine.schedules import instant_of
+
+    moment = instant_of(after, service.show_schedule(ctx.db, name).timezone, "--after") if after else None
+    upcoming = service.next_fire_times(ctx.db, name, count, moment)
+    if as_json:
+        _echo_json([f.to_dict() for f in upcoming])
+    else:
+        for f in upcoming:
+            click.echo(_fire_line(f))
+        if not upcoming:
+            click.echo("no more fire times")
+
+
+@schedule.command("history")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def schedule_history_cmd(ctx: Context, name: str, limit: int, as_json: bool) -> None:
+    """Every decision the schedulers took for the schedule's fire times, newest first: created
+    (with the run), skipped, queued, missed, refused, and why."""
+    from pipeline_engine import service
+
+    decided = service.schedule_history(ctx.db, name, limit)
+    if as_json:
+        _echo_json([d.to_dict() for d in decided])
+    elif not decided:
+        click.echo("no decisions yet")
+    else:
+        _table(["FIRE TIME", "DECISION", "RUN", "DECIDED", "REASON"],
+               [[_when(d.fire_at), d.decision, str(d.run or "-"), _when(d.decided_at), d.reason] for d in decided])
+
+
+def _schedule_state(verb: str):
+    @schedule.command(verb)
+    @click.argument("name")
+    @pass_ctx
+    def command(ctx: Context, name: str) -> None:
+        from pipeline_engine import service
+
+        info = getattr(service, f"{verb}_schedule")(ctx.db, name)
+        click.echo(f"schedule '{name}' {verb}d" + (f": next fire time {_when(info.next_fire_at)}"
+                                                   if verb == "resume" and info.next_fire_at else ""))
+    command.__doc__ = {"pause": "Stop deciding the schedule's fire times.",
+                       "resume": "Decide the schedule's fire times again, from the next one (the times it was"
+                                 " paused through are not caught up)."}[verb]
+    return command
+
+
+_schedule_state("pause")
+_schedule_state("resume")
+
+
+@schedule.command("delete")
+@click.argument("name")
+@pass_ctx
+def schedule_delete(ctx: Context, name: str) -> None:
+    """Delete a schedule and its history (the runs it made stay)."""
+    from pipeline_engine import service
+
+    service.delete_schedule(ctx.db, name)
+    click.echo(f"schedule '{name}' deleted")
+
+
+@cli.command("scheduler")
+@click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between looks for due fire times.")
+@click.option("--once", is_flag=True, help="Take every decision due now, then exit (systemd timers, tests).")
+@pass_ctx
+def scheduler_cmd(ctx: Context, tick: float, once: bool) -> None:
+    """Take the schedules' decisions as their fire times come, until stopped (Ctrl-C, SIGTERM).
+    Run as many as you like, on any hosts: each fire time is decided exactly once."""
+    import signal
+
+    from pipeline_engine.runner import worker_name
+    from pipeline_engine.scheduler import Scheduler
+
+    def told(d) -> None:
+        click.echo(f"schedule '{d.schedule}' {d.fire_at.isoformat()}: {d.decision}"
+                   + (f" run {d.run}" if d.run else "") + (f" ({d.reason})" if d.reason else ""))
+
+    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=told)
+    if once:
+        engine.look()
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: engine.stop())
+    click.echo(f"scheduler {engine.name} started: a look every {tick:g} s", err=True)
+    engine.run()
+    click.echo(f"scheduler {engine.name} stopped", err=True)
+
+
 @cli.group()
 def token() -> None:
     """API tokens: who may call `serve`'s API, and with which role."""

@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from pipeline_engine.roles import Role
+from pipeline_engine.schedules import CatchUp, Decision, Overlap
 from pipeline_engine.states import GraphStatus, PipelineState, TrackState
 
 NAME_LENGTH = 200
@@ -217,6 +218,7 @@ class Pipeline(Base):
         CheckConstraint(f"state IN ({_words(PipelineState)})", name="state"),
         Index(None, "graph_id", "created_at"),
         Index(None, "state"),
+        Index(None, "schedule", "state"),
         _NEVER_REUSED,
     )
 
@@ -235,6 +237,11 @@ class Pipeline(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: how it came to be: ``schedules.Trigger`` (None: before 0012, read as manual)
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    #: the schedule that made it, by name, and the fire time it was made for
+    schedule: Mapped[str | None] = mapped_column(Name)
+    fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Pool(Base):
@@ -397,3 +404,64 @@ class Idempotency(Base):
     digest: Mapped[str] = mapped_column(String(64))
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipeline.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Schedule(Base):
+    """When a graph runs by itself: a cron expression in a time zone, or an interval, with its
+    parameters and policies. Runs use the graph's newest sealed version."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        CheckConstraint(f"catchup IN ({_words(CatchUp)})", name="catchup"),
+        CheckConstraint(f"overlap IN ({_words(Overlap)})", name="overlap"),
+        CheckConstraint("(cron IS NULL) <> (every_seconds IS NULL)", name="cron_or_every"),
+        CheckConstraint("max_catchup >= 1", name="max_catchup"),
+        Index(None, "next_fire_at"),
+        Index(None, "graph"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Name, unique=True)
+    #: the graph's name: a schedule outlives versions
+    graph: Mapped[str] = mapped_column(Name)
+    #: five fields, or None for an interval
+    cron: Mapped[str | None] = mapped_column(String(255))
+    every_seconds: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    #: input name (or VERTEX.name) -> value; strings may hold {fire_at}, {fire_date}, {fire_time}
+    parameters: Mapped[dict] = mapped_column(JSONText, default=dict)
+    catchup: Mapped[str] = mapped_column(String(8))
+    max_catchup: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[str] = mapped_column(String(8))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the first fire time not decided yet (None: none is left before its end)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleDecision(Base):
+    """What a scheduler decided for one fire time of a schedule: one row per fire time, which
+    the unique key enforces whichever scheduler decides."""
+
+    __tablename__ = "schedule_decision"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "fire_at"),
+        CheckConstraint(f"decision IN ({_words(Decision)})", name="decision"),
+        Index(None, "pipeline_id"),
+        _TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedule.id", ondelete="CASCADE"))
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decision: Mapped[str] = mapped_column(String(16))
+    pipeline_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(SafeText, default="")
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the scheduler that decided (its name: host:pid:random)
+    scheduler: Mapped[str] = mapped_column(String(255))

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import (Audit, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Token, Track, Vertex,
-                                    Worker)
+from pipeline_engine.models import (Audit, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Schedule,
+                                    ScheduleDecision, Token, Track, Vertex, Worker)
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
                                     RECORD, RELEASE, RESET, RESTART, TAKE_BACK, UPSTREAM_FAILED, GraphStatus, Move)
@@ -328,12 +328,14 @@ def bump(s: Session, graph: Graph) -> None:
 # --- runs ------------------------------------------------------------------------------------
 
 def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, tracks: Sequence[dict], *,
-                    owner: str | None = None, secret_inputs: bool = False,
-                    started_by: str | None = None) -> Pipeline:
+                    owner: str | None = None, secret_inputs: bool = False, started_by: str | None = None,
+                    trigger: str | None = None, schedule: str | None = None,
+                    fire_at: datetime | None = None) -> Pipeline:
     """Insert a running pipeline and its tracks (bulk); returns the pipeline."""
     stamp = now()
     pipeline = Pipeline(graph_id=graph_id, name=name, state=P.RUNNING, params=params, created_at=stamp,
-                        started_at=stamp, owner=owner, secret_inputs=secret_inputs, started_by=started_by)
+                        started_at=stamp, owner=owner, secret_inputs=secret_inputs, started_by=started_by,
+                        trigger=trigger, schedule=schedule, fire_at=fire_at)
     s.add(pipeline)
     s.flush()
     if tracks:
@@ -798,6 +800,91 @@ def pool_room(conn: Connection, sizes: Mapping[str, int]) -> dict[str, int]:
         return {}
     running = dict(conn.execute(_RUNNING_BY_POOL, {"names": list(sizes)}).all())
     return {name: max(0, size - int(running.get(name, 0))) for name, size in sizes.items()}
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+def find_schedule(s: Session, name: str, *, lock: bool = False) -> Schedule | None:
+    q = select(Schedule).where(Schedule.name == name)
+    if lock:
+        q = q.with_for_update()
+    return s.scalars(q).one_or_none()
+
+
+def get_schedule_by_id(s: Session, schedule_id: int, *, lock: bool = False) -> Schedule | None:
+    q = select(Schedule).where(Schedule.id == schedule_id)
+    if lock:
+        q = q.with_for_update()
+    return s.scalars(q).one_or_none()
+
+
+def list_schedules(s: Session, graph: str | None = None) -> list[Schedule]:
+    q = select(Schedule).order_by(Schedule.name)
+    if graph is not None:
+        q = q.where(Schedule.graph == graph)
+    return list(s.scalars(q))
+
+
+def add_schedule(s: Session, **fields: Any) -> Schedule:
+    stamp = now()
+    schedule = Schedule(**fields, created_at=stamp, updated_at=stamp)
+    s.add(schedule)
+    s.flush()
+    return schedule
+
+
+def update_schedule(s: Session, schedule: Schedule, **fields: Any) -> None:
+    for key, value in fields.items():
+        setattr(schedule, key, value)
+    schedule.updated_at = now()
+    s.flush()
+
+
+def delete_schedule(s: Session, schedule: Schedule) -> None:
+    s.delete(schedule)
+    s.flush()
+
+
+def due_schedules(s: Session, at: datetime, limit: int) -> list[int]:
+    """Ids of the schedules not paused whose next fire time is at or before ``at``, the most
+    overdue first (by the index on next_fire_at)."""
+    return list(s.scalars(select(Schedule.id).where(Schedule.next_fire_at <= at, Schedule.paused.is_(False))
+                          .order_by(Schedule.next_fire_at, Schedule.id).limit(limit)))
+
+
+def next_due(s: Session) -> datetime | None:
+    """The soonest fire time of any schedule not paused."""
+    return s.scalar(select(func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False)))
+
+
+def add_decision(s: Session, schedule_id: int, fire_at: datetime, decision: str, *, pipeline_id: int | None = None,
+                 reason: str = "", scheduler: str, at: datetime | None = None) -> None:
+    """Record the decision for one fire time. A second decision for it fails on the unique key
+    (an IntegrityError): the caller's transaction, run and all, must go."""
+    s.execute(insert(ScheduleDecision).values(schedule_id=schedule_id, fire_at=fire_at, decision=decision,
+                                              pipeline_id=pipeline_id, reason=reason, decided_at=at or now(),
+                                              scheduler=scheduler))
+
+
+def decided_times(s: Session, schedule_id: int, since: datetime, until: datetime) -> set[datetime]:
+    """The fire times in [since, until] a schedule has a decision for."""
+    return set(s.scalars(select(ScheduleDecision.fire_at).where(
+        ScheduleDecision.schedule_id == schedule_id, ScheduleDecision.fire_at >= since,
+        ScheduleDecision.fire_at <= until)))
+
+
+def schedule_history(s: Session, schedule_id: int, limit: int | None = None) -> list[ScheduleDecision]:
+    q = (select(ScheduleDecision).where(ScheduleDecision.schedule_id == schedule_id)
+         .order_by(ScheduleDecision.fire_at.desc()))
+    if limit is not None:
+        q = q.limit(limit)
+    return list(s.scalars(q))
+
+
+def running_runs_of_schedule(s: Session, schedule: str) -> list[int]:
+    """Ids of the running runs a schedule made, oldest first (by the index on (schedule, state))."""
+    return list(s.scalars(select(Pipeline.id).where(Pipeline.schedule == schedule, Pipeline.state == P.RUNNING)
+                          .order_by(Pipeline.id)))
 
 
 def find_pools(s: Session, names: Iterable[str], *, lock: bool = False) -> dict[str, Pool]:

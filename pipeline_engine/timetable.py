@@ -143,6 +143,35 @@ class Timetable:
             last = moment
             yield moment
 
+    def latest(self, since: datetime, until: datetime, limit: int) -> tuple[list[datetime], bool]:
+        """The most recent ``limit`` fire times in ``[since, until]``, oldest first, and whether
+        there are more before them: what a scheduler reads after downtime, however long, without
+        walking every fire time since."""
+        since, until = max(since.astimezone(UTC), self.start), until.astimezone(UTC)
+        if self.end is not None and until >= self.end:
+            until = self.end - timedelta(microseconds=1)
+        if until < since:
+            return [], False
+        if self.every is not None:
+            first = -((self.start - since) // self.every)  # the first k with start + k × every >= since
+            last = (until - self.start) // self.every
+            ks = range(max(first, last - limit + 1), last + 1)
+            return [self.start + k * self.every for k in ks], last - first + 1 > limit
+        # walking back from a wall-clock time later than any that fires by ``until`` (clocks
+        # have not fallen back by more than 3 hours)
+        wall = (until + timedelta(hours=3)).astimezone(self.tz).replace(tzinfo=None)
+        out: list[datetime] = []
+        for local in CronSim(self.cron, wall, reverse=True):
+            moment = instant(local, self.tz)
+            if moment > until or out and moment == out[-1]:
+                continue
+            if moment < since:
+                return out[::-1], False
+            if len(out) == limit:
+                return out[::-1], True
+            out.append(moment)
+        return out[::-1], False
+
     def next(self, after: datetime, count: int = 1) -> list[datetime]:
         """The first ``count`` fire times after ``after``."""
         out = []

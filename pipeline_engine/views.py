@@ -141,6 +141,9 @@ class RunStart:
     started_by: str | None = None
     #: the process that runs it alone; None: any worker
     owner: str | None = None
+    trigger: str = "manual"
+    schedule: str | None = None
+    fire_at: datetime | None = None
 
     def summary(self) -> RunSummary:
         """The run as it was just created (what reading it back at once would give)."""
@@ -148,7 +151,8 @@ class RunStart:
                   if names}
         return RunSummary(id=self.id, graph=self.graph, name=self.name, state="running", started_at=self.started_at,
                           finished_at=None, counts=counts, owner=self.owner, version=self.version,
-                          started_by=self.started_by)
+                          started_by=self.started_by, trigger=self.trigger, schedule=self.schedule,
+                          fire_at=self.fire_at)
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,11 @@ class RunSummary:
     version: int = 1
     #: who started it: an API token's name, ``cli:USER@HOST``... (None: a run made before 0010)
     started_by: str | None = None
+    #: how it came to be: manual, api, schedule, backfill
+    trigger: str = "manual"
+    #: the schedule that made it, and the fire time it was made for
+    schedule: str | None = None
+    fire_at: datetime | None = None
 
     @property
     def for_workers(self) -> bool:
@@ -201,7 +210,8 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "graph": self.graph, "version": self.version, "name": self.name, "state": self.state,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "counts": self.counts,
-                "started_by": self.started_by}
+                "started_by": self.started_by, "trigger": self.trigger, "schedule": self.schedule,
+                "fire_at": _iso(self.fire_at)}
 
 
 @dataclass(frozen=True)
@@ -308,3 +318,58 @@ class RunChanges:
     counts: dict[str, int] | None
     #: when this was read (this process's clock, as the writers' changes are)
     at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A schedule as ``schedule list`` shows it (instants in UTC)."""
+
+    name: str
+    graph: str
+    cron: str | None
+    every: str | None
+    timezone: str
+    parameters: dict[str, Any]
+    catchup: str
+    max_catchup: int
+    overlap: str
+    start: datetime | None
+    end: datetime | None
+    paused: bool
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "graph": self.graph, "cron": self.cron, "every": self.every,
+                "timezone": self.timezone, "parameters": self.parameters, "catchup": self.catchup,
+                "max_catchup": self.max_catchup, "overlap": self.overlap, "start": _iso(self.start),
+                "end": _iso(self.end), "paused": self.paused, "next_fire_at": _iso(self.next_fire_at),
+                "last_fire_at": _iso(self.last_fire_at)}
+
+
+@dataclass(frozen=True)
+class FireTime:
+    """One fire time, in the schedule's zone and in UTC."""
+
+    local: datetime
+    utc: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"local": self.local.isoformat(), "utc": self.utc.isoformat()}
+
+
+@dataclass(frozen=True)
+class DecisionInfo:
+    """What a scheduler decided for one fire time of a schedule."""
+
+    schedule: str
+    fire_at: datetime
+    decision: str
+    run: int | None
+    reason: str
+    decided_at: datetime
+    scheduler: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fire_at": _iso(self.fire_at), "decision": self.decision, "run": self.run, "reason": self.reason,
+                "decided_at": _iso(self.decided_at)}

@@ -365,3 +365,63 @@ ALTER TABLE track ADD COLUMN changed_at DATETIME;
 CREATE INDEX ix_track_pipeline_id_changed_at ON track (pipeline_id, changed_at);
 
 UPDATE pipeline_engine_version SET version_num='0011' WHERE pipeline_engine_version.version_num = '0010';
+
+-- Running upgrade 0011 -> 0012
+
+CREATE TABLE schedule (
+    id INTEGER NOT NULL,
+    name VARCHAR(200) NOT NULL,
+    graph VARCHAR(200) NOT NULL,
+    cron VARCHAR(255),
+    every_seconds INTEGER,
+    timezone VARCHAR(64) NOT NULL,
+    parameters TEXT NOT NULL,
+    catchup VARCHAR(8) NOT NULL,
+    max_catchup INTEGER NOT NULL,
+    overlap VARCHAR(8) NOT NULL,
+    start_at DATETIME NOT NULL,
+    end_at DATETIME,
+    paused BOOLEAN NOT NULL,
+    next_fire_at DATETIME,
+    last_fire_at DATETIME,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    CONSTRAINT pk_schedule PRIMARY KEY (id),
+    CONSTRAINT uq_schedule_name UNIQUE (name),
+    CONSTRAINT ck_schedule_ck_schedule_catchup CHECK (catchup IN ('none', 'latest', 'all')),
+    CONSTRAINT ck_schedule_ck_schedule_overlap CHECK (overlap IN ('allow', 'skip', 'queue', 'cancel')),
+    CONSTRAINT ck_schedule_ck_schedule_cron_or_every CHECK ((cron IS NULL) <> (every_seconds IS NULL)),
+    CONSTRAINT ck_schedule_ck_schedule_max_catchup CHECK (max_catchup >= 1)
+);
+
+CREATE INDEX ix_schedule_next_fire_at ON schedule (next_fire_at);
+
+CREATE INDEX ix_schedule_graph ON schedule (graph);
+
+CREATE TABLE schedule_decision (
+    id INTEGER NOT NULL,
+    schedule_id INTEGER NOT NULL,
+    fire_at DATETIME NOT NULL,
+    decision VARCHAR(16) NOT NULL,
+    pipeline_id INTEGER,
+    reason TEXT NOT NULL,
+    decided_at DATETIME NOT NULL,
+    scheduler VARCHAR(255) NOT NULL,
+    CONSTRAINT pk_schedule_decision PRIMARY KEY (id),
+    CONSTRAINT fk_schedule_decision_schedule_id_schedule FOREIGN KEY(schedule_id) REFERENCES schedule (id) ON DELETE CASCADE,
+    CONSTRAINT fk_schedule_decision_pipeline_id_pipeline FOREIGN KEY(pipeline_id) REFERENCES pipeline (id) ON DELETE SET NULL,
+    CONSTRAINT uq_schedule_decision_schedule_id_fire_at UNIQUE (schedule_id, fire_at),
+    CONSTRAINT ck_schedule_decision_ck_schedule_decision_decision CHECK (decision IN ('created', 'skipped', 'queued', 'missed', 'refused'))
+);
+
+CREATE INDEX ix_schedule_decision_pipeline_id ON schedule_decision (pipeline_id);
+
+ALTER TABLE pipeline ADD COLUMN "trigger" VARCHAR(16);
+
+ALTER TABLE pipeline ADD COLUMN schedule VARCHAR(200);
+
+ALTER TABLE pipeline ADD COLUMN fire_at DATETIME;
+
+CREATE INDEX ix_pipeline_schedule_state ON pipeline (schedule, state);
+
+UPDATE pipeline_engine_version SET version_num='0012' WHERE pipeline_engine_version.version_num = '0011';

@@ -77,6 +77,18 @@ def test_start_and_end_bound_the_fire_times():
         parse_cron("0 0 30 2 *")
 
 
+@pytest.mark.parametrize("cron, every", [("*/15 * * * *", None), ("30 2 * * *", None), (None, "15m"), (None, "7s")])
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "Australia/Lord_Howe"])
+def test_the_latest_fire_times_are_the_forward_ones_however_far_back(cron, every, tz):
+    t = table(cron, tz, every, start=utc(2026, 3, 1, 0, 7))
+    since, until = utc(2026, 3, 27), utc(2026, 4, 6)  # Berlin and Lord Howe change clocks in between
+    forward = t.between(since, until + timedelta(microseconds=1))
+    assert t.latest(since, until, 10) == (forward[-10:], len(forward) > 10)
+    assert t.latest(since, until, len(forward)) == (forward, False)
+    assert t.latest(utc(2025, 1, 1), utc(2026, 2, 1), 5) == ([], False)  # before its start
+    assert t.latest(forward[3], forward[3], 5) == ([forward[3]], False)  # both ends count
+
+
 @pytest.mark.parametrize("name, fields", [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@weekly", "0 0 * * 0"),
                                           ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *")])
 def test_named_expressions(name, fields):

@@ -14,6 +14,7 @@ from pipeline_engine import logfiles, service
 from pipeline_engine.api import auth
 from pipeline_engine.api.system import NAME_PATTERN, Version, errors
 from pipeline_engine.errors import SecretsNeedOwnerError
+from pipeline_engine.schedules import Trigger
 from pipeline_engine.states import TRACK_FINISHED, PipelineState, TrackState
 from pipeline_engine.views import RunSummary
 
@@ -52,12 +53,13 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
     db, worker = request.app.state.db, request.app.state.worker
     try:
         if idempotency_key is None:
-            run = service.start_run(db, name, body.parameters, name=body.name, version=body.version, detach=True)
+            run = service.start_run(db, name, body.parameters, name=body.name, version=body.version, detach=True,
+                                    trigger=Trigger.API)
             return _created(response, run.id, 201, run.summary())
         digest = hashlib.sha256(simplejson.dumps({"graph": name, "body": body.model_dump()},
                                                  sort_keys=True).encode()).hexdigest()
         run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
-                                                 name=body.name, version=body.version)
+                                                 name=body.name, version=body.version, trigger=Trigger.API)
     except SecretsNeedOwnerError as exc:
         if worker is None:
             raise SecretsNeedOwnerError(
@@ -71,7 +73,7 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
                                         " have to keep the request, secrets and all)", names=exc.names) from None
         # this process's worker owns the run: the secrets stay in its memory, as with `run`
         run = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
-                                owner=worker.name)
+                                owner=worker.name, trigger=Trigger.API)
         worker.hand_in(run)
         return _created(response, run.id, 201, run.summary())
     return _created(response, run_id, 201 if created else 200, service.show_run(db, run_id, limit=0, output=False))

@@ -17,6 +17,7 @@ from pipeline_engine.db import Database
 from pipeline_engine.errors import (GraphError, GraphStatusError, IdempotencyKeyError, NotFoundError, ParameterError,
                                     RunStateError, SecretsNeedOwnerError)
 from pipeline_engine.models import Graph, Track, Vertex
+from pipeline_engine.schedules import Trigger
 from pipeline_engine.service._base import _after_bulk, _audit, _fit, _write
 from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clashes
 from pipeline_engine.service.operations import _worker_alive
@@ -90,7 +91,7 @@ def _refuse_oversized(rendered: Mapping[str, rendering.Rendered]) -> None:
 
 def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
               name: str | None = None, workers: int | None = None, owner: str | None = None,
-              detach: bool = False, version: int | None = None) -> RunStart:
+              detach: bool = False, version: int | None = None, trigger: str = Trigger.MANUAL) -> RunStart:
     """Create a run of a sealed graph, its newest sealed version unless ``version``
     names another sealed one: every vertex's inputs are resolved and validated first
     (a missing or bad input is a ParameterError and nothing is written), then the pipeline and
@@ -106,7 +107,7 @@ def start_run(db: Database, graph: str, parameters: Mapping[str, Any] | list[str
     checked (a positive integer) but not stored, since the worker that runs it decides."""
     with _write(db) as s:
         run = create_run(s, graph, parameters, name=name, workers=workers, owner=owner, detach=detach,
-                         version=version)
+                         version=version, trigger=trigger)
     _after_bulk(db, len(run.pending) + len(run.waiting), Track)
     return run
 
@@ -120,7 +121,8 @@ class _Lost(Exception):
 
 
 def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | None, *, key: str, digest: str,
-                   name: str | None = None, version: int | None = None) -> tuple[int, bool]:
+                   name: str | None = None, version: int | None = None,
+                   trigger: str = Trigger.MANUAL) -> tuple[int, bool]:
     """``start_run`` (detached) under an idempotency key of the current actor: the same ``key``
     with the same request (``digest``) within a day gives the run it started then, and a new
     one is not started; with another request it is an IdempotencyKeyError. Returns (run id,
@@ -145,7 +147,7 @@ def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | Non
                 return found, False
             if row is not None:  # older than the window: the key starts afresh
                 store.delete_idempotency(s, row)
-            run = create_run(s, graph, parameters, name=name, version=version, detach=True)
+            run = create_run(s, graph, parameters, name=name, version=version, detach=True, trigger=trigger)
             try:
                 with s.begin_nested():
                     store.add_idempotency(s, actor, key, digest, run.id)
@@ -164,7 +166,8 @@ def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | Non
 
 def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
                name: str | None = None, workers: int | None = None, owner: str | None = None,
-               detach: bool = False, version: int | None = None) -> RunStart:
+               detach: bool = False, version: int | None = None, trigger: str = Trigger.MANUAL,
+               schedule: str | None = None, fire_at: datetime | None = None) -> RunStart:
     """``start_run`` inside the caller's transaction (``s``): a scheduler creates a run with the
     schedule's advance, a sub-graph vertex its child with the parent's step, each atomically. On
     an error nothing is written by it; the caller's transaction is the caller's to end."""
@@ -207,10 +210,11 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
     started_by = actors.current()
     pipeline = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
                                      owner=None if detach else owner, secret_inputs=bool(secret_names),
-                                     started_by=started_by)
+                                     started_by=started_by, trigger=str(trigger), schedule=schedule, fire_at=fire_at)
     _audit(s, "run.start", pipeline.id, f"graph '{graph}' version {g.version}")
     return RunStart(id=pipeline.id, graph=graph, name=name, version=g.version, started_at=pipeline.started_at,
-                    started_by=started_by, owner=pipeline.owner,
+                    started_by=started_by, owner=pipeline.owner, trigger=str(trigger), schedule=schedule,
+                    fire_at=fire_at,
                     pending=[v.name for v in rows if indegree[v.name] == 0],
                     waiting=[v.name for v in rows if indegree[v.name] > 0], rendered=rendered,
                     secrets=sorted({str(values[v][n]) for v, schema in schemas.items()
@@ -245,7 +249,8 @@ def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int
                        state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
                        tracks=tracks, total=sum(counts.values()), parameters=dict(pipeline.params or {}),
-                       owner=pipeline.owner, worker_alive=_worker_alive(s), started_by=pipeline.started_by)
+                       owner=pipeline.owner, worker_alive=_worker_alive(s), started_by=pipeline.started_by,
+                       **_origin(pipeline))
 
 
 def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
@@ -275,8 +280,14 @@ def list_runs(db: Database, *, graph: str | None = None, state: str | None = Non
         counts = store.counts_by_run(s, [p.id for p, _, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
                            finished_at=p.finished_at, counts=counts[p.id], owner=p.owner, version=v,
-                           started_by=p.started_by)
+                           started_by=p.started_by, **_origin(p))
                 for p, g, v in page]
+
+
+def _origin(pipeline) -> dict[str, Any]:
+    """How a run came to be (a run made before 0012 was started by hand)."""
+    return {"trigger": pipeline.trigger or str(Trigger.MANUAL), "schedule": pipeline.schedule,
+            "fire_at": pipeline.fire_at}
 
 
 # --- runs after their start: workers, cancel, retry, resume -------------------------------------
