@@ -708,9 +708,11 @@ def cancel_cmd(ctx: Context, run_id: int, wait: float) -> None:
 @click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
               help="Serve this worker's figures for Prometheus on PORT (/metrics; address $PIPELINE_ENGINE_BIND,"
                    " default 127.0.0.1).")
+@click.option("--scheduler", "with_scheduler", is_flag=True,
+              help="Also take the schedules' decisions (as `pipeline-engine scheduler` does).")
 @pass_ctx
 def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, lease: float | None,
-               grace: float | None, poll: float | None, metrics_port: int | None) -> None:
+               grace: float | None, poll: float | None, metrics_port: int | None, with_scheduler: bool) -> None:
     """Execute the tracks of every run nobody owns (`run --detach`, `retry --detach`) until
     stopped. Several workers, here or on other machines, share one database. Ctrl-C or SIGTERM
     stops claiming and lets running tracks finish (--grace); a second one terminates them."""
@@ -734,7 +736,12 @@ def worker_cmd(ctx: Context, concurrency: int | None, worker_name_: str | None, 
                                    f"{metrics_port}: {exc.strerror}") from None
         click.echo(f"worker {engine.name}: metrics at http://{ctx.settings.bind}:{metrics_port}/metrics", err=True)
     click.echo(f"worker {engine.name} started: concurrency {concurrency}, lease {lease:g} s", err=True)
-    engine.serve()
+    scheduler = _start_scheduler(ctx) if with_scheduler else None
+    try:
+        engine.serve()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
     click.echo(f"worker {engine.name} stopped", err=True)
 
 
@@ -915,6 +922,23 @@ def schedule_delete(ctx: Context, name: str) -> None:
     click.echo(f"schedule '{name}' deleted")
 
 
+def _told(d) -> None:
+    click.echo(f"schedule '{d.schedule}' {d.fire_at.isoformat()}: {d.decision}" + (f" run {d.run}" if d.run else "")
+               + (f" ({d.reason})" if d.reason else ""), err=True)
+
+
+def _start_scheduler(ctx: Context, tick: float = 1.0):
+    """A scheduler in a thread of this process (``serve``, ``worker --scheduler``)."""
+    import threading
+
+    from pipeline_engine.runner import worker_name
+    from pipeline_engine.scheduler import Scheduler
+
+    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told)
+    threading.Thread(target=engine.run, name="scheduler", daemon=True).start()
+    return engine
+
+
 @cli.command("scheduler")
 @click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between looks for due fire times.")
@@ -928,11 +952,7 @@ def scheduler_cmd(ctx: Context, tick: float, once: bool) -> None:
     from pipeline_engine.runner import worker_name
     from pipeline_engine.scheduler import Scheduler
 
-    def told(d) -> None:
-        click.echo(f"schedule '{d.schedule}' {d.fire_at.isoformat()}: {d.decision}"
-                   + (f" run {d.run}" if d.run else "") + (f" ({d.reason})" if d.reason else ""))
-
-    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=told)
+    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told)
     if once:
         engine.look()
         return
@@ -1008,13 +1028,16 @@ def _show_ended(event) -> None:
 @click.option("--no-worker", is_flag=True, help="Serve the API only; `pipeline-engine worker` processes run the runs.")
 @click.option("--public-metrics", is_flag=True,
               help="Answer /metrics without a token (env PIPELINE_ENGINE_PUBLIC_METRICS).")
+@click.option("--no-scheduler", is_flag=True, help="Take no schedule's decisions (`pipeline-engine scheduler`"
+                                                   " processes do).")
 @_GRACE
 @pass_ctx
 def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int | None, no_worker: bool,
-              public_metrics: bool, grace: float | None) -> None:
-    """Serve the HTTP API (docs at /api/docs) and run a worker in the same process. With no API
-    token yet, it makes an admin token and prints it once. SIGTERM or Ctrl-C stops the server,
-    then the worker: running tracks get --grace seconds; a second signal ends them."""
+              public_metrics: bool, no_scheduler: bool, grace: float | None) -> None:
+    """Serve the HTTP API (docs at /api/docs), and run a worker and a scheduler in the same
+    process. With no API token yet, it makes an admin token and prints it once. SIGTERM or
+    Ctrl-C stops the server, then the worker: running tracks get --grace seconds; a second
+    signal ends them."""
     from pipeline_engine.api.server import serve
 
     settings = ctx.settings
@@ -1029,9 +1052,15 @@ def serve_cmd(ctx: Context, host: str | None, port: int | None, concurrency: int
                         log_dir=ctx.log_dir, on_stop=lambda message: click.echo(f"worker {worker.name} {message}",
                                                                                  err=True))
     ctx.db.ensure_schema()
-    status = serve(ctx.db, host=host or settings.bind, port=settings.port if port is None else port, body_limit=settings.body_limit,
-                   logs=settings.logs, worker=worker, say=lambda text: click.echo(text, err=True),
-                   public_metrics=public_metrics or settings.public_metrics)
+    scheduler = None if no_scheduler else _start_scheduler(ctx)
+    try:
+        status = serve(ctx.db, host=host or settings.bind, port=settings.port if port is None else port,
+                       body_limit=settings.body_limit, logs=settings.logs, worker=worker,
+                       say=lambda text: click.echo(text, err=True),
+                       public_metrics=public_metrics or settings.public_metrics)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
     click.echo("server stopped", err=True)
     sys.exit(status)
 

@@ -48,6 +48,18 @@ class Plan:
     succs: dict[int, list[int]]
     #: the run is this worker's own (``run``, ``resume``, ``retry``): it finishes it itself
     owned: bool
+    #: the graph's name, and the fire time of a scheduled run (for the attempts' environment)
+    graph: str = ""
+    fire_at: datetime | None = None
+
+
+def context(plan: Plan, vertex: str, attempt: int) -> dict[str, str]:
+    """What an attempt's processes learn of it from their environment (over the vertex's own
+    ``env``): the run's id, graph, vertex, attempt number, and a scheduled run's fire time
+    (ISO 8601, UTC; empty for a run that was not scheduled)."""
+    return {"PIPELINE_ENGINE_RUN_ID": str(plan.pipeline_id), "PIPELINE_ENGINE_GRAPH": plan.graph,
+            "PIPELINE_ENGINE_VERTEX": vertex, "PIPELINE_ENGINE_ATTEMPT": str(attempt),
+            "PIPELINE_ENGINE_FIRE_AT": plan.fire_at.isoformat().replace("+00:00", "Z") if plan.fire_at else ""}
 
 
 def _render(job: Job) -> rendering.Rendered:
@@ -99,7 +111,8 @@ class Plans:
     # --- plans ----------------------------------------------------------------------------------
 
     def add(self, pipeline_id: int, rows: Sequence, edges: Sequence[tuple[str, str]], *,
-            run: RunStart | None = None, owned: bool = False, stamp: datetime | None = None) -> Plan:
+            run: RunStart | None = None, owned: bool = False, stamp: datetime | None = None, graph: str = "",
+            fire_at: datetime | None = None) -> Plan:
         """The plan of a pipeline from its track rows (``store.plan_rows``) and its graph's edges.
         Without ``run`` (a run nobody owns: no secrets) scripts are rendered when they run. An
         owned run's pending tracks join the queues (``stamp``: now, for retries that wait)."""
@@ -110,7 +123,7 @@ class Plans:
                           None if run is not None else (r.script, r.schema, r.values),
                           r.retry_delay or 0.0, r.retry_backoff or 1.0, r.cwd, r.env or {}) for r in rows}
         plan = Plan(pipeline_id, run.rendered if run is not None else {}, run.secrets if run is not None else [],
-                    jobs, succs, owned)
+                    jobs, succs, owned, graph, fire_at)
         self.plans[pipeline_id] = plan
         self.jobs.update(jobs)
         for r in rows:
@@ -136,7 +149,8 @@ class Plans:
         succ_rank = max((self.rank(t) for t in job.successors), default=None)
         return Attempt(track_id, attempt, job.pipeline_id, job.vertex, self.rank(track_id),
                        (lambda: rendered) if rendered is not None else (lambda: _render(job)),
-                       timeout=job.timeout, cwd=job.cwd, env=job.env, secrets=plan.secrets,
+                       timeout=job.timeout, cwd=job.cwd, env={**job.env, **context(plan, job.vertex, attempt)},
+                       secrets=plan.secrets,
                        log_path=None if log_dir is None else log_path(log_dir, job.pipeline_id, job.vertex),
                        successors_rank=succ_rank)
 

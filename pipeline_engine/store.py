@@ -977,8 +977,10 @@ def adopt_pipeline(s: Session, pipeline_id: int, owner_before: str | None, owner
     return done
 
 
-def pipeline_graph(s: Session, pipeline_id: int) -> int | None:
-    return s.scalar(select(Pipeline.graph_id).where(Pipeline.id == pipeline_id))
+def pipeline_graph(s: Session, pipeline_id: int):
+    """(graph id, graph name, fire time) of a pipeline, or None."""
+    return s.execute(select(Pipeline.graph_id, Graph.name, Pipeline.fire_at).join(Graph, Graph.id == Pipeline.graph_id)
+                     .where(Pipeline.id == pipeline_id)).one_or_none()
 
 
 def pipeline_owner(s: Session, pipeline_id: int) -> str | None:

@@ -227,9 +227,10 @@ class Worker:
         """Read what running a pipeline's tracks needs: one light row per track and the edges."""
         with self.db.transaction(write=False) as s:
             rows = store.plan_rows(s, pipeline_id)
-            graph_id = store.pipeline_graph(s, pipeline_id)
-            edges = store.edge_names(s, graph_id) if rows else []
-        return self.plans.add(pipeline_id, rows, edges, run=run, owned=owned, stamp=store.now())
+            origin = store.pipeline_graph(s, pipeline_id)
+            edges = store.edge_names(s, origin.graph_id) if rows else []
+        return self.plans.add(pipeline_id, rows, edges, run=run, owned=owned, stamp=store.now(),
+                              graph=origin.name if origin else "", fire_at=origin.fire_at if origin else None)
 
     def _evict(self, in_flight: dict[int, int], keep: int | None = None) -> None:
         """Forget the runs that ended without this worker finishing them (another worker did,

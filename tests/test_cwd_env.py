@@ -126,3 +126,28 @@ def test_bad_cwd_and_env_through_the_cli_and_the_api(db, cli, tmp_path, unchange
             service.add_vertex(db, "api", "v", "true", env={"LD_LIBRARY_PATH": "/x"})
         with pytest.raises(GraphError, match="vertex 'v': env X is not valid UTF-8 text"):
             service.add_vertex(db, "api", "v", "true", env={"X": "\udcff"})
+
+
+def test_an_attempts_processes_learn_their_run_graph_vertex_attempt_and_fire_time(db, tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from pipeline_engine import schedules
+    from pipeline_engine.runner import Worker
+
+    monkeypatch.setenv("PIPELINE_ENGINE_FIRE_AT", "leaked")  # the worker's own settings never reach a script
+    said = tmp_path / "said"
+    script = (f'echo "$PIPELINE_ENGINE_RUN_ID $PIPELINE_ENGINE_GRAPH $PIPELINE_ENGINE_VERTEX $PIPELINE_ENGINE_ATTEMPT'
+              f' [$PIPELINE_ENGINE_FIRE_AT]" >> {said}; test -f {tmp_path}/again || {{ touch {tmp_path}/again; exit 1; }}')
+    state, _ = _run(db, {"name": "who-am-i", "vertices": [{"name": "me", "script": script, "retries": 1}]})
+    run = service.list_runs(db)[0].id
+    assert state == "succeeded"
+    assert said.read_text().splitlines() == [f"{run} who-am-i me 1 []", f"{run} who-am-i me 2 []"]
+    # a scheduled run's attempts also learn the fire time it was made for
+    said.unlink()
+    fire = datetime(2026, 6, 1, 2, 30, tzinfo=timezone.utc)
+    service.add_schedule(db, schedules.spec_from("nightly", "who-am-i", cron="30 2 * * *", start=fire))
+    (decision,) = service.decide_due(db, scheduler="t", now=fire)
+    worker = Worker(db, concurrency=1)
+    worker.adopt(service.load_run(db, decision.run))
+    assert worker.run(decision.run) == "succeeded"
+    assert said.read_text().splitlines() == [f"{decision.run} who-am-i me 1 [2026-06-01T02:30:00Z]"]

@@ -277,3 +277,35 @@ def test_three_schedulers_one_killed_decide_every_fire_time_exactly_once(db, db_
     late = max(d.decided_at - d.fire_at for d in got)
     assert late < timedelta(seconds=2), late
     assert len({d.scheduler for d in got}) >= 2  # they shared the work
+
+
+def test_serve_and_worker_scheduler_take_the_decisions_and_run_them(db, db_url, tmp_path):
+    from conftest import Server, wait_for
+
+    report(db)
+    add(db, every="1s", catchup="none", overlap="allow")
+    quiet = Server(db_url, tmp_path / "quiet.log", "--no-scheduler", "--no-worker")
+    try:
+        time.sleep(2.5)
+        assert service.schedule_history(db, "nightly", None) == []  # nobody decides
+    finally:
+        quiet.stop()
+    server = Server(db_url, tmp_path / "serve.log")
+    try:
+        wait_for(lambda: any(r.state == "succeeded" for r in service.list_runs(db)), 30, "a scheduled run to run")
+    finally:
+        assert server.stop() == 0
+    assert "schedule 'nightly'" in server.text() and ": created run " in server.text()
+    service.pause_schedule(db, "nightly")
+    service.add_schedule(db, schedules.spec_from("other", "report", every="1s", catchup="none",
+                                                 parameters={"day": "x", "rows": 1}))
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", "--scheduler"],
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: any(r.state == "succeeded" and r.schedule == "other" for r in service.list_runs(db)), 30,
+                 "the worker's scheduler to make a run it runs")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        log.close()
