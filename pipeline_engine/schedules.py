@@ -84,6 +84,10 @@ MAX_CATCHUP_LIMIT = 1000
 FIRE_FIELDS = re.compile(r"\{(fire_at|fire_date|fire_time)\}")
 
 
+#: the keys of a graph file's schedule
+FILE_KEYS = ("name", "cron", "every", "timezone", "parameters", "catchup", "max_catchup", "overlap", "start", "end")
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A schedule as given (a graph file's ``schedules:`` entry, ``schedule add``, the API),
@@ -101,6 +105,20 @@ class ScheduleSpec:
     #: None: when it is created
     start: datetime | None = None
     end: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The graph-file form: what ``spec_from`` reads back as this schedule."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.cron is not None:
+            out["cron"] = self.cron
+        else:
+            out["every"] = timetable.format_every(self.every)
+        out.update(timezone=self.timezone, parameters=dict(self.parameters), catchup=str(self.catchup),
+                   max_catchup=self.max_catchup, overlap=str(self.overlap))
+        for key in ("start", "end"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).isoformat()
+        return out
 
     def timetable(self, start: datetime) -> timetable.Timetable:
         return timetable.Timetable(self.cron, self.every, timetable.zone(self.timezone), self.start or start,

@@ -42,7 +42,7 @@ ENV_ALLOWED = frozenset({"PATH"})
 #: prefixes the engine's own variables use: its settings and marker, and the inputs' PE_<name>
 ENV_RESERVED_PREFIXES = ("PIPELINE_ENGINE_", rendering.ENV_PREFIX)
 
-GRAPH_KEYS = ("name", "description", "vertices", "edges", "pools")
+GRAPH_KEYS = ("name", "description", "vertices", "edges", "pools", "schedules")
 VERTEX_KEYS = ("name", "description", "script", "inputs", "timeout", "retries", "retry_delay", "retry_backoff",
                "priority", "pool", "cwd", "env")
 
@@ -124,6 +124,8 @@ class GraphSpec:
     edges: tuple[tuple[str, str], ...] = ()
     #: pool sizes the graph file sets (name, size), applied when it is imported
     pools: tuple[tuple[str, int], ...] = ()
+    #: the schedules the graph file sets (``schedules.ScheduleSpec``), applied when it is imported
+    schedules: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The graph-file form (YAML or JSON)."""
@@ -134,6 +136,8 @@ class GraphSpec:
             out["pools"] = dict(self.pools)
         out["vertices"] = [v.to_dict() for v in self.vertices]
         out["edges"] = [[t, h] for t, h in self.edges]
+        if self.schedules:
+            out["schedules"] = [x.to_dict() for x in self.schedules]
         return out
 
     def cycle(self) -> list[str] | None:
@@ -449,9 +453,43 @@ def graph_from_dict(data: Any) -> GraphSpec:
         else:
             pairs.add((tail, head))
             edges.append((tail, head))
+    found_schedules = _schedules(data, name, problems)
     if problems:
         err = GraphFileError("\n".join(problems))
         err.problems = problems
         raise err
     return GraphSpec(name=name, description=description, vertices=tuple(vertices), edges=tuple(edges),
-                     pools=tuple(pools))
+                     pools=tuple(pools), schedules=tuple(found_schedules))
+
+
+def _schedules(data: Mapping, graph: Any, problems: list[str]) -> list:
+    """A graph file's ``schedules:``, each checked (its problems added to ``problems``)."""
+    from pipeline_engine import schedules  # it builds on this module
+
+    raw = _given(data, "schedules", [])
+    if not isinstance(raw, list):
+        problems.append("graph: 'schedules' must be a list of schedules")
+        return []
+    out, names = [], set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            problems.append(f"schedules[{i}]: must be a mapping with keys {', '.join(schedules.FILE_KEYS)}")
+            continue
+        unknown = [k for k in entry if k not in schedules.FILE_KEYS]
+        label = f"schedule '{entry['name']}'" if isinstance(entry.get("name"), str) else f"schedules[{i}]"
+        if unknown:
+            problems.append(f"{label}: unknown key {', '.join(inputtypes.shown(k) for k in unknown)}"
+                            f" (allowed: {', '.join(schedules.FILE_KEYS)})")
+            continue
+        try:
+            found = schedules.spec_from(entry.get("name"), graph if isinstance(graph, str) else "graph",
+                                        **{k: v for k, v in entry.items() if k != "name" and v is not None})
+        except PipelineEngineError as exc:
+            problems.append(str(exc))
+            continue
+        if found.name in names:
+            problems.append(f"schedule '{found.name}' is declared twice")
+            continue
+        names.add(found.name)
+        out.append(found)
+    return out

@@ -309,3 +309,67 @@ def test_serve_and_worker_scheduler_take_the_decisions_and_run_them(db, db_url, 
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
         log.close()
+
+
+# --- in graph files -----------------------------------------------------------------------------
+
+FILE = """
+name: report
+vertices:
+  - name: make
+    script: echo {day} {rows}
+    inputs: {day: str, rows: {type: int, max: 1000}}
+schedules:
+  - name: nightly
+    cron: "30 2 * * *"
+    timezone: Europe/Berlin
+    parameters: {day: "{fire_date}", rows: 100}
+    catchup: latest
+    overlap: skip
+  - name: poll
+    every: 15m
+    parameters: {day: today, rows: 1}
+    catchup: all
+    max_catchup: 3
+"""
+
+
+def test_a_graph_files_schedules_are_applied_reported_and_exported_back(db, cli, tmp_path):
+    path = tmp_path / "report.yaml"
+    path.write_text(FILE)
+    code, out, err = cli("graph", "import", str(path), "--seal")
+    assert code == 0, err
+    assert "schedule 'nightly' created" in out + err and "schedule 'poll' created" in out + err
+    listed = {x.name: x for x in service.list_schedules(db)}
+    assert (listed["nightly"].cron, listed["nightly"].timezone, listed["nightly"].parameters) == \
+        ("30 2 * * *", "Europe/Berlin", {"day": "{fire_date}", "rows": 100})
+    assert (listed["poll"].every, listed["poll"].catchup, listed["poll"].max_catchup) == ("15m", "all", 3)
+    code, out, err = cli("graph", "import", str(path), "--seal")  # the same file: nothing to say
+    assert code == 0 and "schedule '" not in out + err
+    path.write_text(FILE.replace('"30 2 * * *"', '"45 3 * * *"'))
+    code, out, err = cli("graph", "import", str(path), "--seal")
+    assert code == 0 and "schedule 'nightly' updated" in out + err and "'poll'" not in out + err
+    code, exported, _ = cli("graph", "export", "report")
+    again = tmp_path / "again.yaml"
+    again.write_text(exported)
+    before = snapshot(db)
+    code, out, err = cli("graph", "import", str(again), "--seal")  # exported, imported: the same
+    assert code == 0 and "schedule '" not in out + err
+    assert {x.name: x for x in service.list_schedules(db)} == {**listed, "nightly": service.show_schedule(db, "nightly")}
+    assert service.show_schedule(db, "nightly").cron == "45 3 * * *"
+    assert {k: v for k, v in snapshot(db).items() if k != "audit"} == {k: v for k, v in before.items() if k != "audit"}
+
+
+@pytest.mark.parametrize("entry, says", [
+    ('{name: n, cron: "61 * * * *"}', "schedule 'n': cron: '61 * * * *': bad minute"),
+    ("{name: n, every: 5m, colour: red}", "schedule 'n': unknown key 'colour'"),
+    ("{name: n, every: 5m}", "input 'day' (str) is required"),
+    ("{name: n, every: 5m, timezone: Nowhere/Land, parameters: {day: x, rows: 1}}", "unknown time zone"),
+])
+def test_a_graph_file_with_a_bad_schedule_imports_nothing(db, cli, tmp_path, entry, says):
+    path = tmp_path / "bad.yaml"
+    path.write_text(FILE.split("schedules:")[0] + f"schedules:\n  - {entry}\n")
+    before = snapshot(db)
+    code, out, err = cli("graph", "import", str(path), "--seal")
+    assert code == 2 and says in err, (out, err)
+    assert snapshot(db) == before

@@ -33,6 +33,14 @@ _VERTEX = {"type": "object", "required": ["name", "script"], "additionalProperti
                 priority={"type": "number"}, pool=_NAME, retry_delay={"type": "number", "minimum": 0},
                 retry_backoff={"type": "number", "minimum": 1}, cwd={"type": "string"},
                 env={"type": "object", "additionalProperties": {"type": "string"}})}}
+_SCHEDULE = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+    "name": _NAME,
+    **_optional(cron={"type": "string"}, every={"type": "string"}, timezone={"type": "string"},
+                parameters={"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                catchup={"type": "string", "enum": ["none", "latest", "all"]},
+                max_catchup={"type": "integer", "minimum": 1, "maximum": 1000},
+                overlap={"type": "string", "enum": ["allow", "skip", "queue", "cancel"]},
+                start={"type": "string"}, end={"type": "string"})}}
 #: the shape of a graph file; what it cannot say (how the shell reader places a script's
 #: placeholders, the inputs' types) the server checks, answering 422 with the problems
 _GRAPH_FILE = {
@@ -45,7 +53,8 @@ _GRAPH_FILE = {
             **_optional(description={"type": "string"},
                         edges={"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2,
                                                           "items": {"type": "string"}}},
-                        pools={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}})}}},
+                        pools={"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                        schedules={"type": "array", "items": _SCHEDULE})}}},
         "application/yaml": {"schema": {}},
     },
 }

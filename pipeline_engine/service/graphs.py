@@ -424,6 +424,7 @@ def _import(s: Session, target: str, spec: GraphSpec, *, check: bool, seal: bool
     newest = store.find_graph(s, target, lock=True)
     notes = _apply_pools(s, spec, apply_pools)
     if newest is not None and newest.status == GraphStatus.SEALED and diff.same(_spec(s, newest), spec):
+        notes += _apply_schedules(s, spec, target)
         if notes:
             _audit(s, "graph.import", target, "unchanged; " + "; ".join(notes))
         return dataclasses.replace(_info(s, newest), notes=tuple(notes), unchanged=True)
@@ -444,9 +445,19 @@ def _import(s: Session, target: str, spec: GraphSpec, *, check: bool, seal: bool
         store.set_status(s, graph, GraphStatus.CHECKED.value)
     if seal:
         store.set_status(s, graph, GraphStatus.SEALED.value)
+    notes += _apply_schedules(s, spec, target)
     info = _info_counts(s, graph, len(spec.vertices), len(spec.edges))
     _audit(s, "graph.import", target, "; ".join([f"version {graph.version}, {graph.status}", *notes]))
     return dataclasses.replace(info, notes=tuple(notes), warnings=tuple(warnings))
+
+
+def _apply_schedules(s: Session, spec: GraphSpec, target: str) -> list[str]:
+    """Create or update the file's schedules (for the graph it is imported as), line by line
+    as for pools. A schedule the file no longer names is left as it is."""
+    from pipeline_engine.service.schedules import put_schedule  # it starts runs of graphs
+
+    notes = [put_schedule(s, dataclasses.replace(x, graph=target)) for x in spec.schedules]
+    return [n for n in notes if not n.endswith(" unchanged")]
 
 
 def _apply_pools(s: Session, spec: GraphSpec, apply: bool) -> list[str]:
@@ -475,4 +486,7 @@ def export_graph(db: Database, name: str, fmt: str = "yaml", *, version: int | N
     gives the same definition back."""
     if fmt not in graphfile.FORMATS:
         raise GraphError(f"unknown format {fmt!r} (use one of: {', '.join(graphfile.FORMATS)})")
-    return graphfile.dumps(show_graph(db, name, version=version).spec, fmt)
+    from pipeline_engine.service.schedules import schedule_specs
+
+    spec = show_graph(db, name, version=version).spec
+    return graphfile.dumps(dataclasses.replace(spec, schedules=tuple(schedule_specs(db, name))), fmt)

@@ -95,7 +95,7 @@ def add_schedule(db: Database, spec: ScheduleSpec) -> ScheduleInfo:
             raise AlreadyExistsError(f"schedule '{spec.name}' exists: change it with the graph file, or delete it"
                                      " first")
         _refuse_unready(spec)
-        start = spec.start or store.now()
+        start = spec.start or store.now().replace(microsecond=0)
         _fillable(s, spec, start)
         row = store.add_schedule(s, name=spec.name, paused=False, **_fields(spec, start, start))
         _audit(s, "schedule.add", spec.name, f"graph '{spec.graph}'")
@@ -107,24 +107,37 @@ def put_schedule(s: Session, spec: ScheduleSpec) -> str:
     returns what was done, in words. An update keeps the schedule's history and its pause; its
     next fire time is computed again from now."""
     _refuse_unready(spec)
-    now = store.now()
+    now = store.now().replace(microsecond=0)
     row = store.find_schedule(s, spec.name, lock=True)
     start = spec.start or (row.start_at if row is not None else now)
     _fillable(s, spec, start)
     # a new schedule's first fire time is at its start; a changed one's the first from now
     # (or from a start given anew: the fire times since then that were not decided are due)
-    fields = _fields(spec, start, spec.start or (now if row is not None else start))
+    moved = spec.start is not None and (row is None or spec.start != row.start_at)
+    fields = _fields(spec, start, spec.start if moved else now if row is not None else start)
     if row is None:
         store.add_schedule(s, name=spec.name, paused=False, **fields)
         return f"schedule '{spec.name}' created"
     if row.graph != spec.graph:
         raise ScheduleError(f"schedule '{spec.name}' belongs to graph '{row.graph}', not '{spec.graph}'")
-    before = _info(row)
-    if spec.start is None and (row.cron, row.every_seconds, row.timezone) == \
+    if not moved and (row.cron, row.every_seconds, row.timezone) == \
             (fields["cron"], fields["every_seconds"], spec.timezone):
         fields["next_fire_at"] = row.next_fire_at  # the same times: nothing undecided is passed over
+    if all(getattr(row, key) == value for key, value in fields.items()):
+        return f"schedule '{spec.name}' unchanged"
     store.update_schedule(s, row, **fields)
-    return f"schedule '{spec.name}' unchanged" if _info(row) == before else f"schedule '{spec.name}' updated"
+    return f"schedule '{spec.name}' updated"
+
+
+def schedule_specs(db: Database, graph: str) -> list[ScheduleSpec]:
+    """A graph's schedules as its graph file gives them (``graph export``)."""
+    with db.transaction(write=False) as s:
+        return [ScheduleSpec(name=r.name, graph=r.graph, cron=r.cron,
+                             every=timedelta(seconds=r.every_seconds) if r.every_seconds is not None else None,
+                             timezone=r.timezone, parameters=dict(r.parameters or {}),
+                             catchup=schedules.CatchUp(r.catchup), max_catchup=r.max_catchup,
+                             overlap=Overlap(r.overlap), start=r.start_at, end=r.end_at)
+                for r in store.list_schedules(s, graph)]
 
 
 def list_schedules(db: Database, graph: str | None = None) -> list[ScheduleInfo]:
