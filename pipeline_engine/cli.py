@@ -826,13 +826,12 @@ def schedule_show(ctx: Context, name: str, as_json: bool) -> None:
     """A schedule, its next fire times and its last decisions."""
     from pipeline_engine import service
 
+    if as_json:
+        _echo_json(service.schedule_detail(ctx.db, name))
+        return
     info = service.show_schedule(ctx.db, name)
     upcoming = service.next_fire_times(ctx.db, name, 5)
     decided = service.schedule_history(ctx.db, name, 5)
-    if as_json:
-        _echo_json({**info.to_dict(), "next": [f.to_dict() for f in upcoming],
-                    "history": [d.to_dict() for d in decided]})
-        return
     import simplejson
 
     for key, value in info.to_dict().items():

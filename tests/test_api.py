@@ -97,6 +97,13 @@ ROLES = {
     ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
     ("GET", "/api/v1/runs/{run_id}/tracks/{vertex}/log"): "viewer",
     ("GET", "/api/v1/events"): "viewer",
+    ("GET", "/api/v1/schedules"): "viewer",
+    ("GET", "/api/v1/schedules/{name}"): "viewer",
+    ("GET", "/api/v1/schedules/{name}/history"): "viewer",
+    ("PUT", "/api/v1/schedules/{name}"): "editor",
+    ("POST", "/api/v1/schedules/{name}/pause"): "operator",
+    ("POST", "/api/v1/schedules/{name}/resume"): "operator",
+    ("DELETE", "/api/v1/schedules/{name}"): "editor",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
@@ -357,6 +364,38 @@ def test_pools_are_set_listed_and_deleted_by_editors(api):
     api.call("PUT", f"/pools/{other}", role="editor", json={"size": 2})
     assert api.call("DELETE", f"/pools/{other}", role="editor").status_code == 204
     error(api.call("DELETE", f"/pools/{other}", role="editor"), 404, "not_found")
+
+
+def test_schedules_are_set_read_paused_and_deleted_as_the_cli_shows_them(api, cli_json):
+    graph, name = unique("g"), unique("s")
+    api.graph(graph)
+    body = {"graph": graph, "cron": "30 2 * * *", "timezone": "Europe/Berlin", "parameters": {"rows": 7}}
+    r = api.call("PUT", f"/schedules/{name}", role="editor", json=body)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert (created["cron"], created["timezone"], created["parameters"], created["overlap"]) == \
+        ("30 2 * * *", "Europe/Berlin", {"rows": 7}, "skip")
+    assert api.call("PUT", f"/schedules/{name}", role="editor", json=body).status_code == 200  # the same again
+    listed = [x for x in api.call("GET", "/schedules", role="viewer").json() if x["name"] == name]
+    assert listed == [created] == [x for x in cli_json(api.server, "schedule", "list", "--json") if x["name"] == name]
+    shown = api.call("GET", f"/schedules/{name}", role="viewer").json()
+    assert shown == cli_json(api.server, "schedule", "show", name, "--json")
+    assert len(shown["next"]) == 5 and set(shown["next"][0]) == {"local", "utc"} and shown["history"] == []
+    assert api.call("GET", f"/schedules/{name}/history", role="viewer").json() == []
+    assert api.call("POST", f"/schedules/{name}/pause", role="operator").json()["paused"] is True
+    assert api.call("POST", f"/schedules/{name}/resume", role="operator").json()["paused"] is False
+    before = state(api.db)
+    for bad, kind in (({**body, "cron": "61 * * * *"}, "validation"), ({**body, "every": "1h"}, "validation"),
+                      ({**body, "timezone": "Mars/Olympus"}, "validation"),
+                      ({**body, "parameters": {"rows": "x"}}, "validation"), ({**body, "parameters": {}}, "validation"),
+                      ({**body, "graph": "ghost"}, "not_found"), ({**body, "colour": "red"}, "validation"),
+                      ({**body, "max_catchup": 0}, "validation")):
+        error(api.call("PUT", f"/schedules/{name}", role="editor", json=bad), 404 if kind == "not_found" else 422,
+              kind)
+    error(api.call("GET", "/schedules/nope", role="viewer"), 404, "not_found")
+    assert state(api.db) == before
+    assert api.call("DELETE", f"/schedules/{name}", role="editor").status_code == 204
+    error(api.call("DELETE", f"/schedules/{name}", role="editor"), 404, "not_found")
 
 
 def test_workers_lists_the_live_workers(api):

@@ -69,6 +69,8 @@ from pipeline_engine.service.schedules import (
     schedule_history,
     decide_due,
     next_due,
+    set_schedule,
+    schedule_detail,
 )
 from pipeline_engine.service.operations import (
     worker_alive,
@@ -156,6 +158,8 @@ __all__ = [
     "schedule_history",
     "decide_due",
     "next_due",
+    "set_schedule",
+    "schedule_detail",
     "run_counts",
     "worker_alive",
     "list_workers",

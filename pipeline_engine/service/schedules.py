@@ -129,6 +129,23 @@ def put_schedule(s: Session, spec: ScheduleSpec) -> str:
     return f"schedule '{spec.name}' updated"
 
 
+def set_schedule(db: Database, spec: ScheduleSpec) -> tuple[ScheduleInfo, bool]:
+    """Create a schedule or change it (``PUT``): (the schedule, whether it was created)."""
+    with _write(db) as s:
+        note = put_schedule(s, spec)
+        if not note.endswith(" unchanged"):
+            _audit(s, "schedule.set", spec.name, note)
+        return _info(_find(s, spec.name)), note.endswith(" created")
+
+
+def schedule_detail(db: Database, name: str, count: int = 5, history: int = 5) -> dict:
+    """A schedule with its next ``count`` fire times and last ``history`` decisions, in the
+    JSON that ``schedule show --json`` and the API give."""
+    info = show_schedule(db, name)
+    return {**info.to_dict(), "next": [f.to_dict() for f in next_fire_times(db, name, count)],
+            "history": [d.to_dict() for d in schedule_history(db, name, history)]}
+
+
 def schedule_specs(db: Database, graph: str) -> list[ScheduleSpec]:
     """A graph's schedules as its graph file gives them (``graph export``)."""
     with db.transaction(write=False) as s:
