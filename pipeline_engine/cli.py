@@ -938,6 +938,52 @@ def _start_scheduler(ctx: Context, tick: float = 1.0):
     return engine
 
 
+@cli.command("backfill")
+@click.argument("graph_name", metavar="GRAPH")
+@click.option("--from", "start", required=True, metavar="ISO", help="The first fire time is at or after this"
+                                                                    " (without an offset: in the zone).")
+@click.option("--to", "end", required=True, metavar="ISO", help="Fire times before this only.")
+@click.option("--schedule", "schedule_name", help="The fire times, zone and parameters of this schedule.")
+@click.option("--cron", help="Or the fire times of this cron expression.")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="With --cron: its zone.")
+@click.option("-p", "--param", "parameters", multiple=True, metavar="KEY=VALUE",
+              help="An input value (over the schedule's); {fire_at}, {fire_date}, {fire_time} are filled in.")
+@click.option("--max-active", type=int, default=1, show_default=True,
+              help="At most this many of its runs at once: the rest are queued, and start as earlier ones end.")
+@click.option("--dry-run", is_flag=True, help="List the fire times and what exists already; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def backfill_cmd(ctx: Context, graph_name: str, start: str, end: str, schedule_name: str | None, cron: str | None,
+                 tz: str, parameters: tuple[str, ...], max_active: int, dry_run: bool, as_json: bool) -> None:
+    """One run of GRAPH per fire time in [--from, --to), oldest first. Running it again makes no
+    run twice. Queued runs are started by any scheduler (serve, worker --scheduler, scheduler)
+    as earlier ones end; this command does it too until none is left queued (Ctrl-C leaves
+    them to the schedulers)."""
+    import time
+
+    from pipeline_engine import service
+
+    result = service.backfill(ctx.db, graph_name, start, end, schedule=schedule_name, cron=cron, timezone=tz,
+                              parameters=_key_values(parameters, "-p"), max_active=max_active, dry_run=dry_run)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        for r in result.runs:
+            what = (f"run {r.run} {r.state}" if r.created else f"exists: run {r.run} ({r.state})" if r.run
+                    else "would be made")
+            click.echo(f"{r.local.isoformat()}  {what}")
+        made = sum(r.created for r in result.runs)
+        click.echo(f"backfill of '{graph_name}': {len(result.runs)} fire time(s), "
+                   + (f"{sum(r.run is None for r in result.runs)} to make (dry run: nothing written)" if dry_run
+                      else f"{made} run(s) made, {len(result.runs) - made} there already"), err=True)
+    queued = {r.run for r in result.runs if r.created and r.state == "queued"}
+    while queued:
+        queued -= set(service.promote_queued(ctx.db))
+        queued = {r for r in queued if service.show_run(ctx.db, r, limit=0).state == "queued"}
+        if queued:
+            time.sleep(1.0)
+
+
 @cli.command("scheduler")
 @click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between looks for due fire times.")

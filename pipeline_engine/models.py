@@ -219,6 +219,8 @@ class Pipeline(Base):
         Index(None, "graph_id", "created_at"),
         Index(None, "state"),
         Index(None, "schedule", "state"),
+        Index(None, "backfill_id", "state"),
+        Index("uq_pipeline_run_key", "run_key", unique=True),
         _NEVER_REUSED,
     )
 
@@ -242,6 +244,10 @@ class Pipeline(Base):
     #: the schedule that made it, by name, and the fire time it was made for
     schedule: Mapped[str | None] = mapped_column(Name)
     fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the backfill that made it
+    backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfill.id", ondelete="SET NULL"))
+    #: a key no other run has (a backfill's run: ``backfill:GRAPH:FIRE_AT``), or None
+    run_key: Mapped[str | None] = mapped_column(String(255))
 
 
 class Pool(Base):
@@ -465,3 +471,24 @@ class ScheduleDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: the scheduler that decided (its name: host:pid:random)
     scheduler: Mapped[str] = mapped_column(String(255))
+
+
+class Backfill(Base):
+    """Runs of a graph for the past fire times of a schedule or a cron expression: one per fire
+    time in [from, to), at most ``max_active`` of them running at once (the rest queued)."""
+
+    __tablename__ = "backfill"
+    __table_args__ = (CheckConstraint("max_active >= 1", name="max_active"), _NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    graph: Mapped[str] = mapped_column(Name)
+    schedule: Mapped[str | None] = mapped_column(Name)
+    cron: Mapped[str | None] = mapped_column(String(255))
+    every_seconds: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict] = mapped_column(JSONText, default=dict)
+    from_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    to_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    max_active: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))

@@ -39,9 +39,10 @@ class Scheduler:
         self.stopping = threading.Event()
 
     def look(self) -> list[DecisionInfo]:
-        """Take every decision due now."""
+        """Take every decision due now, and start the queued runs whose turn has come."""
         decisions = service.decide_due(self.db, scheduler=self.name, now=self.clock() if self.clock else None,
                                        grace=self.grace)
+        service.promote_queued(self.db)
         for d in decisions:
             if self.on_decision is not None:
                 self.on_decision(d)

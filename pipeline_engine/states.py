@@ -44,6 +44,8 @@ class TrackState(str, Enum):
 
 
 class PipelineState(str, Enum):
+    #: made, waiting for its turn (a schedule's previous run, a backfill's room): no track is claimed
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -69,6 +71,7 @@ TRACK_TRANSITIONS: dict[TrackState, frozenset[TrackState]] = {
 
 _P = PipelineState
 PIPELINE_TRANSITIONS: dict[PipelineState, frozenset[PipelineState]] = {
+    _P.QUEUED: frozenset({_P.RUNNING, _P.CANCELLED}),
     _P.RUNNING: frozenset({_P.SUCCEEDED, _P.FAILED, _P.CANCELLED}),
     _P.SUCCEEDED: frozenset(),
     _P.FAILED: frozenset({_P.RUNNING}),
@@ -174,7 +177,9 @@ HEARTBEAT = _move("heartbeat", {_T.RUNNING})
 # --- the store's writes of a run ---------------------------------------------------------------
 #: none of its tracks is unfinished
 FINISH = _move("finish", {_P.RUNNING}, {_P.SUCCEEDED, _P.FAILED})
-CANCEL_RUN = _move("cancel_run", {_P.RUNNING}, {_P.CANCELLED})
+CANCEL_RUN = _move("cancel_run", {_P.RUNNING, _P.QUEUED}, {_P.CANCELLED})
+#: a queued run's turn has come
+START_QUEUED = _move("start_queued", {_P.QUEUED}, {_P.RUNNING})
 #: ``retry`` of a finished run
 RESTART = _move("restart", {_P.FAILED, _P.CANCELLED}, {_P.RUNNING})
 #: ``resume``: a running run changes owner (the state stays)
@@ -183,10 +188,10 @@ ADOPT = _move("adopt", {_P.RUNNING})
 #: every move, by name
 MOVES: dict[str, Move] = {m.name: m for m in (CLAIM, RECORD, RELEASE, UPSTREAM_FAILED, HAND_BACK, TAKE_BACK,
                                               CANCEL_QUEUED, CANCEL_RUNNING, RESET, HEARTBEAT, FINISH, CANCEL_RUN,
-                                              RESTART, ADOPT)}
+                                              START_QUEUED, RESTART, ADOPT)}
 
 
-_PHRASES = {"running": "is running", "succeeded": "has succeeded", "failed": "has failed",
+_PHRASES = {"queued": "is queued", "running": "is running", "succeeded": "has succeeded", "failed": "has failed",
             "cancelled": "was cancelled"}
 
 

@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
-from pipeline_engine.models import (Audit, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Schedule,
+from pipeline_engine.models import (Audit, Backfill, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Schedule,
                                     ScheduleDecision, Token, Track, Vertex, Worker)
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
-                                    RECORD, RELEASE, RESET, RESTART, TAKE_BACK, UPSTREAM_FAILED, GraphStatus, Move)
+                                    RECORD, RELEASE, RESET, RESTART, START_QUEUED, TAKE_BACK, UPSTREAM_FAILED, GraphStatus,
+                                    Move)
 from pipeline_engine.states import PipelineState as P
 from pipeline_engine.states import TrackState as T
 
@@ -329,13 +330,15 @@ def bump(s: Session, graph: Graph) -> None:
 
 def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, tracks: Sequence[dict], *,
                     owner: str | None = None, secret_inputs: bool = False, started_by: str | None = None,
-                    trigger: str | None = None, schedule: str | None = None,
-                    fire_at: datetime | None = None) -> Pipeline:
-    """Insert a running pipeline and its tracks (bulk); returns the pipeline."""
+                    trigger: str | None = None, schedule: str | None = None, fire_at: datetime | None = None,
+                    queued: bool = False, backfill_id: int | None = None, run_key: str | None = None) -> Pipeline:
+    """Insert a running pipeline (``queued``: one waiting its turn) and its tracks (bulk);
+    returns the pipeline. A ``run_key`` another run has fails on its unique index."""
     stamp = now()
-    pipeline = Pipeline(graph_id=graph_id, name=name, state=P.RUNNING, params=params, created_at=stamp,
-                        started_at=stamp, owner=owner, secret_inputs=secret_inputs, started_by=started_by,
-                        trigger=trigger, schedule=schedule, fire_at=fire_at)
+    pipeline = Pipeline(graph_id=graph_id, name=name, state=P.QUEUED if queued else P.RUNNING, params=params,
+                        created_at=stamp, started_at=None if queued else stamp, owner=owner,
+                        secret_inputs=secret_inputs, started_by=started_by, trigger=trigger, schedule=schedule,
+                        fire_at=fire_at, backfill_id=backfill_id, run_key=run_key)
     s.add(pipeline)
     s.flush()
     if tracks:
@@ -881,10 +884,61 @@ def schedule_history(s: Session, schedule_id: int, limit: int | None = None) -> 
     return list(s.scalars(q))
 
 
-def running_runs_of_schedule(s: Session, schedule: str) -> list[int]:
-    """Ids of the running runs a schedule made, oldest first (by the index on (schedule, state))."""
-    return list(s.scalars(select(Pipeline.id).where(Pipeline.schedule == schedule, Pipeline.state == P.RUNNING)
-                          .order_by(Pipeline.id)))
+def runs_of_schedule(s: Session, schedule: str, state: str) -> list[int]:
+    """Ids of the runs in ``state`` a schedule made at its fire times (not a backfill's), oldest
+    fire time first (by the index on (schedule, state))."""
+    return list(s.scalars(select(Pipeline.id).where(Pipeline.schedule == schedule, Pipeline.state == state,
+                                                    Pipeline.backfill_id.is_(None))
+                          .order_by(Pipeline.fire_at, Pipeline.id)))
+
+
+def queued_owners(s: Session) -> tuple[list[str], list[int]]:
+    """The schedules and the backfills that have a queued run."""
+    schedules_ = list(s.scalars(select(Pipeline.schedule).where(Pipeline.state == P.QUEUED,
+                                                                Pipeline.backfill_id.is_(None),
+                                                                Pipeline.schedule.is_not(None)).distinct()))
+    backfills = list(s.scalars(select(Pipeline.backfill_id).where(Pipeline.state == P.QUEUED,
+                                                                  Pipeline.backfill_id.is_not(None)).distinct()))
+    return sorted(schedules_), sorted(backfills)
+
+
+def runs_of_backfill(s: Session, backfill_id: int, state: str, limit: int | None = None) -> list[int]:
+    """Ids of a backfill's runs in ``state``, oldest fire time first."""
+    q = (select(Pipeline.id).where(Pipeline.backfill_id == backfill_id, Pipeline.state == state)
+         .order_by(Pipeline.fire_at, Pipeline.id))
+    if limit is not None:
+        q = q.limit(limit)
+    return list(s.scalars(q))
+
+
+def start_queued(s: Session, pipeline_id: int) -> bool:
+    """A queued run starts: running from now (compare-and-set: False when it was not queued)."""
+    return s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, START_QUEUED))
+                     .values(state=START_QUEUED.target, started_at=now())).rowcount == 1
+
+
+def get_backfill(s: Session, backfill_id: int, *, lock: bool = False) -> Backfill | None:
+    q = select(Backfill).where(Backfill.id == backfill_id)
+    if lock:
+        q = q.with_for_update()
+    return s.scalars(q).one_or_none()
+
+
+def add_backfill(s: Session, **fields: Any) -> Backfill:
+    backfill = Backfill(**fields, created_at=now())
+    s.add(backfill)
+    s.flush()
+    return backfill
+
+
+def runs_by_key(s: Session, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """run_key -> (run id, state) of the runs that carry one of ``keys``."""
+    out: dict[str, tuple[int, str]] = {}
+    keys = list(keys)
+    for i in range(0, len(keys), 1000):
+        out.update((k, (i_, st)) for k, i_, st in s.execute(
+            select(Pipeline.run_key, Pipeline.id, Pipeline.state).where(Pipeline.run_key.in_(keys[i:i + 1000]))))
+    return out
 
 
 def find_pools(s: Session, names: Iterable[str], *, lock: bool = False) -> dict[str, Pool]:

@@ -320,4 +320,39 @@ CREATE INDEX ix_pipeline_schedule_state ON pipeline (schedule, state);
 
 UPDATE pipeline_engine_version SET version_num='0012' WHERE pipeline_engine_version.version_num = '0011';
 
+-- Running upgrade 0012 -> 0013
+
+CREATE TABLE backfill (
+    id SERIAL NOT NULL,
+    graph VARCHAR(200) NOT NULL,
+    schedule VARCHAR(200),
+    cron VARCHAR(255),
+    every_seconds INTEGER,
+    timezone VARCHAR(64) NOT NULL,
+    parameters TEXT NOT NULL,
+    from_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    to_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    max_active INTEGER NOT NULL,
+    created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    created_by VARCHAR(255) NOT NULL,
+    CONSTRAINT pk_backfill PRIMARY KEY (id),
+    CONSTRAINT ck_backfill_ck_backfill_max_active CHECK (max_active >= 1)
+);
+
+ALTER TABLE pipeline DROP CONSTRAINT ck_pipeline_state;
+
+ALTER TABLE pipeline ADD CONSTRAINT ck_pipeline_state CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled'));
+
+ALTER TABLE pipeline ADD COLUMN backfill_id INTEGER;
+
+ALTER TABLE pipeline ADD COLUMN run_key VARCHAR(255);
+
+ALTER TABLE pipeline ADD CONSTRAINT fk_pipeline_backfill_id_backfill FOREIGN KEY(backfill_id) REFERENCES backfill (id) ON DELETE SET NULL;
+
+CREATE UNIQUE INDEX uq_pipeline_run_key ON pipeline (run_key);
+
+CREATE INDEX ix_pipeline_backfill_id_state ON pipeline (backfill_id, state);
+
+UPDATE pipeline_engine_version SET version_num='0013' WHERE pipeline_engine_version.version_num = '0012';
+
 COMMIT;

@@ -425,3 +425,63 @@ ALTER TABLE pipeline ADD COLUMN fire_at DATETIME;
 CREATE INDEX ix_pipeline_schedule_state ON pipeline (schedule, state);
 
 UPDATE pipeline_engine_version SET version_num='0012' WHERE pipeline_engine_version.version_num = '0011';
+
+-- Running upgrade 0012 -> 0013
+
+CREATE TABLE backfill (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    graph VARCHAR(200) NOT NULL,
+    schedule VARCHAR(200),
+    cron VARCHAR(255),
+    every_seconds INTEGER,
+    timezone VARCHAR(64) NOT NULL,
+    parameters TEXT NOT NULL,
+    from_at DATETIME NOT NULL,
+    to_at DATETIME NOT NULL,
+    max_active INTEGER NOT NULL,
+    created_at DATETIME NOT NULL,
+    created_by VARCHAR(255) NOT NULL,
+    CONSTRAINT ck_backfill_ck_backfill_max_active CHECK (max_active >= 1)
+);
+
+CREATE TABLE _pe_new_pipeline (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    graph_id INTEGER NOT NULL,
+    name VARCHAR(200),
+    state VARCHAR(16) NOT NULL,
+    params TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    started_at DATETIME,
+    finished_at DATETIME,
+    owner VARCHAR(255),
+    secret_inputs BOOLEAN DEFAULT 0 NOT NULL,
+    started_by VARCHAR(255),
+    "trigger" VARCHAR(16),
+    schedule VARCHAR(200),
+    fire_at DATETIME,
+    backfill_id INTEGER,
+    run_key VARCHAR(255),
+    CONSTRAINT fk_pipeline_graph_id_graph FOREIGN KEY(graph_id) REFERENCES graph (id) ON DELETE RESTRICT,
+    CONSTRAINT fk_pipeline_backfill_id_backfill FOREIGN KEY(backfill_id) REFERENCES backfill (id) ON DELETE SET NULL,
+    CONSTRAINT ck_pipeline_state CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled'))
+);
+
+INSERT INTO sqlite_sequence (name, seq) SELECT '_pe_new_pipeline', seq FROM sqlite_sequence WHERE name = 'pipeline';
+
+INSERT INTO _pe_new_pipeline (id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs, started_by, trigger, schedule, fire_at) SELECT id, graph_id, name, state, params, created_at, started_at, finished_at, owner, secret_inputs, started_by, trigger, schedule, fire_at FROM pipeline;
+
+DROP TABLE pipeline;
+
+ALTER TABLE _pe_new_pipeline RENAME TO pipeline;
+
+CREATE INDEX ix_pipeline_graph_id_created_at ON pipeline (graph_id, created_at);
+
+CREATE INDEX ix_pipeline_state ON pipeline (state);
+
+CREATE INDEX ix_pipeline_schedule_state ON pipeline (schedule, state);
+
+CREATE UNIQUE INDEX uq_pipeline_run_key ON pipeline (run_key);
+
+CREATE INDEX ix_pipeline_backfill_id_state ON pipeline (backfill_id, state);
+
+UPDATE pipeline_engine_version SET version_num='0013' WHERE pipeline_engine_version.version_num = '0012';

@@ -104,6 +104,7 @@ ROLES = {
     ("POST", "/api/v1/schedules/{name}/pause"): "operator",
     ("POST", "/api/v1/schedules/{name}/resume"): "operator",
     ("DELETE", "/api/v1/schedules/{name}"): "editor",
+    ("POST", "/api/v1/graphs/{name}/backfill"): "operator",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
@@ -271,6 +272,7 @@ def test_an_operator_starts_a_run_with_typed_values_and_reads_it_as_the_cli_show
     assert r.headers["Location"] == f"/api/v1/runs/{run['id']}"
     assert run["graph"] == name and run["name"] == "nightly" and run["state"] == "running"
     assert run["counts"] == {"pending": 1, "waiting": 1}
+    assert (run["trigger"], run["schedule"], run["fire_at"]) == ("api", None, None)
     shown = api.call("GET", f"/runs/{run['id']}", role="viewer").json()
     assert shown == cli_json(api.server, "runs", "show", str(run["id"]), "--json")
     # the answer is the run as created, with the keys and values a read of it gives

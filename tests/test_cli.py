@@ -230,8 +230,9 @@ def test_runs_list_newest_first_filtered_and_as_json(cli, tmp_path):
     code, out, _ = cli("runs", "list", "--json")
     listed = json.loads(out)
     assert code == 0 and [str(r["id"]) for r in listed] == ids[::-1]
-    assert all(set(r) == {"id", "graph", "version", "name", "state", "started_at", "finished_at", "counts", "started_by"}
-               for r in listed)
+    assert all(set(r) == {"id", "graph", "version", "name", "state", "started_at", "finished_at", "counts", "started_by",
+                          "trigger", "schedule", "fire_at"} for r in listed)
+    assert {(r["trigger"], r["schedule"], r["fire_at"]) for r in listed} == {("manual", None, None)}
     assert [(r["graph"], r["counts"]) for r in listed] == [("ok", {"succeeded": 1}), ("bad", {"failed": 1}),
                                                            ("ok", {"succeeded": 1})]
     code, out, _ = cli("runs", "list", "--graph", "ok", "--state", "succeeded", "--json")

@@ -45,11 +45,11 @@ def test_a_conflict_is_a_conflict_not_a_graph_or_failed_run_error(cli, db):
     assert code == 2 and "pool 'db' is named by vertices of graph 'g'" in err
     code, out, _ = cli("run", "g")
     run_id = int(out.split()[1])
-    with pytest.raises(RunStateError, match=f"run {run_id} has succeeded: only a running run can be cancelled") as exc:
+    with pytest.raises(RunStateError, match=f"run {run_id} has succeeded: only a running or queued run can be cancelled") as exc:
         service.cancel_run(db, run_id)
     assert not isinstance(exc.value, errors.GraphError) and exc.value.http_status == 409
     code, _, err = cli("cancel", str(run_id))
-    assert code == 2 and "only a running run can be cancelled" in err
+    assert code == 2 and "only a running or queued run can be cancelled" in err
 
 
 def test_problems_are_one_line_each():

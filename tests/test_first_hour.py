@@ -131,7 +131,7 @@ def test_messages_speak_english(db, cli, tmp_path):
     code, out, _ = cli("run", "one")
     run_id = out.split()[1]
     code, _, err = cli("cancel", run_id)
-    assert code != 0 and f"run {run_id} has succeeded: only a running run can be cancelled" in err
+    assert code != 0 and f"run {run_id} has succeeded: only a running or queued run can be cancelled" in err
 
 
 def test_every_problem_of_a_vertex_is_reported_at_once(cli, tmp_path, unchanged):

@@ -33,5 +33,5 @@ def test_a_cancel_returns_the_runs_finished_event(db):
         event = lifecycle.cancel(s, run.id)
     assert (event.kind, event.state, event.run) == ("finished", "cancelled", run.id)
     assert run_tracks(db, run.id)["a"].state == "cancelled"
-    with pytest.raises(RunStateError, match="only a running run can be cancelled"):
+    with pytest.raises(RunStateError, match="only a running or queued run can be cancelled"):
         service.cancel_run(db, run.id)

@@ -89,7 +89,6 @@ def test_a_schedule_is_added_listed_shown_paused_resumed_and_deleted_with_the_cl
     (["--every", "1h", "-p", "rows=5000"], "vertex 'make': input 'rows'"),
     (["--every", "1h", "-p", "rows=5"], "input 'day' (str) is required"),
     (["--every", "1h", "-p", "day=x", "-p", "rows=1", "-p", "nope=1"], "parameter 'nope'"),
-    (["--every", "1h", "--overlap", "queue", "-p", "day=x", "-p", "rows=1"], "overlap: queue is not available"),
 ])
 def test_a_bad_schedule_is_refused_naming_it_and_changes_nothing(db, cli, args, says):
     report(db)
@@ -206,6 +205,26 @@ def test_parameters_are_filled_per_fire_time_in_the_schedules_zone_and_typed(db)
     assert d.decision == "created"
     assert service.show_run(db, d.run).parameters == {"day": "2027-01-01", "at": "2026-12-31T23:30:00Z",
                                                       "clock": "00:30"}
+
+
+def test_overlap_queue_queues_behind_the_previous_run_and_starts_in_order(db):
+    report(db)
+    start = utc(2026, 6, 1)
+    add(db, every="1h", start=start, overlap="queue", catchup="all")
+    got = service.decide_due(db, scheduler="t", now=start + 2 * HOUR)  # three fire times at once
+    assert [d.decision for d in got] == ["created", "queued", "queued"]
+    first, second, third = (d.run for d in got)
+    assert f"behind run {first}" in got[1].reason and f"behind run {second}" in got[2].reason
+    state = lambda run: service.show_run(db, run, limit=0).state  # noqa: E731
+    assert [state(r) for r in (first, second, third)] == ["running", "queued", "queued"]
+    assert service.show_run(db, second, limit=0).started_at is None
+    assert service.promote_queued(db) == []  # the first still runs
+    service.cancel_run(db, first)
+    assert service.promote_queued(db) == [second] and service.promote_queued(db) == []
+    assert [state(r) for r in (first, second, third)] == ["cancelled", "running", "queued"]
+    assert [r.id for r in service.list_runs(db, state="queued")] == [third]
+    service.cancel_run(db, third)  # a queued run can be cancelled
+    assert state(third) == "cancelled" and service.promote_queued(db) == []
 
 
 def test_a_fire_time_whose_run_cannot_start_is_refused_with_the_reason(db):
@@ -373,3 +392,92 @@ def test_a_graph_file_with_a_bad_schedule_imports_nothing(db, cli, tmp_path, ent
     code, out, err = cli("graph", "import", str(path), "--seal")
     assert code == 2 and says in err, (out, err)
     assert snapshot(db) == before
+
+
+# --- backfill ------------------------------------------------------------------------------------
+
+def test_a_backfill_makes_one_run_per_fire_time_oldest_first_at_most_n_running_and_never_twice(db):
+    report(db)
+    start, end = utc(2026, 11, 1), utc(2026, 11, 6)
+    planned = service.backfill(db, "report", start, end, cron="30 2 * * *", timezone="Europe/Berlin",
+                               parameters={"day": "{fire_date}", "rows": 3}, max_active=2, dry_run=True)
+    assert [r.fire_at for r in planned.runs] == [utc(2026, 11, d, 1, 30) for d in range(1, 6)]
+    assert [r.local.isoformat() for r in planned.runs][0] == "2026-11-01T02:30:00+01:00"
+    assert planned.id is None and all(r.run is None for r in planned.runs) and service.list_runs(db) == []
+    made = service.backfill(db, "report", start, end, cron="30 2 * * *", timezone="Europe/Berlin",
+                            parameters={"day": "{fire_date}", "rows": 3}, max_active=2)
+    assert [(r.created, r.state) for r in made.runs] == [(True, "running")] * 2 + [(True, "queued")] * 3
+    ids = [r.run for r in made.runs]
+    assert ids == sorted(ids)  # oldest first
+    shown = service.show_run(db, ids[0], limit=0)
+    assert (shown.trigger, shown.schedule, shown.fire_at) == ("backfill", None, utc(2026, 11, 1, 1, 30))
+    assert shown.parameters == {"day": "2026-11-01", "rows": 3}
+    assert service.promote_queued(db) == []  # two run already
+    service.cancel_run(db, ids[1])
+    assert service.promote_queued(db) == [ids[2]]
+    # the same backfill again, wider: what exists stays, only the new fire time is made
+    again = service.backfill(db, "report", start, utc(2026, 11, 7), cron="30 2 * * *", timezone="Europe/Berlin",
+                             parameters={"day": "{fire_date}", "rows": 3}, max_active=2)
+    assert [r.created for r in again.runs] == [False] * 5 + [True]
+    # (max_active counts this backfill's own runs: its one new run runs)
+    assert [r.run for r in again.runs][:5] == ids and again.runs[-1].state == "running"
+    assert len(service.list_runs(db)) == 6
+
+
+def test_a_backfill_of_a_schedule_takes_its_times_zone_and_parameters(db):
+    report(db)
+    add(db, every="6h", start=utc(2026, 1, 1, 3), parameters={"day": "{fire_date}", "rows": 9})
+    made = service.backfill(db, "report", utc(2026, 3, 1), utc(2026, 3, 2), schedule="nightly",
+                            parameters={"rows": 10}, max_active=10)
+    assert [r.fire_at.hour for r in made.runs] == [3, 9, 15, 21]  # the schedule's phase
+    assert service.show_run(db, made.runs[0].run, limit=0).parameters == {"day": "2026-03-01", "rows": 10}
+    assert {r.schedule for r in service.list_runs(db)} == {"nightly"}
+    # a schedule's own fire time is not held back by its backfill's runs (overlap: skip)
+    (d,) = service.decide_due(db, scheduler="t", now=service.show_schedule(db, "nightly").next_fire_at)
+    assert d.decision == "created"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--from", "2026-11-02", "--to", "2026-11-01", "--cron", "@daily"], "to (2026-11-01T00:00:00+00:00) is not after"),
+    (["--from", "2026-11-01", "--to", "2026-11-02"], "give a schedule or a cron expression"),
+    (["--from", "2026-11-01", "--to", "2026-11-02", "--cron", "@daily", "--schedule", "x"], "give a schedule or"),
+    (["--from", "yesterday", "--to", "2026-11-02", "--cron", "@daily"], "from: 'yesterday' is not an ISO 8601"),
+    (["--from", "2026-11-01", "--to", "2026-11-02", "--cron", "61 * * * *"], "bad minute"),
+    (["--from", "2026-11-01", "--to", "2026-11-02", "--cron", "@daily", "-p", "rows=1"], "input 'day' (str) is required"),
+    (["--from", "2026-01-01", "--to", "2027-01-01", "--cron", "* * * * *", "-p", "day=x", "-p", "rows=1"],
+     "more than 10000 fire times"),
+    (["--from", "2026-11-01", "--to", "2026-11-02", "--schedule", "ghost"], "no schedule 'ghost'"),
+    (["--from", "2026-11-01", "--to", "2026-11-02", "--cron", "@daily", "--max-active", "0", "-p", "day=x",
+      "-p", "rows=1"], "max_active must be"),
+])
+def test_a_bad_backfill_is_refused_naming_it_and_writes_nothing(db, cli, args, says):
+    report(db)
+    before = snapshot(db)
+    code, out, err = cli("backfill", "report", *args)
+    assert code == 2 and says in err and "Traceback" not in err, (code, out, err)
+    assert snapshot(db) == before
+
+
+def test_the_backfill_command_starts_its_queued_runs_as_earlier_ones_end(db, db_url, tmp_path):
+    report(db, script="sleep 0.3; echo {day} {rows}")
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline_engine", "--db", db_url, "worker", "--poll", "0.05"],
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipeline_engine", "--db", db_url, "backfill", "report",
+                               "--from", "2026-11-01", "--to", "2026-11-05", "--cron", "@daily", "-p", "day={fire_date}",
+                               "-p", "rows=2", "--max-active", "2", "--json"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [r["state"] for r in result["runs"]] == ["running", "running", "queued", "queued"]
+    assert [r["local"] for r in result["runs"]] == [f"2026-11-0{d}T00:00:00+00:00" for d in range(1, 5)]
+    runs = sorted(service.list_runs(db), key=lambda r: r.fire_at)
+    assert [r.state for r in runs] in (["succeeded"] * 4, ["succeeded"] * 3 + ["running"],
+                                       ["succeeded"] * 2 + ["running"] * 2)  # none left queued
+    starts = [r.started_at for r in runs]
+    assert starts == sorted(starts)  # started in fire-time order

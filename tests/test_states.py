@@ -9,7 +9,7 @@ from pipeline_engine.states import PipelineState, TrackState
 def test_the_words_are_exactly_the_documented_ones_and_compare_as_strings():
     assert [s.value for s in TrackState] == ["waiting", "pending", "running", "succeeded", "failed",
                                              "upstream_failed", "cancelled"]
-    assert [s.value for s in PipelineState] == ["running", "succeeded", "failed", "cancelled"]
+    assert [s.value for s in PipelineState] == ["queued", "running", "succeeded", "failed", "cancelled"]
     assert TrackState.RUNNING == "running" and str(TrackState.UPSTREAM_FAILED) == "upstream_failed"
 
 

@@ -84,3 +84,30 @@ async def delete_schedule(name: Name, request: Request, caller: auth.Editor) -> 
     """Delete a schedule and its history (the runs it made stay)."""
     await run_in_threadpool(service.delete_schedule, request.app.state.db, name)
     return Response(status_code=204)
+
+
+class BackfillBody(BaseModel):
+    model_config = {"extra": "forbid", "strict": True}
+
+    start: str = Field(alias="from", max_length=64, description="ISO 8601: fire times at or after this")
+    end: str = Field(alias="to", max_length=64, description="ISO 8601: fire times before this")
+    schedule: str | None = Field(None, max_length=200, pattern=NAME_PATTERN,
+                                 description="the fire times, zone and parameters of this schedule")
+    cron: str | None = Field(None, max_length=255, description="or the fire times of this expression")
+    timezone: str = Field("UTC", max_length=64)
+    parameters: dict[str, Value] = Field(default_factory=dict)
+    max_active: int = Field(1, ge=1, le=1000)
+    dry_run: bool = False
+
+
+@router.post("/graphs/{name}/backfill", status_code=201, responses={**errors(404, 409),
+                                                                    200: {"description": "a dry run"}})
+def backfill(name: Name, body: BackfillBody, request: Request, response: Response, caller: auth.Operator) -> dict:
+    """One run of the graph's newest sealed version per fire time in [from, to), oldest first,
+    at most `max_active` running (the rest queued, started by the server's scheduler as earlier
+    ones end). Sent again, it makes no run twice; `dry_run` writes nothing."""
+    result = service.backfill(request.app.state.db, name, body.start, body.end, schedule=body.schedule,
+                              cron=body.cron, timezone=body.timezone, parameters=body.parameters,
+                              max_active=body.max_active, dry_run=body.dry_run)
+    response.status_code = 200 if body.dry_run else 201
+    return result.to_dict()

@@ -71,7 +71,9 @@ from pipeline_engine.service.schedules import (
     next_due,
     set_schedule,
     schedule_detail,
+    promote_queued,
 )
+from pipeline_engine.service.backfills import backfill, BackfillResult
 from pipeline_engine.service.operations import (
     worker_alive,
     list_workers,
@@ -160,6 +162,9 @@ __all__ = [
     "next_due",
     "set_schedule",
     "schedule_detail",
+    "promote_queued",
+    "backfill",
+    "BackfillResult",
     "run_counts",
     "worker_alive",
     "list_workers",

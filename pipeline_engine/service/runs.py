@@ -167,7 +167,8 @@ def start_run_once(db: Database, graph: str, parameters: Mapping[str, Any] | Non
 def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str] | None = None, *,
                name: str | None = None, workers: int | None = None, owner: str | None = None,
                detach: bool = False, version: int | None = None, trigger: str = Trigger.MANUAL,
-               schedule: str | None = None, fire_at: datetime | None = None) -> RunStart:
+               schedule: str | None = None, fire_at: datetime | None = None, queued: bool = False,
+               backfill_id: int | None = None, run_key: str | None = None) -> RunStart:
     """``start_run`` inside the caller's transaction (``s``): a scheduler creates a run with the
     schedule's advance, a sub-graph vertex its child with the parent's step, each atomically. On
     an error nothing is written by it; the caller's transaction is the caller's to end."""
@@ -210,7 +211,8 @@ def create_run(s: Session, graph: str, parameters: Mapping[str, Any] | list[str]
     started_by = actors.current()
     pipeline = store.create_pipeline(s, g.id, name, _masked_params(parameters, secret_names), tracks,
                                      owner=None if detach else owner, secret_inputs=bool(secret_names),
-                                     started_by=started_by, trigger=str(trigger), schedule=schedule, fire_at=fire_at)
+                                     started_by=started_by, trigger=str(trigger), schedule=schedule, fire_at=fire_at,
+                                     queued=queued, backfill_id=backfill_id, run_key=run_key)
     _audit(s, "run.start", pipeline.id, f"graph '{graph}' version {g.version}")
     return RunStart(id=pipeline.id, graph=graph, name=name, version=g.version, started_at=pipeline.started_at,
                     started_by=started_by, owner=pipeline.owner, trigger=str(trigger), schedule=schedule,
@@ -383,8 +385,9 @@ def cancel_run(db: Database, run_id: int, *, wait: float = 0.0, poll: float = 0.
     (or its lease ran out: a dead worker runs nothing). Returns the track counts by state."""
     with _write(db) as s:
         pipeline = _pipeline(s, run_id)
-        if pipeline.state != PipelineState.RUNNING:
-            raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running run can be cancelled")
+        if pipeline.state not in (PipelineState.RUNNING, PipelineState.QUEUED):
+            raise RunStateError(f"run {run_id} {run_is(pipeline.state)}: only a running or queued run can be"
+                                " cancelled")
         if lifecycle.cancel(s, run_id) is None:  # it finished after it was read: nothing is cancelled
             raise RunStateError(f"run {run_id} finished while it was being cancelled; look at it again")
         _audit(s, "run.cancel", run_id)

@@ -18,7 +18,7 @@ from pipeline_engine.models import Schedule
 from pipeline_engine.schedules import Decision, Overlap, ScheduleSpec, Trigger
 from pipeline_engine.service._base import _audit, _write
 from pipeline_engine.service.runs import create_run
-from pipeline_engine.states import GraphStatus
+from pipeline_engine.states import GraphStatus, PipelineState
 from pipeline_engine.views import DecisionInfo, FireTime, ScheduleInfo
 
 log = logging.getLogger("pipeline_engine.scheduler")
@@ -80,12 +80,6 @@ def _fields(spec: ScheduleSpec, start: datetime, anchor: datetime) -> dict:
             "next_fire_at": first[0] if first else None}
 
 
-def _refuse_unready(spec: ScheduleSpec) -> None:
-    if spec.overlap == Overlap.QUEUE:
-        raise ScheduleError(f"schedule '{spec.name}': overlap: queue is not available in this version; use allow,"
-                            " skip or cancel")
-
-
 def add_schedule(db: Database, spec: ScheduleSpec) -> ScheduleInfo:
     """Create a schedule (its name must be new). Its first fire time is the first at or after
     its start (default: now); a start in the past makes the fire times since then due, for the
@@ -94,7 +88,6 @@ def add_schedule(db: Database, spec: ScheduleSpec) -> ScheduleInfo:
         if store.find_schedule(s, spec.name) is not None:
             raise AlreadyExistsError(f"schedule '{spec.name}' exists: change it with the graph file, or delete it"
                                      " first")
-        _refuse_unready(spec)
         start = spec.start or store.now().replace(microsecond=0)
         _fillable(s, spec, start)
         row = store.add_schedule(s, name=spec.name, paused=False, **_fields(spec, start, start))
@@ -106,7 +99,6 @@ def put_schedule(s: Session, spec: ScheduleSpec) -> str:
     """Create or update a schedule inside the caller's transaction (a graph file's import);
     returns what was done, in words. An update keeps the schedule's history and its pause; its
     next fire time is computed again from now."""
-    _refuse_unready(spec)
     now = store.now().replace(microsecond=0)
     row = store.find_schedule(s, spec.name, lock=True)
     start = spec.start or (row.start_at if row is not None else now)
@@ -277,13 +269,13 @@ def _decide(s: Session, schedule_id: int, now: datetime, grace: timedelta, sched
 
 def _fire(s: Session, row: Schedule, fire_at: datetime) -> tuple[Decision, int | None, str]:
     """One fire time that is to run: the overlap policy, then the run (or why there is none)."""
-    running = store.running_runs_of_schedule(s, row.name)
+    running = store.runs_of_schedule(s, row.name, PipelineState.RUNNING)
+    waiting = store.runs_of_schedule(s, row.name, PipelineState.QUEUED)
     overlap = Overlap(row.overlap)
     if running and overlap == Overlap.SKIP:
         return Decision.SKIPPED, None, f"run {running[-1]} of this schedule was still running (overlap: skip)"
-    if running and overlap == Overlap.QUEUE:  # refused when the schedule is made (see _refuse_unready)
-        return Decision.REFUSED, None, "overlap: queue is not available in this version"
-    reason = ""
+    queued = overlap == Overlap.QUEUE and bool(running or waiting)
+    reason = f"behind run {(waiting or running)[-1]} of this schedule (overlap: queue)" if queued else ""
     if running and overlap == Overlap.CANCEL:
         for run_id in running:
             lifecycle.cancel(s, run_id)
@@ -291,7 +283,33 @@ def _fire(s: Session, row: Schedule, fire_at: datetime) -> tuple[Decision, int |
     try:
         with s.begin_nested(), actors.acting_as(f"schedule:{row.name}"):  # a refused run writes nothing
             run = create_run(s, row.graph, schedules.fill(row.parameters or {}, fire_at, row.timezone), detach=True,
-                             trigger=Trigger.SCHEDULE, schedule=row.name, fire_at=fire_at)
+                             trigger=Trigger.SCHEDULE, schedule=row.name, fire_at=fire_at, queued=queued)
     except PipelineEngineError as exc:
         return Decision.REFUSED, None, str(exc)
-    return Decision.CREATED, run.id, reason
+    return (Decision.QUEUED if queued else Decision.CREATED), run.id, reason
+
+
+def promote_queued(db: Database) -> list[int]:
+    """Start the queued runs whose turn has come, oldest fire time first: a schedule's when it
+    has no run running, a backfill's while fewer than its ``max_active`` run. Returns the runs
+    started. Each schedule's and backfill's in a transaction of its own, its row locked (two
+    schedulers never start one run twice: the start is a compare-and-set too)."""
+    with db.transaction(write=False) as s:
+        names, backfills = store.queued_owners(s)
+    started: list[int] = []
+    for name in names:
+        with db.transaction(write=True) as s:
+            store.find_schedule(s, name, lock=True)  # one promoter at a time (a deleted one's runs still take turns)
+            if not store.runs_of_schedule(s, name, PipelineState.RUNNING):
+                waiting = store.runs_of_schedule(s, name, PipelineState.QUEUED)
+                if waiting and store.start_queued(s, waiting[0]):
+                    started.append(waiting[0])
+    for backfill_id in backfills:
+        with db.transaction(write=True) as s:
+            row = store.get_backfill(s, backfill_id, lock=True)
+            room = row.max_active - len(store.runs_of_backfill(s, backfill_id, PipelineState.RUNNING))
+            if room > 0:
+                for run_id in store.runs_of_backfill(s, backfill_id, PipelineState.QUEUED, limit=room):
+                    if store.start_queued(s, run_id):
+                        started.append(run_id)
+    return started
