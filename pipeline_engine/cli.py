@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -933,7 +933,8 @@ def _start_scheduler(ctx: Context, tick: float = 1.0):
     from pipeline_engine.runner import worker_name
     from pipeline_engine.scheduler import Scheduler
 
-    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told)
+    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told,
+                       grace=timedelta(seconds=ctx.settings.schedule_grace))
     threading.Thread(target=engine.run, name="scheduler", daemon=True).start()
     return engine
 
@@ -988,8 +989,11 @@ def backfill_cmd(ctx: Context, graph_name: str, start: str, end: str, schedule_n
 @click.option("--tick", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between looks for due fire times.")
 @click.option("--once", is_flag=True, help="Take every decision due now, then exit (systemd timers, tests).")
+@click.option("--late-after", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="A fire time decided later than this after it is late: the catch-up policy decides"
+                   " (default 60, or $PIPELINE_ENGINE_SCHEDULE_GRACE).")
 @pass_ctx
-def scheduler_cmd(ctx: Context, tick: float, once: bool) -> None:
+def scheduler_cmd(ctx: Context, tick: float, once: bool, late_after: float | None) -> None:
     """Take the schedules' decisions as their fire times come, until stopped (Ctrl-C, SIGTERM).
     Run as many as you like, on any hosts: each fire time is decided exactly once."""
     import signal
@@ -997,7 +1001,8 @@ def scheduler_cmd(ctx: Context, tick: float, once: bool) -> None:
     from pipeline_engine.runner import worker_name
     from pipeline_engine.scheduler import Scheduler
 
-    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told)
+    grace = ctx.settings.schedule_grace if late_after is None else late_after
+    engine = Scheduler(ctx.db, worker_name(), tick=tick, on_decision=_told, grace=timedelta(seconds=grace))
     if once:
         engine.look()
         return

@@ -40,7 +40,8 @@ DEFAULT_PORT = 8080
 DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
 
 #: the numeric settings: their least values (what the CLI's options accept too)
-_LEAST = {"lease": 0.5, "grace": 0.0, "poll": 0.01, "concurrency": 1, "port": 0, "body_limit": 1}
+_LEAST = {"lease": 0.5, "grace": 0.0, "poll": 0.01, "concurrency": 1, "port": 0, "body_limit": 1,
+          "schedule_grace": 0.0}
 #: the ones that are whole numbers, and their greatest values
 _WHOLE = {"concurrency": None, "port": 65535, "body_limit": None}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -49,7 +50,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 @dataclass(frozen=True)
 class Settings:
     """Every setting, each from ``PIPELINE_ENGINE_<NAME>`` (the CLI's options override them for
-    one command). The coming scheduler's settings go here too."""
+    one command)."""
 
     #: any SQLAlchemy URL; env PIPELINE_ENGINE_DB
     db: str = ""
@@ -74,6 +75,9 @@ class Settings:
     body_limit: int = DEFAULT_BODY_LIMIT
     #: ``/metrics`` answers without a token; env PIPELINE_ENGINE_PUBLIC_METRICS (``serve --public-metrics``)
     public_metrics: bool = False
+    #: seconds after a fire time within which a scheduler still runs it (later, it is late: the
+    #: catch-up policy decides); env PIPELINE_ENGINE_SCHEDULE_GRACE (``scheduler --late-after``)
+    schedule_grace: float = 60.0
 
     @classmethod
     def from_env(cls, environ=None) -> Settings:

@@ -352,7 +352,11 @@ def test_vertex_processes_do_not_inherit_the_engine_settings(db, tmp_path, monke
     names = {line.split("=", 1)[0] for line in track.stdout.splitlines() if "=" in line}
     assert "dbpassword" not in track.stdout
     assert {"SOMETHING_ELSE", "PE_x", executor.MARKER} <= names
-    assert [n for n in names if n.startswith("PIPELINE_ENGINE_")] == [executor.MARKER]
+    # the engine's own: the marker and what the attempt is (its settings, the database URL among them, never)
+    assert {n for n in names if n.startswith("PIPELINE_ENGINE_")} == {
+        executor.MARKER, "PIPELINE_ENGINE_RUN_ID", "PIPELINE_ENGINE_GRAPH", "PIPELINE_ENGINE_VERTEX",
+        "PIPELINE_ENGINE_ATTEMPT", "PIPELINE_ENGINE_FIRE_AT"}
+    assert "PIPELINE_ENGINE_HOST=box" not in track.stdout
     # also with no values at all (the inherited environment alone)
     outcome = executor.run_script("env")
     assert "PIPELINE_ENGINE_" not in outcome.stdout and "SOMETHING_ELSE=kept" in outcome.stdout
