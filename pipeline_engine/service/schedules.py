@@ -307,6 +307,8 @@ def promote_queued(db: Database) -> list[int]:
     for backfill_id in backfills:
         with db.transaction(write=True) as s:
             row = store.get_backfill(s, backfill_id, lock=True)
+            if row is None:
+                continue
             room = row.max_active - len(store.runs_of_backfill(s, backfill_id, PipelineState.RUNNING))
             if room > 0:
                 for run_id in store.runs_of_backfill(s, backfill_id, PipelineState.QUEUED, limit=room):
