@@ -13,12 +13,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any
 
 from pipeline_engine import timetable
 from pipeline_engine.errors import GraphError, ScheduleError
 from pipeline_engine.spec import GRAPH_NAME, check_name
+from pipeline_engine.states import Word
 
 #: how late a fire time may be decided and still run (not missed), by default
 GRACE = timedelta(seconds=60)
@@ -28,16 +28,13 @@ MISSED_KEPT = 100
 DUE_READ = MISSED_KEPT + 1000
 
 
-class CatchUp(str, Enum):
+class CatchUp(Word):
     NONE = "none"
     LATEST = "latest"
     ALL = "all"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Overlap(str, Enum):
+class Overlap(Word):
     """What a fire time does while the schedule's previous run is still running."""
 
     #: start another
@@ -49,31 +46,22 @@ class Overlap(str, Enum):
     #: cancel the previous one, and start this one
     CANCEL = "cancel"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Decision(str, Enum):
+class Decision(Word):
     CREATED = "created"
     SKIPPED = "skipped"
     QUEUED = "queued"
     MISSED = "missed"
     REFUSED = "refused"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Trigger(str, Enum):
+class Trigger(Word):
     """How a run came to be."""
 
     MANUAL = "manual"
     API = "api"
     SCHEDULE = "schedule"
     BACKFILL = "backfill"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: the most recent fire times ``all`` catches up, unless a schedule says otherwise

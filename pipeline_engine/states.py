@@ -13,7 +13,15 @@ from typing import Union
 from pipeline_engine.errors import StateError
 
 
-class GraphStatus(str, Enum):
+class Word(str, Enum):
+    """A state's (or a policy's) word: equal to the plain string the database stores, and
+    printed as it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class GraphStatus(Word):
     #: editable; any change to a checked graph makes it a draft again
     DRAFT = "draft"
     #: acyclic as of its last change; may be sealed
@@ -21,11 +29,8 @@ class GraphStatus(str, Enum):
     #: immutable; only sealed graphs run
     SEALED = "sealed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TrackState(str, Enum):
+class TrackState(Word):
     #: some predecessor has not succeeded yet
     WAITING = "waiting"
     #: every predecessor succeeded; ready to be claimed
@@ -39,20 +44,14 @@ class TrackState(str, Enum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class PipelineState(str, Enum):
+class PipelineState(Word):
     #: made, waiting for its turn (a schedule's previous run, a backfill's room): no track is claimed
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _T = TrackState
