@@ -492,3 +492,19 @@ class Backfill(Base):
     max_active: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(255))
+
+
+class WebSession(Base):
+    """A signed-in page session: made when a token is given at ``/login``, ended by logout, by
+    its expiry, or with its token (revoking a token ends its sessions). The database keeps the
+    SHA-256 of the session's cookie, never the cookie."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index(None, "token_id"), _TABLE_OPTIONS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: hex SHA-256 of the cookie's value
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("token.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

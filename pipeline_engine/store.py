@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased, defer
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.models import (Audit, Backfill, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Schedule,
-                                    ScheduleDecision, Token, Track, Vertex, Worker)
+                                    ScheduleDecision, Token, Track, Vertex, WebSession, Worker)
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
                                     RECORD, RELEASE, RESET, RESTART, START_QUEUED, TAKE_BACK, UPSTREAM_FAILED, GraphStatus,
@@ -1253,6 +1253,33 @@ def touch_token(conn: Connection, token_id: int, at: datetime, older_than: datet
                  .where(or_(Token.last_used_at.is_(None), Token.last_used_at < older_than))
                  .values(last_used_at=at))
 
+
+
+# --- page sessions ------------------------------------------------------------------------------
+
+def add_session(s: Session, token_id: int, digest: str, expires_at: datetime) -> None:
+    s.add(WebSession(digest=digest, token_id=token_id, created_at=now(), expires_at=expires_at))
+
+
+def session_by_digest(conn: Connection, digest: str, at: datetime) -> tuple[int, str, str] | None:
+    """(token id, token name, role) of the unexpired session whose cookie's SHA-256 is ``digest``."""
+    row = conn.execute(select(Token.id, Token.name, Token.role).join(WebSession, WebSession.token_id == Token.id)
+                       .where(WebSession.digest == digest, WebSession.expires_at > at)).first()
+    return None if row is None else (row.id, row.name, row.role)
+
+
+def delete_session(s: Session, digest: str) -> int:
+    return s.execute(delete(WebSession).where(WebSession.digest == digest)).rowcount
+
+
+def delete_sessions(s: Session, *, token_id: int | None = None, expired_before: datetime | None = None) -> int:
+    """Delete the sessions of ``token_id``, or those expired before ``expired_before``."""
+    query = delete(WebSession)
+    if token_id is not None:
+        query = query.where(WebSession.token_id == token_id)
+    if expired_before is not None:
+        query = query.where(WebSession.expires_at < expired_before)
+    return s.execute(query).rowcount
 
 
 # --- the audit log, idempotency keys ----------------------------------------------------------

@@ -352,3 +352,20 @@ CREATE UNIQUE INDEX uq_pipeline_run_key ON pipeline (run_key);
 CREATE INDEX ix_pipeline_backfill_id_state ON pipeline (backfill_id, state);
 
 UPDATE pipeline_engine_version SET version_num='0013' WHERE pipeline_engine_version.version_num = '0012';
+
+-- Running upgrade 0013 -> 0014
+
+CREATE TABLE web_session (
+    id INTEGER NOT NULL AUTO_INCREMENT,
+    digest VARCHAR(64) NOT NULL,
+    token_id INTEGER NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    expires_at DATETIME(6) NOT NULL,
+    CONSTRAINT pk_web_session PRIMARY KEY (id),
+    CONSTRAINT fk_web_session_token_id_token FOREIGN KEY(token_id) REFERENCES token (id) ON DELETE CASCADE,
+    CONSTRAINT uq_web_session_digest UNIQUE (digest)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_web_session_token_id ON web_session (token_id);
+
+UPDATE pipeline_engine_version SET version_num='0014' WHERE pipeline_engine_version.version_num = '0013';

@@ -355,4 +355,21 @@ CREATE INDEX ix_pipeline_backfill_id_state ON pipeline (backfill_id, state);
 
 UPDATE pipeline_engine_version SET version_num='0013' WHERE pipeline_engine_version.version_num = '0012';
 
+-- Running upgrade 0013 -> 0014
+
+CREATE TABLE web_session (
+    id SERIAL NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    token_id INTEGER NOT NULL,
+    created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    expires_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+    CONSTRAINT pk_web_session PRIMARY KEY (id),
+    CONSTRAINT fk_web_session_token_id_token FOREIGN KEY(token_id) REFERENCES token (id) ON DELETE CASCADE,
+    CONSTRAINT uq_web_session_digest UNIQUE (digest)
+);
+
+CREATE INDEX ix_web_session_token_id ON web_session (token_id);
+
+UPDATE pipeline_engine_version SET version_num='0014' WHERE pipeline_engine_version.version_num = '0013';
+
 COMMIT;

@@ -90,6 +90,7 @@ from pipeline_engine.service.tokens import (
     revoke_token,
     authenticate,
 )
+from pipeline_engine.service.sessions import sign_in, session_caller, sign_out, csrf_token, csrf_matches
 from pipeline_engine.views import (
     GraphInfo,
     VersionInfo,
@@ -178,6 +179,11 @@ __all__ = [
     "any_token",
     "revoke_token",
     "authenticate",
+    "sign_in",
+    "session_caller",
+    "sign_out",
+    "csrf_token",
+    "csrf_matches",
     "GraphInfo",
     "VersionInfo",
     "GraphDetail",

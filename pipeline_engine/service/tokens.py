@@ -58,6 +58,7 @@ def revoke_token(db: Database, name: str) -> None:
         token = store.find_token(s, name)
         if token is None:
             raise NotFoundError(f"token '{name}' not found")
+        store.delete_sessions(s, token_id=token.id)  # its page sessions end with it
         store.delete_token(s, token)
         _audit(s, "token.revoke", name)
 
