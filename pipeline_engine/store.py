@@ -347,7 +347,8 @@ def create_pipeline(s: Session, graph_id: int, name: str | None, params: dict, t
 
 
 def list_runs(s: Session, *, graph_ids: Sequence[int] | None = None, state: str | None = None,
-              limit: int | None = None, offset: int = 0) -> list[tuple[Pipeline, str, int]]:
+              trigger: str | None = None, limit: int | None = None, offset: int = 0
+              ) -> list[tuple[Pipeline, str, int]]:
     """Pipelines with their graph's name and version, newest first. The page is read from the
     pipelines alone (newest first by primary key), the names after: a join lets MariaDB's
     planner start from the graph and sort every run of it."""
@@ -356,6 +357,8 @@ def list_runs(s: Session, *, graph_ids: Sequence[int] | None = None, state: str 
         q = q.where(Pipeline.graph_id.in_(list(graph_ids)))
     if state is not None:
         q = q.where(Pipeline.state == state)
+    if trigger is not None:
+        q = q.where(Pipeline.trigger == trigger)
     if offset:
         q = q.offset(offset)
     if limit is not None:
@@ -1360,3 +1363,24 @@ def changed_tracks(s: Session, pipeline_id: int, since: datetime) -> list[tuple[
          .options(defer(Track.stdout), defer(Track.stderr), defer(Track.script), defer(Track.inputs))
          .order_by(Track.changed_at, Track.id))
     return [(t, name) for t, name in s.execute(q)]
+
+
+# --- what the pages draw -----------------------------------------------------------------------
+
+def vertex_names(s: Session, graph_id: int) -> list[str]:
+    """The graph's vertex names in declaration order (nothing else read: a 10,000-vertex
+    graph's names in a few milliseconds)."""
+    return list(s.scalars(select(Vertex.name).where(Vertex.graph_id == graph_id).order_by(Vertex.position)))
+
+
+def last_run(s: Session, graph_ids: Sequence[int]) -> Pipeline | None:
+    """The newest run of these versions of a graph."""
+    return s.scalars(select(Pipeline).where(Pipeline.graph_id.in_(list(graph_ids)))
+                     .order_by(Pipeline.id.desc()).limit(1)).first()
+
+
+def track_states(s: Session, pipeline_id: int) -> dict[str, str]:
+    """Vertex name -> its track's state in the run."""
+    q = (select(Vertex.name, Track.state).join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id))
+    return {name: state for name, state in s.execute(q)}

@@ -114,6 +114,7 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
     runs deleted through the API are removed from it). ``worker``: the ``Worker`` this process
     runs (``serve`` without ``--no-worker``): runs with secret inputs are handed to it.
     ``public_metrics``: ``/metrics`` answers without a token."""
+    from pipeline_engine import web
     from pipeline_engine.api import admin, events, graphs, runs, schedules, system
 
     app = FastAPI(title="pipeline_engine", version=__version__, openapi_url=f"{API}/openapi.json",
@@ -134,6 +135,7 @@ def create_app(db: Database, *, body_limit: int = DEFAULT_BODY_LIMIT, logs: str 
         return Response(data, media_type=kind)
     for module in (system, graphs, runs, events, schedules, admin):
         app.include_router(module.router, prefix=API)
+    web.install(app)
     # outermost last: the access log sees every answer; a token is checked before the body is read
     app.add_middleware(_BodyLimit, limit=body_limit)
     app.add_middleware(auth.Authenticate, db=db, public_metrics=public_metrics)

@@ -17,6 +17,10 @@ from pipeline_engine.api import errors
 from pipeline_engine.errors import ForbiddenError, PipelineEngineError
 from pipeline_engine.roles import Role
 
+#: the web UI's session cookie (``pipeline_engine.web.auth``): it admits reads (GET) of the API
+#: for the pages' scripts; a change always needs a bearer token (or a page's form, with its CSRF token)
+SESSION_COOKIE = "pe_session"
+
 #: paths that need no token (the OpenAPI document describes the API; it holds no data)
 PUBLIC = {"/api/v1/health", "/api/v1/openapi.json"}
 
@@ -39,6 +43,20 @@ def _token(scope) -> str | None:
     return None
 
 
+def _session(scope) -> str | None:
+    """The page session's cookie the request carries, if any."""
+    from http.cookies import CookieError, SimpleCookie
+
+    for key, value in scope.get("headers") or ():
+        if key == b"cookie":
+            try:
+                found = SimpleCookie(value.decode("latin-1")).get(SESSION_COOKIE)
+            except CookieError:
+                return None
+            return found.value if found is not None and found.value else None
+    return None
+
+
 class Authenticate:
     """401 for a request under ``/api/v1`` (but ``PUBLIC``) without a known token; else the
     caller goes into the request's state for the handlers and the access log."""
@@ -55,8 +73,12 @@ class Authenticate:
         if scope["type"] != "http" or not self._guarded(scope["path"]):
             return await self.app(scope, receive, send)
         token = _token(scope)
+        cookie = _session(scope) if token is None and scope["method"] in ("GET", "HEAD") else None
         try:
-            info = None if token is None else await run_in_threadpool(service.authenticate, self.db, token)
+            if cookie is not None:  # a page's script reading (never changing) through its session
+                info = await run_in_threadpool(service.session_caller, self.db, cookie)
+            else:
+                info = None if token is None else await run_in_threadpool(service.authenticate, self.db, token)
         except PipelineEngineError as exc:  # the database does not answer: 503, as any call would
             return await errors.respond(exc.http_status, exc.kind, exc.message, exc.problems)(scope, receive, send)
         if info is None:

@@ -40,9 +40,18 @@ def respond(status: int, kind: str, message: str, problems: list[str] | None = N
     return JSONResponse(body(kind, message, problems), status_code=status, headers=headers)
 
 
+def _answer(request: Request, status: int, kind: str, message: str, problems: list[str] | None = None,
+            headers: dict[str, str] | None = None):
+    """The error as JSON, or as a page for a path of the web UI's pages."""
+    pages = getattr(request.app.state, "pages", None)
+    if pages is not None and pages.owns(request.url.path):
+        return pages.page(request, status, message, problems if problems is not None else [message])
+    return respond(status, kind, message, problems, headers)
+
+
 def _ours(request: Request, exc: PipelineEngineError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return respond(exc.http_status, exc.kind, exc.message, exc.problems, headers)
+    return _answer(request, exc.http_status, exc.kind, exc.message, exc.problems, headers)
 
 
 def _where(loc) -> str:
@@ -52,7 +61,7 @@ def _where(loc) -> str:
 
 def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'not valid')}" for e in exc.errors()]
-    return respond(422, "validation", problems[0] if problems else "the request is not valid", problems)
+    return _answer(request, 422, "validation", problems[0] if problems else "the request is not valid", problems)
 
 
 def _allowed(request: Request) -> str:
@@ -71,17 +80,17 @@ def _http(request: Request, exc: HTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "the request failed"
     headers = getattr(exc, "headers", None)
     if exc.status_code == 400:  # a body the framework could not decode: a request not valid, as any
-        return respond(422, "validation", f"the request's body cannot be read: {message}")
+        return _answer(request, 422, "validation", f"the request's body cannot be read: {message}")
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed(request)}
         message = f"{request.method} is not allowed here: {headers['Allow']}"
-    return respond(exc.status_code, _TYPES.get(exc.status_code, "validation"), message, headers=headers)
+    return _answer(request, exc.status_code, _TYPES.get(exc.status_code, "validation"), message, headers=headers)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # a defect: logged here with its traceback, never shown to the client
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return respond(500, "internal", "internal error: the server's log says more")
+    return _answer(request, 500, "internal", "internal error: the server's log says more")
 
 
 def install(app: FastAPI) -> None:

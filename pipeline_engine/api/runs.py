@@ -61,22 +61,29 @@ def start_run(name: str, body: StartBody, request: Request, caller: auth.Operato
         run_id, created = service.start_run_once(db, name, body.parameters, key=idempotency_key, digest=digest,
                                                  name=body.name, version=body.version, trigger=Trigger.API)
     except SecretsNeedOwnerError as exc:
-        if worker is None:
-            raise SecretsNeedOwnerError(
-                f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never stored: only a"
-                " process that runs the run can hold them, and this server runs no worker (serve --no-worker);"
-                " start it with `pipeline-engine run`, or through a server that runs a worker",
-                names=exc.names) from None
-        if idempotency_key is not None:
+        if worker is not None and idempotency_key is not None:
             raise SecretsNeedOwnerError(f"graph '{name}' has secret inputs ({', '.join(exc.names)}): a run with"
                                         " secrets cannot be started under an Idempotency-Key (the key would"
                                         " have to keep the request, secrets and all)", names=exc.names) from None
-        # this process's worker owns the run: the secrets stay in its memory, as with `run`
-        run = service.start_run(db, name, body.parameters, name=body.name, version=body.version,
-                                owner=worker.name, trigger=Trigger.API)
-        worker.hand_in(run)
+        run = start_owned(db, worker, name, body.parameters, body.name, body.version, exc)
         return _created(response, run.id, 201, run.summary())
     return _created(response, run_id, 201 if created else 200, service.show_run(db, run_id, limit=0, output=False))
+
+
+def start_owned(db, worker, name: str, parameters, run_name: str | None, version: int | None,
+                exc: SecretsNeedOwnerError):
+    """Start a run of a graph with secret inputs, owned by this server's ``worker``: the
+    secrets stay in its memory, as with ``run``. Without a worker, ``exc`` explained."""
+    if worker is None:
+        raise SecretsNeedOwnerError(
+            f"graph '{name}' has secret inputs ({', '.join(exc.names)}), which are never stored: only a"
+            " process that runs the run can hold them, and this server runs no worker (serve --no-worker);"
+            " start it with `pipeline-engine run`, or through a server that runs a worker",
+            names=exc.names) from None
+    run = service.start_run(db, name, parameters, name=run_name, version=version, owner=worker.name,
+                            trigger=Trigger.API)
+    worker.hand_in(run)
+    return run
 
 
 def _created(response: Response, run_id: int, status: int, run) -> dict:
@@ -154,6 +161,18 @@ _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}},
                                       "schema": {"type": "string", "enum": ["file", "database"]}}}}
 
 
+def log_bytes(db, logs: str | None, run_id: int, vertex: str, track, offset: int) -> tuple[bytes, str]:
+    """A track's log from ``offset`` on, and where it was read (``file``: its log file on this
+    host; ``database``: the tails the database keeps)."""
+    finished = {str(s) for s in TRACK_FINISHED}
+    path = logfiles.find(logs, db.key, run_id, vertex, track.log_path, track.state in finished) if logs else None
+    if path is None:
+        return (track.stdout + track.stderr).encode("utf-8", "replace")[offset:], "database"
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(), "file"
+
+
 @router.get("/runs/{run_id}/tracks/{vertex}/log", response_class=Response, responses={**errors(404), 200: _TEXT})
 def track_log(request: Request, caller: auth.Viewer, vertex: str, run_id: int = Path(ge=1, le=_ID),
               offset: int = Query(0, ge=0, le=2**62, description="skip this many bytes first"),
@@ -166,15 +185,10 @@ def track_log(request: Request, caller: auth.Viewer, vertex: str, run_id: int = 
     db, logs = request.app.state.db, request.app.state.logs
     track = service.track_output(db, run_id, vertex)
     finished = {str(s) for s in TRACK_FINISHED}
-    path = logfiles.find(logs, db.key, run_id, vertex, track.log_path, track.state in finished) if logs else None
     if not follow:
-        if path is None:
-            data = (track.stdout + track.stderr).encode("utf-8", "replace")[offset:]
-            return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Source": "database"})
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-        return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Source": "file"})
+        data, source = log_bytes(db, logs, run_id, vertex, track, offset)
+        return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Log-Source": source})
+    path = logfiles.find(logs, db.key, run_id, vertex, track.log_path, track.state in finished) if logs else None
 
     def stream():
         nonlocal track, path

@@ -267,18 +267,20 @@ def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
                          stderr=t.stderr, log_path=t.log_path, worker=t.worker, pool=t.pool, retry_at=_retry_at(t))
 
 
-def list_runs(db: Database, *, graph: str | None = None, state: str | None = None,
+def list_runs(db: Database, *, graph: str | None = None, state: str | None = None, trigger: str | None = None,
               limit: int | None = None, offset: int = 0) -> list[RunSummary]:
-    """A page of runs, newest first (only those of ``graph`` and in ``state`` when given),
-    each with its track counts by state aggregated in SQL."""
+    """A page of runs, newest first (only those of ``graph``, in ``state`` and made by
+    ``trigger`` when given), each with its track counts by state aggregated in SQL."""
     if state is not None and state not in {str(x) for x in PipelineState}:
         raise GraphError(f"unknown run state {state!r}: one of {', '.join(str(x) for x in PipelineState)}")
+    if trigger is not None and trigger not in {str(x) for x in Trigger}:
+        raise GraphError(f"unknown trigger {trigger!r}: one of {', '.join(str(x) for x in Trigger)}")
     with db.transaction(write=False) as s:
         graph_ids = None
         if graph is not None:
             store.get_graph(s, graph)
             graph_ids = [g.id for g in store.graph_versions(s, graph)]
-        page = store.list_runs(s, graph_ids=graph_ids, state=state, limit=limit, offset=offset)
+        page = store.list_runs(s, graph_ids=graph_ids, state=state, trigger=trigger, limit=limit, offset=offset)
         counts = store.counts_by_run(s, [p.id for p, _, _ in page])
         return [RunSummary(id=p.id, graph=g, name=p.name, state=p.state, started_at=p.started_at,
                            finished_at=p.finished_at, counts=counts[p.id], owner=p.owner, version=v,

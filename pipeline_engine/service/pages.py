@@ -1,0 +1,70 @@
+"""Reads the web pages need and the API has no call for: a graph's drawing (levels, the last
+run's states, the critical path) and its start form's fields. Each is one read transaction."""
+from __future__ import annotations
+
+import statistics
+
+from pipeline_engine import forms, inputtypes, layout, store
+from pipeline_engine.db import Database
+from pipeline_engine.errors import NotFoundError
+from pipeline_engine.service.runs import DEFAULT_DURATION, _pipeline, _runnable
+from pipeline_engine.states import TRACK_FINISHED
+from pipeline_engine.views import _iso
+
+_ENDED = {str(s) for s in TRACK_FINISHED}
+#: runs whose durations weigh the critical path the graph page marks
+HISTORY_RUNS = 10
+
+
+def graph_drawing(db: Database, name: str, *, version: int | None = None, around: str | None = None,
+                  depth: int = 2) -> layout.Drawing:
+    """The drawing of a version of a graph (the newest unless ``version``), each vertex in its
+    state of the graph's last run, the critical path by recent durations; ``around``: only that
+    vertex's neighbourhood (NotFoundError: no such vertex). A graph with a cycle (a draft) is
+    drawn without levels: every vertex at level 0."""
+    with db.transaction(write=False) as s:
+        graph = store.get_graph(s, name, version=version)
+        names = store.vertex_names(s, graph.id)
+        edges = store.edge_names(s, graph.id)
+        versions = [g.id for g in store.graph_versions(s, name)]
+        last = store.last_run(s, versions)
+        states = store.track_states(s, last.id) if last is not None else {}
+        history = store.recent_durations(s, versions, runs=HISTORY_RUNS)
+    weight = {v: statistics.median(history[v]) if history.get(v) else DEFAULT_DURATION for v in names}
+    try:
+        critical = layout.chain(names, edges, weight)
+    except ValueError:  # a cycle: a draft drawn flat
+        critical, edges = [], []
+    if around is not None:
+        try:
+            return layout.neighbourhood(names, edges, around, states, depth=depth, critical=critical)
+        except KeyError:
+            raise NotFoundError(f"graph '{name}': vertex '{around}' not found") from None
+    return layout.draw(names, edges, states, critical)
+
+
+def start_fields(db: Database, name: str, *, version: int | None = None) -> tuple[int, list[forms.Field]]:
+    """The version a start of ``name`` runs (the newest sealed, or ``version``, sealed; as
+    ``start_run`` refuses them) and its start form's fields."""
+    with db.transaction(write=False) as s:
+        graph = _runnable(s, name, version)
+        schemas = {v.name: inputtypes.parse_schema(v.name, v.inputs) for v in store.vertices(s, graph.id)}
+        return graph.version, forms.fields(schemas)
+
+
+def run_timeline(db: Database, run_id: int) -> dict:
+    """A run's timeline: each track's attempt as a bar (vertex, attempt, seconds from the
+    run's start to the attempt's start and to its end or None while it runs, state), in
+    declaration order, for the run page's Gantt chart. A track that has not started has no bar."""
+    with db.transaction(write=False) as s:
+        pipeline = _pipeline(s, run_id)
+        rows = store.run_track_rows(s, run_id)
+        at = store.now()
+    origin = pipeline.started_at or at
+
+    def since(t):
+        return None if t is None else round((t - origin).total_seconds(), 3)
+
+    bars = [[r.vertex, r.attempt, since(r.started_at), since(r.finished_at) if r.state in _ENDED else None, r.state]
+            for r in rows if r.started_at is not None]
+    return {"run": run_id, "state": pipeline.state, "started_at": _iso(origin), "now": since(at), "bars": bars}
