@@ -1,12 +1,12 @@
 """Pure: the start form of a graph, made from its vertices' typed inputs. One field per input
-name; a name that vertices declare with different types (or bounds, choices...) gets one field
-per vertex instead, keyed ``VERTEX.name`` as on the command line. What the form sends becomes a
+name; a name that vertices declare with different types (or choices) gets one field per vertex
+instead, keyed ``VERTEX.name`` as on the command line. What the form sends becomes a
 run's parameters, and a problem the inputs' check reports is put back at the field it names."""
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipeline_engine.inputtypes import InputSpec
 
@@ -30,20 +30,23 @@ class Field:
         return "1" if self.spec.type == "int" else "any"
 
 
-def _same(spec: InputSpec) -> InputSpec:
-    return replace(spec, description="")  # two vertices may describe one input in their own words
+def _kind(spec: InputSpec) -> tuple:
+    """What one control can ask for: the type (and a choice's choices). Bounds, patterns and
+    defaults may differ between vertices: each vertex checks the one value by its own."""
+    return spec.type, spec.choices
 
 
 def fields(schemas: Mapping[str, Mapping[str, InputSpec]]) -> list[Field]:
     """The form's fields in declaration order (vertex by vertex): a plain one per input name
-    whose declarations agree, else one per declaring vertex."""
+    that every vertex declares with one type, else one per declaring vertex. A plain field
+    shows the first declaration that has a description."""
     declared: dict[str, list[tuple[str, InputSpec]]] = {}
     for vertex, schema in schemas.items():
         for name, spec in schema.items():
             declared.setdefault(name, []).append((vertex, spec))
     out: list[Field] = []
     for name, uses in declared.items():
-        if len({_same(spec) for _, spec in uses}) == 1:
+        if len({_kind(spec) for _, spec in uses}) == 1:
             described = next((s for _, s in uses if s.description), uses[0][1])
             out.append(Field(name, described, tuple(v for v, _ in uses)))
         else:

@@ -1384,3 +1384,51 @@ def track_states(s: Session, pipeline_id: int) -> dict[str, str]:
     q = (select(Vertex.name, Track.state).join(Vertex, Vertex.id == Track.vertex_id)
          .where(Track.pipeline_id == pipeline_id))
     return {name: state for name, state in s.execute(q)}
+
+
+def last_runs_by_graph(s: Session) -> dict[str, Pipeline]:
+    """Graph name -> its newest run (any version)."""
+    newest = select(func.max(Pipeline.id)).join(Graph, Graph.id == Pipeline.graph_id).group_by(Graph.name)
+    q = select(Graph.name, Pipeline).join(Graph, Graph.id == Pipeline.graph_id).where(Pipeline.id.in_(newest))
+    return {name: p for name, p in s.execute(q)}
+
+
+def run_states_since(s: Session, since: datetime) -> dict[str, dict[str, int]]:
+    """Graph name -> run state -> how many of its runs started at or after ``since``, in SQL."""
+    q = (select(Graph.name, Pipeline.state, func.count()).join(Graph, Graph.id == Pipeline.graph_id)
+         .where(Pipeline.started_at >= since).group_by(Graph.name, Pipeline.state))
+    out: dict[str, dict[str, int]] = {}
+    for name, state, n in s.execute(q):
+        out.setdefault(name, {})[state] = int(n)
+    return out
+
+
+def next_fires(s: Session) -> dict[str, datetime]:
+    """Graph name -> the next fire time of its unpaused schedules."""
+    q = (select(Schedule.graph, func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False))
+         .group_by(Schedule.graph))
+    return {g: at for g, at in s.execute(q) if at is not None}
+
+
+def finished_runs_since(s: Session, since: datetime, graph_ids: Sequence[int] | None = None) -> list:
+    """(graph name, started_at, finished_at, state) of the runs finished and started at or
+    after ``since``, oldest first."""
+    q = (select(Graph.name, Pipeline.started_at, Pipeline.finished_at, Pipeline.state)
+         .join(Graph, Graph.id == Pipeline.graph_id)
+         .where(Pipeline.started_at >= since, Pipeline.finished_at.is_not(None)).order_by(Pipeline.id))
+    if graph_ids is not None:
+        q = q.where(Pipeline.graph_id.in_(list(graph_ids)))
+    return list(s.execute(q))
+
+
+def vertex_runs(s: Session, graph_ids: Sequence[int], vertex: str, runs: int) -> list:
+    """(run id, started_at, duration, state) of ``vertex``'s track in each of the last ``runs``
+    runs of these versions of a graph, oldest first."""
+    recent = list(s.scalars(select(Pipeline.id).where(Pipeline.graph_id.in_(list(graph_ids)))
+                            .order_by(Pipeline.id.desc()).limit(runs)))
+    if not recent:
+        return []
+    q = (select(Track.pipeline_id, Track.started_at, Track.duration, Track.state)
+         .join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id.in_(recent), Vertex.name == vertex).order_by(Track.pipeline_id))
+    return list(s.execute(q))

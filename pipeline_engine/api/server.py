@@ -103,6 +103,7 @@ def serve(db: Database, *, host: str, port: int, body_limit: int, logs: str | No
     shown = f"[{host}]" if ":" in host else host
     say(f"serving http://{shown}:{sock.getsockname()[1]}/api/v1 (docs at /api/docs)"
         + (f"; worker {worker.name}: concurrency {worker.concurrency}" if worker is not None else "; no worker"))
+    say(f"web UI: log in at http://{shown}:{sock.getsockname()[1]}/login with a token")
     try:
         server.run(sockets=[sock])
     finally:

@@ -16,6 +16,7 @@ from pipeline_engine import forms, service
 from pipeline_engine.errors import NotFoundError, ParameterError, PipelineEngineError, SecretsNeedOwnerError
 from pipeline_engine.roles import Role
 from pipeline_engine.schedules import Trigger
+from pipeline_engine.service import history as past
 from pipeline_engine.service import pages as reads
 from pipeline_engine.states import PIPELINE_FINISHED, TRACK_FINISHED, PipelineState, TrackState
 from pipeline_engine.web import auth
@@ -94,7 +95,7 @@ async def logout(request: Request, caller: auth.Page) -> Response:
 @router.get("/")
 def graphs_page(request: Request, caller: auth.Page) -> Response:
     db = request.app.state.db
-    return render(request, "graphs.html", caller, graphs=service.list_graphs(db))
+    return render(request, "graphs.html", caller, graphs=past.graph_overview(db, service.list_graphs(db)))
 
 
 @router.get("/graphs/{name}")
@@ -105,7 +106,7 @@ def graph_page(request: Request, caller: auth.Page, name: str, version: int | No
     versions = service.list_versions(db, name)
     found = [v for v in detail.spec.vertices if q.lower() in v.name.lower()] if q else list(detail.spec.vertices)
     shown = found[(page - 1) * VERTICES_PAGE:page * VERTICES_PAGE]
-    durations: dict = {}
+    durations = past.vertex_durations(db, name)
     schedules = [(s, service.next_fire_times(db, s.name, 3) if not s.paused else [])
                  for s in service.list_schedules(db, graph=name)]
     query = f"?version={detail.info.version}" if version is not None else ""
@@ -318,8 +319,8 @@ def history_page(request: Request, caller: auth.Page, graph: str | None = Query(
                  vertex: str | None = Query(None, max_length=200),
                  days: int = Query(30, ge=1, le=366)) -> Response:
     db = request.app.state.db
-    history: list = []
-    trend = None
+    history = past.run_history(db, days=days, graph=graph or None)
+    trend = past.vertex_trend(db, graph, vertex) if graph and vertex else None
     return render(request, "history.html", caller, history=history, graph=graph or "", vertex=vertex or "",
                   days=days, trend=trend, graphs=[g.name for g in service.list_graphs(db)])
 

@@ -163,7 +163,10 @@ function dag() {
       note.textContent = `${data.total} vertices in ${data.levels.length} levels: too many to draw one by one, so` +
         " each level is a bar of its vertices by state. Find a vertex to draw its neighbourhood.";
     }
-    view = { x: 0, y: 0, w: Math.max(width, 300), h: Math.max(height, 200) };
+    // at most life size; the box as tall as the drawing needs, within bounds
+    const scale = Math.min(1, box.clientWidth / width);
+    box.style.height = `${Math.round(Math.max(160, Math.min(520, height * scale)))}px`;
+    view = { x: 0, y: 0, w: width, h: height };
     const aspect = box.clientWidth / box.clientHeight;
     if (view.w / view.h < aspect) view.w = view.h * aspect; else view.h = view.w / aspect;
     apply();
