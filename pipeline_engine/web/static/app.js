@@ -66,7 +66,9 @@ function startForm() {
   };
   for (const input of form.querySelectorAll("input, select")) {
     if (input.type === "hidden") continue;
-    input.addEventListener("change", () => check(input));
+    // as the value changes, not on leaving the field: a message that goes away on blur would move
+    // the button away from under the pointer that is about to press it
+    input.addEventListener(input.tagName === "SELECT" || input.type === "checkbox" ? "change" : "input", () => check(input));
   }
   form.addEventListener("submit", (e) => {
     let first = null;
