@@ -4,12 +4,14 @@ timeouts, lost leases taken back, cancels; pruned and deleted with their runs. O
 real processes."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from conftest import run_tracks
 from sqlalchemy import event, func, insert, inspect, select, text, update
 from sqlalchemy import exc as sa_exc
+from test_api import api, cli_json, unique  # noqa: F401 - the module's server (one per backend), its CLI
 
 from pipeline_engine import migrate, service, store
 from pipeline_engine.errors import GraphError, NotFoundError
@@ -288,3 +290,40 @@ def test_migration_0015_adds_the_attempt_table_and_its_downgrade_drops_it(db, tm
     assert service.run_attempts(db, run_id).total == 0
     pk = inspect(db.engine).get_pk_constraint("attempt")
     assert pk["constrained_columns"] == ["track_id", "attempt"]
+
+
+# --- the API and the CLI ---------------------------------------------------------------------------------
+
+def test_the_api_gives_a_run_s_attempts_to_a_viewer_as_the_cli_prints_them(api, tmp_path, cli_json):  # noqa: F811
+    run_id = flaky_run(api.db, tmp_path, unique("attempts"))
+    r = api.call("GET", f"/runs/{run_id}/attempts", role="viewer")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == 4
+    assert [(a["vertex"], a["attempt"], a["outcome"]) for a in body["attempts"]] == [
+        ("a", 1, "failed"), ("a", 2, "failed"), ("a", 3, "succeeded"), ("b", 1, "succeeded")]
+    assert body == service.run_attempts(api.db, run_id).to_dict()
+    assert cli_json(api.server, "runs", "attempts", str(run_id), "--json") == body
+    page = api.call("GET", f"/runs/{run_id}/attempts?limit=2&offset=1", role="viewer").json()
+    assert page == {"attempts": body["attempts"][1:3], "total": 4}
+    for query in ("limit=-1", "offset=-1", "limit=100001", "limit=x"):
+        assert api.call("GET", f"/runs/{run_id}/attempts?{query}", role="viewer").status_code == 422, query
+    r = api.call("GET", "/runs/999999999/attempts", role="viewer")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+
+
+def test_runs_attempts_prints_a_table_and_pages(db, cli, tmp_path):
+    run_id = flaky_run(db, tmp_path)
+    code, out, err = cli("runs", "attempts", str(run_id))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["VERTEX", "ATTEMPT", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER", "ERROR"]
+    assert [line.split()[:4] for line in lines[1:]] == [["a", "1", "failed", "1"], ["a", "2", "failed", "1"],
+                                                         ["a", "3", "succeeded", "0"], ["b", "1", "succeeded", "0"]]
+    code, out, _ = cli("runs", "attempts", str(run_id), "--limit", "1", "--offset", "2")
+    assert out.splitlines()[1].split()[:3] == ["a", "3", "succeeded"]
+    assert out.splitlines()[-1] == "(attempts 3-3 of 4; --limit and --offset page)"
+    code, out, _ = cli("runs", "attempts", str(run_id), "--json")
+    assert json.loads(out) == service.run_attempts(db, run_id).to_dict()
+    code, _, err = cli("runs", "attempts", str(run_id + 1))
+    assert code != 0 and f"run {run_id + 1} not found" in err
