@@ -1277,6 +1277,31 @@ def runs_show(ctx: Context, run_id: int, track_state: str | None, limit: int, of
         click.echo(f"(vertices {offset + 1}-{offset + len(info.tracks)} of {shown}; --limit and --offset page)")
 
 
+@runs.command("attempts")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="At most this many attempts (the total always covers the whole run).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many attempts first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def runs_attempts(ctx: Context, run_id: int, limit: int, offset: int, as_json: bool) -> None:
+    """Show every attempt of a run's vertices by start: retries, timeouts, lost leases and
+    cancels included, and those that run now."""
+    from pipeline_engine import service
+
+    page = service.run_attempts(ctx.db, run_id, limit=limit, offset=offset)
+    if as_json:
+        _echo_json(page.to_dict())
+        return
+    _table(["VERTEX", "ATTEMPT", "OUTCOME", "EXIT", "STARTED", "FINISHED", "WORKER", "ERROR"],
+           [[a.vertex, str(a.attempt), a.outcome, "-" if a.exit_code is None else str(a.exit_code),
+             _when(a.started_at), _when(a.finished_at), a.worker or "-", _cut(a.error) if a.error else "-"]
+            for a in page.attempts])
+    if offset or len(page.attempts) < page.total:
+        click.echo(f"(attempts {offset + 1}-{offset + len(page.attempts)} of {page.total}; --limit and --offset"
+                   " page)")
+
+
 _FOLLOW_POLL = 0.2  # seconds between looks at a followed log file and its track's state
 
 

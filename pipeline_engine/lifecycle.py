@@ -2,7 +2,11 @@
 descendants failed, its successors released, the run finished, a run cancelled, a track handed
 back or taken back. Each function works inside its caller's transaction (the store's writes
 are compare-and-sets from the states the transition table in ``states.py`` allows) and returns
-the events its changes make, for the caller to publish once the transaction has committed."""
+the events its changes make, for the caller to publish once the transaction has committed.
+
+Every attempt that ends — recorded, cancelled while it ran, taken back — leaves one ``attempt``
+row, written with its track's move; one handed back (its worker stopping, or fenced) is not
+counted and leaves none (its number is used again)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -17,6 +21,7 @@ from pipeline_engine import dag, spec, store
 from pipeline_engine.events import Event
 from pipeline_engine.executors.base import Attempt, Ended
 from pipeline_engine.plans import Plans
+from pipeline_engine.states import AttemptOutcome as A
 from pipeline_engine.states import PipelineState as P
 from pipeline_engine.states import TrackState as T
 
@@ -56,7 +61,8 @@ def record(conn: Connection, worker: str, ended: Sequence[Ended], plans: Plans, 
     to pending (not claimed before its ``retry_delay`` has passed), a final failure marks its
     descendants ``upstream_failed``. An interrupted or fenced attempt is not recorded: its track
     is handed back, if still this worker's. An end whose track is no longer this worker's
-    (cancelled, taken back) does not count; the worker lets go of it."""
+    (cancelled, taken back) does not count; the worker lets go of it. Each end written leaves
+    its attempt's row (one statement for the batch)."""
     out = Recorded()
     released: Counter[int] = Counter()
     ends = []
@@ -84,12 +90,15 @@ def record(conn: Connection, worker: str, ended: Sequence[Ended], plans: Plans, 
         else:
             target = T.FAILED
         wait = spec.retry_wait(job.retry_delay, job.retry_backoff, e.attempt) if target == T.PENDING else 0.0
-        ends.append({"track_id": e.track_id, "attempt": e.attempt, "target": target, "started_at": e.started_at,
+        ends.append({"track_id": e.track_id, "attempt": e.attempt, "target": target, "outcome": ended_as(outcome),
+                     "started_at": e.started_at,
                      "finished_at": e.finished_at, "exit_code": outcome.exit_code, "error": outcome.error,
                      "stdout": outcome.stdout, "stderr": outcome.stderr, "log_path": outcome.log_path,
                      "duration": outcome.duration,
                      "not_before": e.finished_at + timedelta(seconds=wait) if wait > 0 else None})
     written = store.record_attempts(conn, ends, careful=careful)
+    store.add_attempts(conn, [{**end, "worker": worker} for end in ends if end["track_id"] in written],
+                       careful=careful)
     for end in ends:
         track_id, attempt, target = end["track_id"], end["attempt"], end["target"]
         job = plans.jobs[track_id]
@@ -117,6 +126,11 @@ def record(conn: Connection, worker: str, ended: Sequence[Ended], plans: Plans, 
                    for t in now_ready]
     out.ready += now_ready
     return out
+
+
+def ended_as(outcome) -> A:
+    """The outcome word of an attempt whose process ended so (an executor's ``Outcome``)."""
+    return A.SUCCEEDED if outcome.ok else A.TIMED_OUT if outcome.timed_out else A.FAILED
 
 
 def fail_descendants(conn: Connection, track_ids: Sequence[int], plans: Plans | None = None) -> list[Event]:
@@ -175,8 +189,9 @@ def retry(s: Session, pipeline_id: int, state: str, owner: str | None) -> list[s
 def take_back(conn: Connection, rows: Sequence, reason: str, *, host: str | None = None,
               kill: Kill | None = None) -> set[int]:
     """Take back running tracks (rows with id, pipeline_id, worker, attempt, max_attempts,
-    heartbeat_at) whose worker is gone: pending for another attempt while retries remain, else
-    failed, with their descendants ``upstream_failed``. First, with ``kill``, what is left of
+    heartbeat_at, started_at) whose worker is gone: pending for another attempt while retries
+    remain, else failed, with their descendants ``upstream_failed``; each attempt taken back ends
+    ``lost`` now. First, with ``kill``, what is left of
     those whose worker ran on ``host`` (this host) is killed, so that a track never runs twice
     at once here. Returns the pipelines touched."""
     if kill is not None and host is not None and rows:
@@ -185,10 +200,16 @@ def take_back(conn: Connection, rows: Sequence, reason: str, *, host: str | None
         if here:
             kill(here)
     touched = set()
+    stamp = store.now()
+    lost = []
     for r in rows:
         target = T.PENDING if r.attempt < r.max_attempts else T.FAILED
-        if store.take_back(conn, r.id, r.worker, r.attempt, target, reason, r.heartbeat_at):
+        if store.take_back(conn, r.id, r.worker, r.attempt, target, reason, r.heartbeat_at, at=stamp):
             touched.add(r.pipeline_id)
+            lost.append({"track_id": r.id, "attempt": r.attempt, "worker": r.worker,
+                         "started_at": r.started_at or stamp, "finished_at": stamp, "outcome": A.LOST,
+                         "exit_code": None, "error": reason})
             if target == T.FAILED:
                 fail_descendants(conn, store.descendant_tracks(conn, r.pipeline_id, [r.id]))
+    store.add_attempts(conn, lost)
     return touched

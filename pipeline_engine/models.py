@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeDecorator
 
 from pipeline_engine.roles import Role
 from pipeline_engine.schedules import CatchUp, Decision, Overlap
-from pipeline_engine.states import GraphStatus, PipelineState, TrackState
+from pipeline_engine.states import AttemptOutcome, GraphStatus, PipelineState, TrackState
 
 NAME_LENGTH = 200
 #: characters of a vertex's working directory the database keeps
@@ -343,6 +343,33 @@ class Track(Base):
     pool: Mapped[str | None] = mapped_column(Name)
     #: a pending track waiting for its retry is not claimed before this time
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrackAttempt(Base):
+    """One ended attempt of a track (the track's row keeps its last one, or the one that runs
+    now): what a run's timeline draws, retries and lost leases included. Written in the
+    transaction that records the attempt's end; deleted with its track."""
+
+    __tablename__ = "attempt"
+    __table_args__ = (
+        CheckConstraint(f"outcome IN ({_words(AttemptOutcome)})", name="outcome"),
+        CheckConstraint("attempt >= 1", name="attempt"),
+        _TABLE_OPTIONS,
+    )
+
+    track_id: Mapped[int] = mapped_column(BigId, ForeignKey("track.id", ondelete="CASCADE"), primary_key=True,
+                                          autoincrement=False)
+    #: the track's attempt number (1, 2, ...)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: the worker that ran it
+    worker: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: when it ended: its process's end, or when its run was cancelled or its lease taken back
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    #: why it ended, when not by its exit code, cut short (``store.ATTEMPT_ERROR_LENGTH``)
+    error: Mapped[str | None] = mapped_column(SafeText)
 
 
 class Installation(Base):

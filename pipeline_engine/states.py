@@ -54,6 +54,26 @@ class PipelineState(Word):
     CANCELLED = "cancelled"
 
 
+class AttemptOutcome(Word):
+    """How one attempt of a track ended: the word an ``attempt`` row keeps (an attempt that
+    runs now is not stored; it reads as ``RUNNING_ATTEMPT``)."""
+
+    #: its script exited 0
+    SUCCEEDED = "succeeded"
+    #: its script exited non-zero, was killed by a signal, or could not start
+    FAILED = "failed"
+    #: killed at its vertex's timeout
+    TIMED_OUT = "timed_out"
+    #: its worker died or went silent past its lease, and the track was taken back
+    LOST = "lost"
+    #: its run was cancelled while it ran
+    CANCELLED = "cancelled"
+
+
+#: what an attempt that runs now reads as (never stored)
+RUNNING_ATTEMPT = "running"
+
+
 _T = TrackState
 #: track state -> the states it may move to
 TRACK_TRANSITIONS: dict[TrackState, frozenset[TrackState]] = {

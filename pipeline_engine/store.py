@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import simplejson
-from sqlalchemy import Text, and_, bindparam, case, delete, false, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import (BigInteger, Text, and_, bindparam, case, delete, false, func, insert, literal, null, or_, select, text,
+                        type_coerce, union_all, update)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, defer
@@ -17,11 +18,13 @@ from sqlalchemy.orm import Session, aliased, defer
 from pipeline_engine import dag, settings
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.models import (Audit, Backfill, Edge, Graph, Idempotency, Installation, Pipeline, Pool, Schedule,
-                                    ScheduleDecision, Token, Track, Vertex, WebSession, Worker)
+                                    ScheduleDecision, Token, Track, TrackAttempt, Vertex, WebSession, Worker)
 from pipeline_engine.spec import VertexSpec
 from pipeline_engine.states import (ADOPT, CANCEL_QUEUED, CANCEL_RUN, CANCEL_RUNNING, CLAIM, FINISH, HAND_BACK, HEARTBEAT,
                                     RECORD, RELEASE, RESET, RESTART, START_QUEUED, TAKE_BACK, UPSTREAM_FAILED, GraphStatus,
                                     Move)
+from pipeline_engine.states import RUNNING_ATTEMPT
+from pipeline_engine.states import AttemptOutcome as A
 from pipeline_engine.states import PipelineState as P
 from pipeline_engine.states import TrackState as T
 
@@ -1047,10 +1050,10 @@ def pipeline_owner(s: Session, pipeline_id: int) -> str | None:
 def expired_tracks(conn: Connection, leases: dict[str, float], default_lease: float,
                    dead: set[str] = frozenset()) -> list:
     """Running tracks whose worker is ``dead`` or has not renewed its heartbeat within its
-    lease: rows of (id, pipeline_id, worker, attempt, max_attempts, heartbeat_at)."""
+    lease: rows of (id, pipeline_id, worker, attempt, max_attempts, heartbeat_at, started_at)."""
     stamp = now()
     rows = conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
-                               _track.c.max_attempts, _track.c.heartbeat_at)
+                               _track.c.max_attempts, _track.c.heartbeat_at, _track.c.started_at)
                         .where(_track.c.state == T.RUNNING)).all()
     return [r for r in rows if r.worker in dead
             or r.heartbeat_at < stamp - timedelta(seconds=leases.get(r.worker, default_lease))]
@@ -1067,8 +1070,9 @@ def worker_hosts(conn: Connection) -> dict[str, str]:
 
 
 def running_tracks(conn: Connection, pipeline_id: int) -> list:
+    """Rows as ``expired_tracks``' of the pipeline's running tracks."""
     return conn.execute(select(_track.c.id, _track.c.pipeline_id, _track.c.worker, _track.c.attempt,
-                               _track.c.max_attempts, _track.c.heartbeat_at)
+                               _track.c.max_attempts, _track.c.heartbeat_at, _track.c.started_at)
                         .where(_track.c.pipeline_id == pipeline_id, _track.c.state == T.RUNNING)).all()
 
 
@@ -1077,17 +1081,18 @@ def worker_leases(conn: Connection) -> dict[str, float]:
 
 
 def take_back(conn: Connection, track_id: int, worker: str | None, attempt: int, target: str, reason: str,
-              heartbeat_at: datetime | None = None) -> bool:
+              heartbeat_at: datetime | None = None, at: datetime | None = None) -> bool:
     """Take a running track back from a worker whose lease ran out: pending for another attempt,
-    or failed when none is left. Compare-and-set on the worker and attempt, so a track that was
-    renewed or recorded meanwhile is left alone."""
+    or failed (at ``at``, default now) when none is left. Compare-and-set on the worker and
+    attempt, so a track that was renewed or recorded meanwhile is left alone."""
     q = update(_track).where(_track.c.id == track_id, _from(_track.c.state, TAKE_BACK), _track.c.attempt == attempt)
     q = q.where(_track.c.worker.is_(None) if worker is None else _track.c.worker == worker)
     if heartbeat_at is not None:  # renewed since it was seen expired: leave it
         q = q.where(_track.c.heartbeat_at <= heartbeat_at)
-    values = {"state": TAKE_BACK.to(target), "worker": None, "error": reason, "changed_at": now()}
+    stamp = at or now()
+    values = {"state": TAKE_BACK.to(target), "worker": None, "error": reason, "changed_at": stamp}
     if target == T.FAILED:
-        values["finished_at"] = now()
+        values["finished_at"] = stamp
     return conn.execute(q.values(**values)).rowcount == 1
 
 
@@ -1126,7 +1131,8 @@ _CANCELLED_ERROR = CANCEL_RUNNING.target.value
 
 def cancel_pipeline(s: Session, pipeline_id: int) -> bool:
     """The run and every unfinished track become cancelled. Running tracks keep their worker,
-    which kills the process at its next heartbeat and then lets go of them. The tracks are
+    which kills the process at its next heartbeat and then lets go of them; their attempts end
+    ``cancelled`` now (their rows written). The tracks are
     written before the run, in the order a worker locks them (its tracks, then the run it
     finishes), so that a cancel and a worker finishing the run do not deadlock. Returns False
     when the run was no longer running (it finished meanwhile): the caller rolls back."""
@@ -1135,6 +1141,9 @@ def cancel_pipeline(s: Session, pipeline_id: int) -> bool:
               .values(state=CANCEL_QUEUED.target, finished_at=stamp, worker=None, changed_at=stamp))
     s.execute(update(Track).where(Track.pipeline_id == pipeline_id, _from(Track.state, CANCEL_RUNNING))
               .values(state=CANCEL_RUNNING.target, finished_at=stamp, error=_CANCELLED_ERROR, changed_at=stamp))
+    # after the update, which locked those rows: a worker's record of one of them now waits, then
+    # finds it cancelled and writes nothing, so no attempt ends twice
+    s.execute(_CANCELLED_ATTEMPTS, {"pipeline_id": pipeline_id, "stamp": stamp})
     return s.execute(update(Pipeline).where(Pipeline.id == pipeline_id, _from(Pipeline.state, CANCEL_RUN))
                      .values(state=CANCEL_RUN.target, finished_at=stamp)).rowcount == 1
 
@@ -1211,6 +1220,7 @@ def delete_runs(conn: Connection, pipeline_ids: Sequence[int],
     ids = list(conn.scalars(q.order_by(_pipeline.c.id)))
     if not ids:
         return [], 0
+    _delete_attempts(conn, ids)  # before their tracks: no cascade relied on
     tracks = conn.execute(delete(_track).where(_track.c.pipeline_id.in_(ids))).rowcount  # first: no cascades
     conn.execute(delete(_pipeline).where(_pipeline.c.id.in_(ids)))
     return ids, tracks
@@ -1283,6 +1293,119 @@ def delete_sessions(s: Session, *, token_id: int | None = None, expired_before: 
     if expired_before is not None:
         query = query.where(WebSession.expires_at < expired_before)
     return s.execute(query).rowcount
+
+
+# --- attempts: every ended attempt of a track, for a run's timeline --------------------------------
+
+_attempt = TrackAttempt.__table__
+#: characters of an attempt's error its row keeps (the track keeps its last attempt's whole)
+ATTEMPT_ERROR_LENGTH = 500
+_ADD_ATTEMPTS = insert(_attempt)
+_stamp = bindparam("stamp", type_=_attempt.c.finished_at.type)
+#: the attempts a cancel ended: the run's tracks it just moved from running (they alone keep a
+#: worker; the waiting and pending ones it moved lose theirs), at its time
+_CANCELLED_ATTEMPTS = _ADD_ATTEMPTS.from_select(
+    ["track_id", "attempt", "worker", "started_at", "finished_at", "outcome", "exit_code", "error"],
+    select(_track.c.id, _track.c.attempt, _track.c.worker, func.coalesce(_track.c.started_at, _stamp), _stamp,
+           literal(A.CANCELLED.value, _attempt.c.outcome.type), null(), literal(_CANCELLED_ERROR, Text()))
+    .where(_track.c.pipeline_id == bindparam("pipeline_id"), _track.c.state == CANCEL_RUNNING.target,
+           _track.c.worker.is_not(None), _track.c.finished_at == _stamp, _track.c.attempt >= 1))
+
+
+def _attempt_row(row: Mapping[str, Any]) -> dict:
+    error = row.get("error")
+    return {"track_id": row["track_id"], "attempt": row["attempt"], "worker": row.get("worker"),
+            "started_at": row["started_at"], "finished_at": row["finished_at"], "outcome": A(row["outcome"]).value,
+            "exit_code": row.get("exit_code"), "error": error[:ATTEMPT_ERROR_LENGTH] if error else error}
+
+
+def add_attempts(conn: Connection, rows: Sequence[Mapping[str, Any]], *, careful: bool = False) -> None:
+    """Write ended attempts, each a mapping of track_id, attempt, worker, started_at,
+    finished_at, outcome (an ``AttemptOutcome``), exit_code and error (cut to
+    ``ATTEMPT_ERROR_LENGTH``), in one statement (executemany). The caller writes them in the
+    transaction that moved their tracks, for the ends it did write: a track's attempt ends once.
+
+    A row the database refuses raises RowRefused (as ``record_attempts``). With ``careful``
+    each row goes in its own savepoint, a refused one again with its error in plain ASCII, and
+    one refused again is left out: the tracks' writes stand, whatever the history lacks."""
+    if not rows:
+        return
+    rows = [_attempt_row(r) for r in rows]
+    if not careful:
+        try:
+            conn.execute(_ADD_ATTEMPTS, rows if len(rows) > 1 else rows[0])
+        except Exception as exc:
+            why = _refusal(exc)
+            if why is None:
+                raise
+            raise RowRefused(why) from exc
+        return
+    for row in rows:
+        for form in (row, {**row, "error": ascii(row["error"])[1:-1][:ATTEMPT_ERROR_LENGTH] if row["error"] else None}):
+            try:
+                with conn.begin_nested():
+                    conn.execute(_ADD_ATTEMPTS, form)
+                break
+            except Exception as exc:
+                if _refusal(exc) is None:
+                    raise
+
+
+def _delete_attempts(conn: Connection, pipeline_ids: Sequence[int]) -> None:
+    """Delete the attempts of these runs' tracks."""
+    of_runs = _track.c.pipeline_id.in_(list(pipeline_ids))
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # MariaDB (before 11.1) plans a one-table DELETE ... IN (SELECT ...) as a scan of every
+        # attempt: a join starts from the runs' tracks
+        q = delete(_attempt).where(_attempt.c.track_id == _track.c.id, of_runs)
+    else:
+        q = delete(_attempt).where(_attempt.c.track_id.in_(select(_track.c.id).where(of_runs)))
+    conn.execute(q)
+
+
+_vertex = Vertex.__table__
+_of_run = _track.c.pipeline_id == bindparam("pipeline_id")
+# The page is cut from the keys alone (start, vertex, attempt and the worker: a small sort, where
+# whole rows with their text made SQLite's and MariaDB's sorts two or three times slower), then
+# each of its rows is read by primary key: its vertex's name and, ended, its attempt's row. A name
+# joined before the sort also made MariaDB's planner start from every vertex of every graph.
+_ran = (select(_track.c.vertex_id, _attempt.c.track_id, _attempt.c.attempt, _attempt.c.started_at,
+               _attempt.c.worker, literal(False).label("running"))
+        .select_from(_attempt.join(_track, _track.c.id == _attempt.c.track_id)).where(_of_run))
+#: the attempts that run now, from their tracks
+_running = (select(_track.c.vertex_id, _track.c.id, _track.c.attempt, _track.c.started_at, _track.c.worker,
+                   literal(True))
+            .where(_of_run, _track.c.state == T.RUNNING))
+_keys = union_all(_ran, _running).subquery()
+_page = (select(_keys).order_by(_keys.c.started_at, _keys.c.vertex_id, _keys.c.attempt)
+         .limit(bindparam("limit", type_=BigInteger())).offset(bindparam("offset", type_=BigInteger())).subquery())
+_ended = aliased(_attempt)
+_ATTEMPTS_PAGE = (
+    select(_vertex.c.name.label("vertex"), _page.c.attempt, _page.c.worker, _page.c.started_at,
+           _ended.c.finished_at, func.coalesce(_ended.c.outcome, RUNNING_ATTEMPT).label("outcome"),
+           _ended.c.exit_code, _ended.c.error)
+    .select_from(_page.join(_vertex, _vertex.c.id == _page.c.vertex_id)
+                 .outerjoin(_ended, and_(_ended.c.track_id == _page.c.track_id, _ended.c.attempt == _page.c.attempt,
+                                         ~_page.c.running)))
+    .order_by(_page.c.started_at, _page.c.vertex_id, _page.c.attempt))
+_ATTEMPTS_TOTAL = select(
+    select(func.count()).select_from(_attempt.join(_track, _track.c.id == _attempt.c.track_id)).where(_of_run)
+    .scalar_subquery()
+    + select(func.count()).select_from(_track).where(_of_run, _track.c.state == T.RUNNING).scalar_subquery())
+
+
+def run_attempts(s: Session, pipeline_id: int, *, limit: int, offset: int = 0) -> list:
+    """A page of a run's attempts, by start (then declaration order, then number): those that
+    ended, from their rows, and those that run now, from their tracks (outcome
+    ``RUNNING_ATTEMPT``, no end). Rows of vertex, attempt, worker, started_at, finished_at,
+    outcome, exit_code, error. One statement, whatever the run's size: the run's tracks by
+    index, their attempts by primary key, one sort of their keys, then the page's rows."""
+    return list(s.execute(_ATTEMPTS_PAGE, {"pipeline_id": pipeline_id, "limit": limit, "offset": offset}))
+
+
+def count_run_attempts(s: Session, pipeline_id: int) -> int:
+    """How many attempts ``run_attempts`` has for the run, in all."""
+    return int(s.execute(_ATTEMPTS_TOTAL, {"pipeline_id": pipeline_id}).scalar_one())
 
 
 # --- the audit log, idempotency keys ----------------------------------------------------------

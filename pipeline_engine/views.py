@@ -181,6 +181,41 @@ class TrackInfo:
 
 
 @dataclass(frozen=True)
+class AttemptInfo:
+    """One attempt of a track, as a run's timeline draws it: a bar from its start to its end
+    (none while it runs)."""
+
+    vertex: str
+    #: the track's attempt number (1, 2, ...)
+    attempt: int
+    #: the worker that ran it (runs it)
+    worker: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    #: succeeded, failed, timed_out, lost (its lease taken back), cancelled; running while it runs
+    outcome: str
+    exit_code: int | None
+    #: why it ended, when not by its exit code (cut short)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vertex": self.vertex, "attempt": self.attempt, "worker": self.worker,
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "outcome": self.outcome,
+                "exit_code": self.exit_code, "error": self.error}
+
+
+@dataclass(frozen=True)
+class RunAttempts:
+    """A page of a run's attempts by start, and how many it has in all."""
+
+    attempts: list[AttemptInfo]
+    total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": [a.to_dict() for a in self.attempts], "total": self.total}
+
+
+@dataclass(frozen=True)
 class RunSummary:
     id: int
     graph: str

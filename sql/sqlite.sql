@@ -502,3 +502,22 @@ CREATE TABLE web_session (
 CREATE INDEX ix_web_session_token_id ON web_session (token_id);
 
 UPDATE pipeline_engine_version SET version_num='0014' WHERE pipeline_engine_version.version_num = '0013';
+
+-- Running upgrade 0014 -> 0015
+
+CREATE TABLE attempt (
+    track_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker VARCHAR(255),
+    started_at DATETIME NOT NULL,
+    finished_at DATETIME NOT NULL,
+    outcome VARCHAR(16) NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    CONSTRAINT pk_attempt PRIMARY KEY (track_id, attempt),
+    CONSTRAINT fk_attempt_track_id_track FOREIGN KEY(track_id) REFERENCES track (id) ON DELETE CASCADE,
+    CONSTRAINT ck_attempt_outcome CHECK (outcome IN ('succeeded', 'failed', 'timed_out', 'lost', 'cancelled')),
+    CONSTRAINT ck_attempt_attempt CHECK (attempt >= 1)
+);
+
+UPDATE pipeline_engine_version SET version_num='0015' WHERE pipeline_engine_version.version_num = '0014';

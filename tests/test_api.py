@@ -93,6 +93,7 @@ ROLES = {
     ("POST", "/api/v1/graphs/{name}/runs"): "operator",
     ("GET", "/api/v1/runs"): "viewer",
     ("GET", "/api/v1/runs/{run_id}"): "viewer",
+    ("GET", "/api/v1/runs/{run_id}/attempts"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
     ("POST", "/api/v1/runs/{run_id}/retry"): "operator",
     ("GET", "/api/v1/runs/{run_id}/tracks/{vertex}/log"): "viewer",

@@ -25,7 +25,7 @@ FRONT = {"cli", "api", "scheduler", "web"}
 PROCESSES = {"executor", "executors"}
 #: the store's state writes, which only the lifecycle composes (a claim and the worker's own
 #: bookkeeping are the worker's: ``claim_tracks``, ``heartbeat``, ``release_worker``)
-TRANSITIONS = {"record_attempts", "release_successors", "mark_upstream_failed", "finish_if_done",
+TRANSITIONS = {"record_attempts", "add_attempts", "release_successors", "mark_upstream_failed", "finish_if_done",
                "cancel_pipeline", "take_back", "hand_back",
                "hand_back_unheld", "reset_unsucceeded", "restart_pipeline"}
 #: calls that reach processes: (module or object name, attribute)

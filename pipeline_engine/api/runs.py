@@ -1,4 +1,4 @@
-"""Runs: start one of a sealed graph, list, show, cancel, retry."""
+"""Runs: start one of a sealed graph, list, show, their attempts, cancel, retry."""
 from __future__ import annotations
 
 import hashlib
@@ -109,6 +109,15 @@ def show_run(request: Request, caller: auth.Viewer, run_id: int = Path(ge=1, le=
     `runs show --json`."""
     return service.show_run(request.app.state.db, run_id, limit=limit, offset=offset,
                             state=None if state is None else state.value, output=False).to_dict()
+
+
+@router.get("/runs/{run_id}/attempts", responses=errors(404))
+def run_attempts(request: Request, caller: auth.Viewer, run_id: int = Path(ge=1, le=_ID),
+                 limit: int = Query(1000, ge=0, le=_PAGE), offset: int = Query(0, ge=0, le=_ID)) -> dict:
+    """A page of the run's attempts ordered by start, for a timeline: every attempt of its
+    tracks that ended (outcome succeeded, failed, timed_out, lost or cancelled) and those that
+    run now (running, no end), with the total, as `runs attempts --json`."""
+    return service.run_attempts(request.app.state.db, run_id, limit=limit, offset=offset).to_dict()
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, responses=errors(404, 409))

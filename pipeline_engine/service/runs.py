@@ -23,7 +23,8 @@ from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clash
 from pipeline_engine.service.operations import _worker_alive
 from pipeline_engine.spec import GRAPH_NAME, check_name
 from pipeline_engine.states import TRACK_FINISHED, GraphStatus, PipelineState, TrackState, run_is
-from pipeline_engine.views import RunActivity, RunChanges, RunInfo, RunStart, RunSummary, TrackInfo
+from pipeline_engine.views import (AttemptInfo, RunActivity, RunAttempts, RunChanges, RunInfo, RunStart, RunSummary,
+                                   TrackInfo)
 
 
 def _masked_params(given: Mapping[str, Any] | list[str] | None, secret_names: set[str]) -> dict[str, Any]:
@@ -265,6 +266,24 @@ def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
         return TrackInfo(vertex=vertex, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                          started_at=t.started_at, finished_at=t.finished_at, error=t.error, stdout=t.stdout,
                          stderr=t.stderr, log_path=t.log_path, worker=t.worker, pool=t.pool, retry_at=_retry_at(t))
+
+
+def run_attempts(db: Database, run_id: int, *, limit: int = 1000, offset: int = 0) -> RunAttempts:
+    """A page of a run's attempts (``limit``/``offset``), ordered by start: every attempt of
+    its tracks that ended (retries, timeouts, lost leases and cancels included) and those that
+    run now (outcome ``running``, no end), with how many there are in all. Two queries,
+    whatever the run's size. NotFoundError for an unknown run; runs made before the attempts
+    were kept (schema 0015) show none that ended."""
+    for name, value in (("limit", limit), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise GraphError(f"{name} must be an integer >= 0, got {value!r}")
+    with db.transaction(write=False) as s:
+        _pipeline(s, run_id)
+        total = store.count_run_attempts(s, run_id)
+        rows = store.run_attempts(s, run_id, limit=limit, offset=offset) if limit and offset < total else []
+    return RunAttempts(attempts=[AttemptInfo(vertex=r.vertex, attempt=r.attempt, worker=r.worker,
+                                             started_at=r.started_at, finished_at=r.finished_at, outcome=r.outcome,
+                                             exit_code=r.exit_code, error=r.error) for r in rows], total=total)
 
 
 def list_runs(db: Database, *, graph: str | None = None, state: str | None = None, trigger: str | None = None,
