@@ -215,3 +215,18 @@ def test_the_reasons_of_a_pooled_track_and_of_a_track_waiting_on_a_predecessor(s
         site.shot(page, shot)
     service.cancel_run(site.db, run.id)
     assert page.problems == []
+
+
+def test_the_timeline_shows_each_attempt_retries_too(site, tmp_path):
+    name, flag = unique("flaky"), tmp_path / "tried"
+    graph(site, name, [{"name": "flaky", "retries": 1,
+                        "script": f"if [ -e {flag} ]; then echo ok; else touch {flag}; exit 3; fi"}])
+    run = service.start_run(site.db, name, detach=True)
+    wait_for(lambda: service.show_run(site.db, run.id, limit=0).state == "succeeded", 30, "the retry to succeed")
+    page = site.page("viewer")
+    page.goto(f"{site.server.url}/runs/{run.id}")
+    page.wait_for_selector("#timeline canvas")
+    bars = page.evaluate(f"fetch('/runs/{run.id}/timeline.json').then(r => r.json()).then(d => d.bars)")
+    assert [(b[0], b[1], b[4]) for b in bars] == [("flaky", 1, "failed"), ("flaky", 2, "succeeded")]
+    assert bars[0][3] <= bars[1][2]  # the retry starts after the first attempt ended
+    assert page.problems == []

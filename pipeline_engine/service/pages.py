@@ -8,10 +8,8 @@ from pipeline_engine import forms, inputtypes, layout, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.service.runs import DEFAULT_DURATION, _pipeline, _runnable
-from pipeline_engine.states import TRACK_FINISHED
 from pipeline_engine.views import _iso
 
-_ENDED = {str(s) for s in TRACK_FINISHED}
 #: runs whose durations weigh the critical path the graph page marks
 HISTORY_RUNS = 10
 
@@ -52,19 +50,25 @@ def start_fields(db: Database, name: str, *, version: int | None = None) -> tupl
         return graph.version, forms.fields(schemas)
 
 
+#: attempts a run's timeline draws at most (a 10,000-track run with retries fits)
+TIMELINE_BARS = 20_000
+
+
 def run_timeline(db: Database, run_id: int) -> dict:
-    """A run's timeline: each track's attempt as a bar (vertex, attempt, seconds from the
-    run's start to the attempt's start and to its end or None while it runs, state), in
-    declaration order, for the run page's Gantt chart. A track that has not started has no bar."""
+    """A run's timeline: a bar per attempt, retries, timeouts and lost leases each their own
+    (vertex, attempt, seconds from the run's start to the attempt's start and to its end, or
+    None while it runs, outcome), by start, for the run page's Gantt chart."""
+    from pipeline_engine.service.runs import run_attempts
+
     with db.transaction(write=False) as s:
         pipeline = _pipeline(s, run_id)
-        rows = store.run_track_rows(s, run_id)
         at = store.now()
+    page = run_attempts(db, run_id, limit=TIMELINE_BARS)
     origin = pipeline.started_at or at
 
     def since(t):
         return None if t is None else round((t - origin).total_seconds(), 3)
 
-    bars = [[r.vertex, r.attempt, since(r.started_at), since(r.finished_at) if r.state in _ENDED else None, r.state]
-            for r in rows if r.started_at is not None]
-    return {"run": run_id, "state": pipeline.state, "started_at": _iso(origin), "now": since(at), "bars": bars}
+    bars = [[a.vertex, a.attempt, since(a.started_at), since(a.finished_at), a.outcome] for a in page.attempts]
+    return {"run": run_id, "state": pipeline.state, "started_at": _iso(origin), "now": since(at), "bars": bars,
+            "total": page.total}

@@ -225,7 +225,7 @@ function timeline() {
   let data = null, rows = [], span = 1;
   const colours = {};
   const css = getComputedStyle(document.documentElement);
-  for (const s of STATES) colours[s] = css.getPropertyValue(`--${s}`).trim();
+  for (const s of [...STATES, "timed_out", "lost"]) colours[s] = css.getPropertyValue(`--${s}`).trim();
 
   function paint() {
     if (!data) return;
@@ -264,7 +264,7 @@ function timeline() {
     const b = rows[i];
     if (!b) { tip.hidden = true; return; }
     const end = b[3] === null ? data.now : b[3];
-    tip.textContent = `${b[0]} · attempt ${b[1]} · ${b[4]} · ${seconds(end - b[2])}`;
+    tip.textContent = `${b[0]} · attempt ${b[1]} · ${b[4].replace("_", " ")} · ${seconds(end - b[2])}`;
     tip.hidden = false;
     tip.style.left = `${Math.min(e.clientX - r.left + 12, r.width - 260)}px`;
     tip.style.top = `${e.clientY - r.top + 12}px`;
