@@ -372,7 +372,8 @@ def list_runs(s: Session, *, graph_ids: Sequence[int] | None = None, state: str 
     return [(p, *names[p.graph_id]) for p in page]
 
 
-def recent_durations(s: Session, graph_ids: Sequence[int], runs: int = 10) -> dict[str, list[float]]:
+def recent_durations(s: Session, graph_ids: Sequence[int], runs: int = 10,
+                     names: Sequence[str] | None = None) -> dict[str, list[float]]:
     """Vertex name -> durations (seconds) of its successful attempts in the last ``runs`` runs
     of these versions of a graph: the history that weighs the critical path, carried across
     versions by vertex name. Bounded by ``runs`` x the graph's size, however long the history."""
@@ -382,6 +383,8 @@ def recent_durations(s: Session, graph_ids: Sequence[int], runs: int = 10) -> di
     if recent:
         q = (select(Vertex.name, Track.duration).join(Vertex, Vertex.id == Track.vertex_id)
              .where(Track.pipeline_id.in_(recent), Track.state == T.SUCCEEDED, Track.duration.is_not(None)))
+        if names is not None:  # only these vertices (a page of a big graph)
+            q = q.where(Vertex.name.in_(list(names)))
         for name, duration in s.execute(q):
             out.setdefault(name, []).append(duration)
     return out

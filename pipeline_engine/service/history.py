@@ -82,12 +82,13 @@ class Durations:
     samples: int
 
 
-def vertex_durations(db: Database, graph: str, *, runs: int = RECENT_RUNS) -> dict[str, Durations]:
+def vertex_durations(db: Database, graph: str, *, runs: int = RECENT_RUNS,
+                     names: list[str] | None = None) -> dict[str, Durations]:
     """Vertex name -> median and p95 of its successful attempts' durations in the graph's last
-    ``runs`` runs (any version, by vertex name)."""
+    ``runs`` runs (any version, by vertex name); only of ``names`` when given."""
     with db.transaction(write=False) as s:
         versions = [g.id for g in store.graph_versions(s, graph)]
-        history = store.recent_durations(s, versions, runs=runs) if versions else {}
+        history = store.recent_durations(s, versions, runs=runs, names=names) if versions else {}
     return {v: Durations(statistics.median(d), figures.percentile(d, 0.95), len(d)) for v, d in history.items() if d}
 
 

@@ -106,7 +106,7 @@ def graph_page(request: Request, caller: auth.Page, name: str, version: int | No
     versions = service.list_versions(db, name)
     found = [v for v in detail.spec.vertices if q.lower() in v.name.lower()] if q else list(detail.spec.vertices)
     shown = found[(page - 1) * VERTICES_PAGE:page * VERTICES_PAGE]
-    durations = past.vertex_durations(db, name)
+    durations = past.vertex_durations(db, name, names=[v.name for v in shown])
     schedules = [(s, service.next_fire_times(db, s.name, 3) if not s.paused else [])
                  for s in service.list_schedules(db, graph=name)]
     query = f"?version={detail.info.version}" if version is not None else ""

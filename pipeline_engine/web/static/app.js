@@ -229,6 +229,7 @@ function timeline() {
 
   function paint() {
     if (!data) return;
+    box.dataset.drawn = "yes";
     if (!data.bars.length) { box.replaceChildren(el("p", { class: "sub" }, "no attempt has started yet")); return; }
     if (!canvas.isConnected) box.replaceChildren(canvas, tip);
     rows = data.bars.slice().sort((a, b) => a[2] - b[2]);

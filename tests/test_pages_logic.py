@@ -1,0 +1,107 @@
+"""The pure parts behind the pages: levels and drawings of a graph, the start form's fields,
+percentiles; and the history figures on every backend."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from pipeline_engine import figures, forms, layout, service, store
+from pipeline_engine.inputtypes import parse_schema
+from pipeline_engine.models import Pipeline
+from pipeline_engine.service import history
+
+
+def test_levels_are_the_longest_chain_above_each_vertex():
+    vs = ["a", "b", "c", "d"]
+    es = [("a", "b"), ("b", "c"), ("a", "c"), ("d", "c")]
+    assert layout.levels(vs, es) == {"a": 0, "b": 1, "c": 2, "d": 0}
+    with pytest.raises(ValueError):
+        layout.levels(["a", "b"], [("a", "b"), ("b", "a")])
+
+
+def test_the_critical_chain_follows_the_heaviest_path():
+    vs = ["a", "b", "c", "d"]
+    es = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    assert layout.chain(vs, es, {"a": 1, "b": 5, "c": 2, "d": 1}) == ["a", "b", "d"]
+    assert layout.chain(vs, es, {"a": 1, "b": 1, "c": 9, "d": 1}) == ["a", "c", "d"]
+    assert layout.chain([], [], {}) == []
+
+
+def test_a_big_graph_is_drawn_by_levels_with_counts_by_state():
+    vs = [f"v{i}" for i in range(10)]
+    es = [(f"v{i}", f"v{i + 5}") for i in range(5)]
+    d = layout.draw(vs, es, {"v0": "failed", "v1": "failed"}, limit=4)
+    assert d.vertices == [] and d.levels == [{"level": 0, "vertices": 5, "counts": {"failed": 2, "none": 3}},
+                                             {"level": 1, "vertices": 5, "counts": {"none": 5}}]
+    small = layout.draw(vs, es, {}, limit=10)
+    assert [(v["name"], v["level"], v["row"]) for v in small.vertices[:6]] == [
+        ("v0", 0, 0), ("v1", 0, 1), ("v2", 0, 2), ("v3", 0, 3), ("v4", 0, 4), ("v5", 1, 0)]
+
+
+def test_a_neighbourhood_is_bounded_and_says_what_it_left_out():
+    vs = ["hub"] + [f"s{i}" for i in range(10)]
+    es = [("hub", f"s{i}") for i in range(10)]
+    d = layout.neighbourhood(vs, es, "hub", {}, depth=1, limit=4)
+    assert len(d.vertices) == 4 and d.left_out == 7 and d.around == "hub"
+    assert all(t == "hub" for t, _ in d.edges) and len(d.edges) == 3
+    with pytest.raises(KeyError):
+        layout.neighbourhood(vs, es, "nope", {})
+
+
+def _schemas(**vertices):
+    return {v: parse_schema(v, inputs) for v, inputs in vertices.items()}
+
+
+def test_one_field_per_name_unless_its_types_differ():
+    found = forms.fields(_schemas(a={"rows": {"type": "int", "max": 5}, "day": "str"},
+                                  b={"rows": {"type": "int", "max": 9, "description": "rows to read"},
+                                     "day": "int"}))
+    assert [(f.key, f.control, f.vertices) for f in found] == [
+        ("rows", "number", ("a", "b")), ("a.day", "text", ("a",)), ("b.day", "number", ("b",))]
+    assert found[0].spec.description == "rows to read"
+
+
+def test_what_a_form_sends_becomes_parameters():
+    found = forms.fields(_schemas(a={"n": "int", "go": "bool", "opt": {"type": "str", "required": False}}))
+    assert forms.parameters({"n": "3", "opt": "", "csrf": "x", "name": "r"}, found) == {"n": "3", "go": "false"}
+    assert forms.parameters({"n": "3", "go": "true", "extra": "1"}, found) == {"n": "3", "go": "true", "extra": "1"}
+
+
+def test_a_problem_is_put_at_the_field_it_names():
+    found = forms.fields(_schemas(a={"rows": "int", "day": "str"}, b={"day": "int"}))
+    assert forms.field_of("vertex 'a': input 'rows': must be <= 5", found) == "rows"
+    assert forms.field_of("vertex 'b': input 'day' (int) is required", found) == "b.day"
+    assert forms.field_of("parameter 'rows': cannot read file", found) == "rows"
+    assert forms.field_of("parameter 'zzz': no vertex declares an input 'zzz'", found) is None
+
+
+def test_percentiles_interpolate_between_ranks():
+    assert figures.percentile([3.0], 0.95) == 3.0
+    assert figures.percentile([1.0, 2.0], 0.5) == 1.5
+    assert figures.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) == pytest.approx(4.8)
+    with pytest.raises(ValueError):
+        figures.percentile([], 0.5)
+
+
+@pytest.mark.backends
+def test_the_graphs_overview_and_vertex_durations(db):
+    service.import_graph(db, {"name": "g", "vertices": [{"name": "a", "script": "true"}]}, seal=True)
+    service.import_graph(db, {"name": "idle", "vertices": [{"name": "a", "script": "true"}]}, seal=True)
+    ids = [service.start_run(db, "g", detach=True).id for _ in range(4)]
+    for run_id in ids[:3]:
+        service.cancel_run(db, run_id)
+    now = store.now()
+    with db.transaction() as s:  # two succeeded, one failed recently; one 40 days ago
+        for run_id, state, age in zip(ids, ["succeeded", "succeeded", "failed", "succeeded"], [1, 2, 3, 40]):
+            s.execute(update(Pipeline).where(Pipeline.id == run_id).values(
+                state=state, started_at=now - timedelta(days=age), finished_at=now - timedelta(days=age) + timedelta(seconds=30)))
+    rows = {o.name: o for o in history.graph_overview(db, service.list_graphs(db))}
+    assert rows["idle"].last_run is None and rows["idle"].success_rate is None
+    g = rows["g"]
+    assert g.last_run.id == ids[-1] and g.last_run.duration == pytest.approx(30)
+    assert g.runs_in_window == 3 and g.success_rate == pytest.approx(2 / 3)
+    days = history.run_history(db, graph="g")
+    assert [d.runs for d in days[0].days] == [1, 1, 1] and days[0].days[0].failed == 1
+    assert history.vertex_durations(db, "g") == {}  # no track succeeded
