@@ -13,7 +13,8 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 #: modules that know neither the database nor processes
 PURE = {"claims", "dag", "diff", "errors", "events", "executors.base", "inputtypes", "limits", "logfiles", "params",
-        "roles", "actors", "plans", "rendering", "shell", "sources", "schedules", "spec", "states", "timetable", "views"}
+        "roles", "actors", "plans", "reasons", "rendering", "shell", "sources", "schedules", "spec", "states",
+        "timetable", "views"}
 #: the only modules that may build SQL (import SQLAlchemy's SQL constructs)
 SQL = {"store", "models", "db", "migrate"}
 #: the engine's side: it must not import the use cases
