@@ -546,7 +546,7 @@ def _execute(ctx: Context, run: service.RunStart, engine_name: str, workers: int
     if new:
         states = {**dict.fromkeys(run.pending, "pending"), **dict.fromkeys(run.waiting, "waiting")}
     else:
-        states = {t.vertex: t.state for t in service.show_run(ctx.db, run.id, output=False).tracks}
+        states = {t.vertex: t.state for t in service.show_run(ctx.db, run.id, output=False, reasons=False).tracks}
     progress = Progress(states).start()
     engine = Worker(ctx.db, concurrency=workers or ctx.settings.concurrency, name=engine_name,
                     grace=ctx.settings.grace if grace is None else grace, lease=ctx.settings.lease,

@@ -173,11 +173,13 @@ class TrackInfo:
     pool: str | None = None
     #: pending, waiting for its retry: not started before this time
     retry_at: datetime | None = None
+    #: why it is not running yet (``reasons.Reason.to_dict``); None: running, finished, or not asked
+    reason: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"vertex": self.vertex, "state": self.state, "attempt": self.attempt, "exit_code": self.exit_code,
                 "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at), "error": self.error,
-                "worker": self.worker, "pool": self.pool, "retry_at": _iso(self.retry_at)}
+                "worker": self.worker, "pool": self.pool, "retry_at": _iso(self.retry_at), "reason": self.reason}
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,15 @@ from pipeline_engine.service.pools import _pool_info
 from pipeline_engine.views import AuditEntry, Figures, WorkerInfo
 
 
-def _worker_alive(s: Session) -> bool:
+def _takers(s: Session, live: list[str]) -> list[str]:
+    """Of the live workers ``live`` (names), those that take runs nobody owns: not a ``run`` or
+    ``resume`` process, which run their own run only."""
     owners = store.running_owners(s)
-    return any(w.name not in owners for w, _ in recovery.live_workers(s))
+    return [name for name in live if name not in owners]
+
+
+def _worker_alive(s: Session) -> bool:
+    return bool(_takers(s, [w.name for w, _ in recovery.live_workers(s)]))
 
 
 def worker_alive(db: Database) -> bool:

@@ -17,10 +17,11 @@ from pipeline_engine.db import Database
 from pipeline_engine.errors import (GraphError, GraphStatusError, IdempotencyKeyError, NotFoundError, ParameterError,
                                     RunStateError, SecretsNeedOwnerError)
 from pipeline_engine.models import Graph, Track, Vertex
+from pipeline_engine.reasons import EXPLAINED, LIST_LIMIT, PoolFigures, RunFacts, why
 from pipeline_engine.schedules import Trigger
 from pipeline_engine.service._base import _after_bulk, _audit, _fit, _write
 from pipeline_engine.service.graphs import _label, _missing_pools, _refuse_clashes
-from pipeline_engine.service.operations import _worker_alive
+from pipeline_engine.service.operations import _takers
 from pipeline_engine.spec import GRAPH_NAME, check_name
 from pipeline_engine.states import TRACK_FINISHED, GraphStatus, PipelineState, TrackState, run_is
 from pipeline_engine.views import (AttemptInfo, RunActivity, RunAttempts, RunChanges, RunInfo, RunStart, RunSummary,
@@ -229,31 +230,81 @@ def _retry_at(t) -> datetime | None:
 
 
 def show_run(db: Database, run_id: int, *, limit: int | None = None, offset: int = 0, state: str | None = None,
-             output: bool = True) -> RunInfo:
+             output: bool = True, reasons: bool = True) -> RunInfo:
     """A run, its track counts by state (in SQL), and a page of its tracks in declaration order
     (``limit``/``offset``, only those in ``state`` if given), with their captured output unless
-    ``output`` is false."""
+    ``output`` is false. Each track of the page that is not running or finished, and each
+    upstream_failed one, carries why (``pipeline_engine.reasons``), unless ``reasons`` is false:
+    a few queries bounded by the page, whatever the run's size."""
     with db.transaction(write=False) as s:
         pipeline = _pipeline(s, run_id)
         graph = s.get(Graph, pipeline.graph_id)
         counts = store.counts_by_run(s, [run_id])[run_id]
+        live = [w.name for w, _ in recovery.live_workers(s)]
+        takers = _takers(s, live)
         if output:
+            pairs = store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state)
+            why = _reasons(s, pipeline, [t for t, _ in pairs], live, takers) if reasons else {}
             tracks = [TrackInfo(vertex=v.name, state=t.state, attempt=t.attempt, exit_code=t.exit_code,
                                 started_at=t.started_at, finished_at=t.finished_at, error=t.error,
                                 stdout=t.stdout, stderr=t.stderr, log_path=t.log_path, worker=t.worker,
-                                pool=t.pool, retry_at=_retry_at(t))
-                      for t, v in store.run_tracks_page(s, run_id, limit=limit, offset=offset, state=state)]
+                                pool=t.pool, retry_at=_retry_at(t), reason=why.get(t.vertex_id))
+                      for t, v in pairs]
         else:  # a page of a big run, as the API and `runs show` read it: plain rows
+            rows = store.run_track_rows(s, run_id, limit=limit, offset=offset, state=state)
+            why = _reasons(s, pipeline, rows, live, takers) if reasons else {}
             tracks = [TrackInfo(vertex=r.vertex, state=r.state, attempt=r.attempt, exit_code=r.exit_code,
                                 started_at=r.started_at, finished_at=r.finished_at, error=r.error,
-                                log_path=r.log_path, worker=r.worker, pool=r.pool, retry_at=_retry_at(r))
-                      for r in store.run_track_rows(s, run_id, limit=limit, offset=offset, state=state)]
+                                log_path=r.log_path, worker=r.worker, pool=r.pool, retry_at=_retry_at(r),
+                                reason=why.get(r.vertex_id))
+                      for r in rows]
         return RunInfo(id=pipeline.id, graph=graph.name, version=graph.version, name=pipeline.name,
                        state=pipeline.state,
                        started_at=pipeline.started_at, finished_at=pipeline.finished_at, counts=counts,
                        tracks=tracks, total=sum(counts.values()), parameters=dict(pipeline.params or {}),
-                       owner=pipeline.owner, worker_alive=_worker_alive(s), started_by=pipeline.started_by,
+                       owner=pipeline.owner, worker_alive=bool(takers), started_by=pipeline.started_by,
                        **_origin(pipeline))
+
+
+def _reasons(s: Session, pipeline, page: Sequence[Any], live: list[str], takers: list[str]) -> dict[int, dict]:
+    """Vertex id -> why (``reasons.why``, in its JSON form) for each track of ``page`` (rows or
+    Track objects: state, vertex_id, pool, not_before) that has a reason. ``live`` names the
+    live workers, ``takers`` those of them that take runs nobody owns."""
+    explained = [t for t in page if t.state in EXPLAINED]
+    if not explained:
+        return {}
+    queued = pipeline.state == PipelineState.QUEUED
+
+    def vertices(state: str) -> list[int]:
+        return [t.vertex_id for t in explained if t.state == state]
+
+    unmet = {} if queued else store.unmet_predecessors(s, pipeline.id, pipeline.graph_id,
+                                                       vertices(TrackState.WAITING), LIST_LIMIT)
+    failed = store.failed_ancestors(s, pipeline.id, pipeline.graph_id, vertices(TrackState.UPSTREAM_FAILED))
+    pools = {} if queued else {
+        name: PoolFigures(name, size, running, tuple(held)) for name, (size, running, held) in store.pool_figures(
+            s, {t.pool for t in explained if t.state == TrackState.PENDING and t.pool}, LIST_LIMIT).items()}
+    run = RunFacts(state=pipeline.state, behind=_behind(s, pipeline) if queued else (), owner=pipeline.owner,
+                   owner_alive=pipeline.owner in live, secret=bool(pipeline.secret_inputs), workers=tuple(takers))
+    now = store.now()
+    out = {}
+    for t in explained:
+        names, count = unmet.get(t.vertex_id, ((), 0))
+        reason = why(t.state, run, now=now, retry_at=t.not_before, unmet=names, unmet_count=count,
+                     failed=failed.get(t.vertex_id), pool=pools.get(t.pool) if t.pool else None)
+        if reason is not None:
+            out[t.vertex_id] = reason.to_dict()
+    return out
+
+
+def _behind(s: Session, pipeline) -> tuple[int, ...]:
+    """The running runs a queued run waits for, as ``promote_queued`` gives turns: its
+    backfill's (while ``max_active`` of them run), else its schedule's (while one runs)."""
+    if pipeline.backfill_id is not None:
+        return tuple(store.runs_of_backfill(s, pipeline.backfill_id, PipelineState.RUNNING, limit=LIST_LIMIT))
+    if pipeline.schedule is not None:
+        return tuple(store.runs_of_schedule(s, pipeline.schedule, PipelineState.RUNNING)[:LIST_LIMIT])
+    return ()
 
 
 def track_output(db: Database, run_id: int, vertex: str) -> TrackInfo:
