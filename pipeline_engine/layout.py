@@ -42,7 +42,16 @@ def chain(vertices: Sequence[V], edges: Iterable[tuple[V, V]], weight: Mapping[V
     if not vertices:
         return []
     edges = list(edges)
-    path = dag.critical_path(vertices, edges, dict(weight))
+    return chain_by(vertices, edges, dag.critical_path(vertices, edges, dict(weight)))
+
+
+def chain_by(vertices: Sequence[V], edges: Iterable[tuple[V, V]], path: Mapping[V, float]) -> list[V]:
+    """The chain that starts at the root with the largest ``path`` (each vertex's heaviest
+    path to a sink, as a run's priorities hold it) and goes on to the successor with the
+    largest one."""
+    if not vertices:
+        return []
+    edges = list(edges)
     succs = dag.adjacency(vertices, edges)
     position = {v: i for i, v in enumerate(vertices)}
     v = max(dag.roots(vertices, edges), key=lambda r: (path[r], -position[r]))

@@ -1604,11 +1604,12 @@ def last_run(s: Session, graph_ids: Sequence[int]) -> Pipeline | None:
                      .order_by(Pipeline.id.desc()).limit(1)).first()
 
 
-def track_states(s: Session, pipeline_id: int) -> dict[str, str]:
-    """Vertex name -> its track's state in the run."""
-    q = (select(Vertex.name, Track.state).join(Vertex, Vertex.id == Track.vertex_id)
+def track_states(s: Session, pipeline_id: int) -> dict[str, tuple[str, float]]:
+    """Vertex name -> its track's state and priority (its critical path's length when the run
+    started) in the run."""
+    q = (select(Vertex.name, Track.state, Track.priority).join(Vertex, Vertex.id == Track.vertex_id)
          .where(Track.pipeline_id == pipeline_id))
-    return {name: state for name, state in s.execute(q)}
+    return {name: (state, priority) for name, state, priority in s.execute(q)}
 
 
 def last_runs_by_graph(s: Session) -> dict[str, Pipeline]:

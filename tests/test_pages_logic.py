@@ -27,6 +27,8 @@ def test_the_critical_chain_follows_the_heaviest_path():
     assert layout.chain(vs, es, {"a": 1, "b": 5, "c": 2, "d": 1}) == ["a", "b", "d"]
     assert layout.chain(vs, es, {"a": 1, "b": 1, "c": 9, "d": 1}) == ["a", "c", "d"]
     assert layout.chain([], [], {}) == []
+    # from a run's priorities (each vertex's heaviest path to a sink), no weights needed
+    assert layout.chain_by(vs, es, {"a": 9, "b": 3, "c": 8, "d": 1}) == ["a", "c", "d"]
 
 
 def test_a_big_graph_is_drawn_by_levels_with_counts_by_state():

@@ -2,22 +2,19 @@
 run's states, the critical path) and its start form's fields. Each is one read transaction."""
 from __future__ import annotations
 
-import statistics
-
 from pipeline_engine import forms, inputtypes, layout, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import NotFoundError
 from pipeline_engine.service.runs import DEFAULT_DURATION, _pipeline, _runnable
 from pipeline_engine.views import _iso
 
-#: runs whose durations weigh the critical path the graph page marks
-HISTORY_RUNS = 10
 
 
 def graph_drawing(db: Database, name: str, *, version: int | None = None, around: str | None = None,
                   depth: int = 2) -> layout.Drawing:
     """The drawing of a version of a graph (the newest unless ``version``), each vertex in its
-    state of the graph's last run, the critical path by recent durations; ``around``: only that
+    state of the graph's last run, the critical path by that run's priorities (recent
+    durations; a chain of most vertices before any run); ``around``: only that
     vertex's neighbourhood (NotFoundError: no such vertex). A graph with a cycle (a draft) is
     drawn without levels: every vertex at level 0."""
     with db.transaction(write=False) as s:
@@ -26,11 +23,15 @@ def graph_drawing(db: Database, name: str, *, version: int | None = None, around
         edges = store.edge_names(s, graph.id)
         versions = [g.id for g in store.graph_versions(s, name)]
         last = store.last_run(s, versions)
-        states = store.track_states(s, last.id) if last is not None else {}
-        history = store.recent_durations(s, versions, runs=HISTORY_RUNS)
-    weight = {v: statistics.median(history[v]) if history.get(v) else DEFAULT_DURATION for v in names}
+        tracks = store.track_states(s, last.id) if last is not None else {}
+    states = {v: state for v, (state, _) in tracks.items()}
     try:
-        critical = layout.chain(names, edges, weight)
+        if tracks and all(v in tracks for v in names):
+            # the last run's priorities are each vertex's critical path as that run weighed it
+            # (recent durations): no need to read the history again
+            critical = layout.chain_by(names, edges, {v: tracks[v][1] for v in names})
+        else:
+            critical = layout.chain(names, edges, {v: DEFAULT_DURATION for v in names})
     except ValueError:  # a cycle: a draft drawn flat
         critical, edges = [], []
     if around is not None:
