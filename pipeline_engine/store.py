@@ -1658,3 +1658,10 @@ def vertex_runs(s: Session, graph_ids: Sequence[int], vertex: str, runs: int) ->
          .join(Vertex, Vertex.id == Track.vertex_id)
          .where(Track.pipeline_id.in_(recent), Vertex.name == vertex).order_by(Track.pipeline_id))
     return list(s.execute(q))
+
+
+def running_since(s: Session, pipeline_id: int) -> dict[str, datetime]:
+    """Vertex name -> when its running attempt started, for the run's running tracks."""
+    q = (select(Vertex.name, Track.started_at).join(Vertex, Vertex.id == Track.vertex_id)
+         .where(Track.pipeline_id == pipeline_id, Track.state == T.RUNNING))
+    return {name: at for name, at in s.execute(q) if at is not None}

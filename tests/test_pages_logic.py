@@ -107,3 +107,20 @@ def test_the_graphs_overview_and_vertex_durations(db):
     days = history.run_history(db, graph="g")
     assert [d.runs for d in days[0].days] == [1, 1, 1] and days[0].days[0].failed == 1
     assert history.vertex_durations(db, "g") == {}  # no track succeeded
+
+
+@pytest.mark.backends
+def test_a_runs_eta_is_its_longest_path_left_by_the_priorities_it_started_with(db):
+    from pipeline_engine.service import pages
+
+    service.import_graph(db, {"name": "eta", "vertices": [{"name": "a", "script": "true"},
+                                                          {"name": "b", "script": "true"},
+                                                          {"name": "c", "script": "true"}],
+                              "edges": [["a", "b"]]}, seal=True)
+    run = service.start_run(db, "eta", detach=True)
+    eta = pages.run_eta(db, run.id)
+    # no history: each vertex weighs DEFAULT_DURATION, so a -> b is 2 of them
+    assert eta.seconds_left == pytest.approx(2 * service.DEFAULT_DURATION)
+    assert eta.critical == ["a", "b"]
+    service.cancel_run(db, run.id)
+    assert pages.run_eta(db, run.id).seconds_left is None

@@ -338,6 +338,8 @@ def test_every_page_answers_for_a_viewer(site):
                  f"/history?graph={name}&vertex=a"):
         r = me.get(path)
         assert r.status_code == 200, (path, r.text[:500])
+    page = me.get(f"/runs/{run.id}").text
+    assert "critical path: a → b" in page and "about 2.0 s left" in page
     dag = me.get(f"/graphs/{name}/dag.json").json()
     assert [(v["name"], v["level"]) for v in dag["vertices"]] == [("a", 0), ("b", 1)]
     assert dag["critical"] == ["a", "b"] and dag["edges"] == [["a", "b"]]

@@ -2,6 +2,9 @@
 run's states, the critical path) and its start form's fields. Each is one read transaction."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from pipeline_engine import forms, inputtypes, layout, store
 from pipeline_engine.db import Database
 from pipeline_engine.errors import NotFoundError
@@ -73,3 +76,42 @@ def run_timeline(db: Database, run_id: int) -> dict:
     bars = [[a.vertex, a.attempt, since(a.started_at), since(a.finished_at), a.outcome] for a in page.attempts]
     return {"run": run_id, "state": pipeline.state, "started_at": _iso(origin), "now": since(at), "bars": bars,
             "total": page.total}
+
+
+@dataclass(frozen=True)
+class Eta:
+    """When a run is expected to end, and its critical path."""
+
+    #: seconds left (None: the run has ended)
+    seconds_left: float | None
+    finish_at: datetime | None
+    #: the chain of vertices that takes longest, by the priorities the run started with
+    critical: list[str]
+
+
+def run_eta(db: Database, run_id: int) -> Eta:
+    """A run's expected end. Each track's priority is the heaviest path from it to a sink, by
+    the median durations of recent runs (DEFAULT_DURATION without history), fixed when the run
+    started: what is left is the largest of a waiting or pending track's, and of a running
+    one's less the time it has run. Only estimates: a vertex with a set priority weighs that."""
+    with db.transaction(write=False) as s:
+        pipeline = _pipeline(s, run_id)
+        names = store.vertex_names(s, pipeline.graph_id)
+        edges = store.edge_names(s, pipeline.graph_id)
+        tracks = store.track_states(s, run_id)
+        running = store.running_since(s, run_id)
+        at = store.now()
+    priority = {v: tracks[v][1] if v in tracks else 0.0 for v in names}
+    try:
+        critical = layout.chain_by(names, edges, priority)
+    except ValueError:
+        critical = []
+    if pipeline.state not in ("running", "queued"):
+        return Eta(None, None, critical)
+    left = 0.0
+    for v, (state, weight) in tracks.items():
+        if state in ("waiting", "pending"):
+            left = max(left, weight)
+        elif state == "running" and v in running:
+            left = max(left, weight - (at - running[v]).total_seconds())
+    return Eta(left, at + timedelta(seconds=left), critical)

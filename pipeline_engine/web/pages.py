@@ -222,7 +222,7 @@ def run_page(request: Request, caller: auth.Page, run_id: int, state: TrackState
     total = run.counts.get(wanted, 0) if wanted else run.total
     waiting = service.show_run(db, run_id, limit=TRACKS_PAGE, state="pending", output=False).tracks
     blocked = service.show_run(db, run_id, limit=TRACKS_PAGE, state="waiting", output=False).tracks
-    eta = None
+    eta = reads.run_eta(db, run_id)
     return render(request, "run.html", caller, run=run, tracks=run.tracks, total=total, page=page,
                   pages=_pages(total, TRACKS_PAGE), state=wanted or "", states=[str(s) for s in TrackState],
                   not_running=[*waiting, *blocked][:TRACKS_PAGE], eta=eta,
