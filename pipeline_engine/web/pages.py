@@ -36,6 +36,15 @@ def _back(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+async def _act(request: Request, caller: auth.Viewer, role: Role, call, *args, back: str, **kwargs) -> Response:
+    """A form's change: its CSRF token and the caller's role checked, ``call`` made as the
+    caller (the audit log names the token), then back to ``back``."""
+    await auth.acting(request, caller, role)
+    with auth.as_actor(caller):
+        await run_in_threadpool(call, request.app.state.db, *args, **kwargs)
+    return _back(back)
+
+
 def _pages(total: int, size: int) -> int:
     return max(1, math.ceil(total / size))
 
@@ -125,18 +134,12 @@ def graph_dag(request: Request, caller: auth.Page, name: str, version: int | Non
 
 @router.post("/graphs/{name}/check")
 async def check_graph(request: Request, caller: auth.Page, name: str) -> Response:
-    await auth.acting(request, caller, Role.editor)
-    with auth.as_actor(caller):
-        await run_in_threadpool(service.check_graph, request.app.state.db, name)
-    return _back(f"/graphs/{name}")
+    return await _act(request, caller, Role.editor, service.check_graph, name, back=f"/graphs/{name}")
 
 
 @router.post("/graphs/{name}/seal")
 async def seal_graph(request: Request, caller: auth.Page, name: str) -> Response:
-    await auth.acting(request, caller, Role.editor)
-    with auth.as_actor(caller):
-        await run_in_threadpool(service.seal_graph, request.app.state.db, name)
-    return _back(f"/graphs/{name}")
+    return await _act(request, caller, Role.editor, service.seal_graph, name, back=f"/graphs/{name}")
 
 
 @router.post("/graphs/{name}/copy")
@@ -240,18 +243,13 @@ def run_timeline(request: Request, caller: auth.Page, run_id: int) -> JSONRespon
 
 @router.post("/runs/{run_id}/cancel")
 async def cancel_run(request: Request, caller: auth.Page, run_id: int) -> Response:
-    await auth.acting(request, caller, Role.operator)
-    with auth.as_actor(caller):
-        await run_in_threadpool(service.cancel_run, request.app.state.db, run_id)
-    return _back(f"/runs/{run_id}")
+    return await _act(request, caller, Role.operator, service.cancel_run, run_id, back=f"/runs/{run_id}")
 
 
 @router.post("/runs/{run_id}/retry")
 async def retry_run(request: Request, caller: auth.Page, run_id: int) -> Response:
-    await auth.acting(request, caller, Role.operator)
-    with auth.as_actor(caller):
-        await run_in_threadpool(service.retry_run, request.app.state.db, run_id, detach=True)
-    return _back(f"/runs/{run_id}")
+    return await _act(request, caller, Role.operator, service.retry_run, run_id, detach=True,
+                      back=f"/runs/{run_id}")
 
 
 @router.get("/runs/{run_id}/tracks/{vertex}")
@@ -307,11 +305,8 @@ def schedules_page(request: Request, caller: auth.Page) -> Response:
 async def steer_schedule(request: Request, caller: auth.Page, name: str, action: str) -> Response:
     if action not in ("pause", "resume"):
         raise NotFoundError(f"no action '{action}' for schedules: pause or resume")
-    await auth.acting(request, caller, Role.operator)
     call = service.pause_schedule if action == "pause" else service.resume_schedule
-    with auth.as_actor(caller):
-        await run_in_threadpool(call, request.app.state.db, name)
-    return _back("/schedules")
+    return await _act(request, caller, Role.operator, call, name, back="/schedules")
 
 
 @router.get("/history")
