@@ -394,3 +394,28 @@ def test_an_editor_checks_and_seals_a_draft_from_its_page(site):
     r = editor.post(f"/graphs/{name}/seal")  # sealed already: the service's refusal, as a page
     assert r.status_code == 409 and "<html" in r.text
 
+
+
+def test_an_operator_retries_a_failed_run_and_pauses_and_resumes_a_schedule(site):
+    from pipeline_engine.schedules import spec_from
+
+    name = unique("again")
+    graph(site, name)
+    run = service.start_run(site.db, name, {"rows": "1"}, detach=True)
+    service.cancel_run(site.db, run.id)
+    service.add_schedule(site.db, spec_from(unique("nightly"), name, cron="0 3 * * *", parameters={"rows": 1}))
+    schedule = service.list_schedules(site.db, graph=name)[0].name
+    viewer, operator = site.login("viewer"), site.login("operator")
+    assert 'action="/runs/%d/retry"' % run.id in operator.get(f"/runs/{run.id}").text
+    assert viewer.post(f"/runs/{run.id}/retry").status_code == 403
+    assert operator.post(f"/runs/{run.id}/retry").status_code == 303
+    assert service.show_run(site.db, run.id, limit=0).state == "running"
+    page = operator.get("/schedules").text
+    assert f'action="/schedules/{schedule}/pause"' in page and "03:00" in page
+    assert viewer.post(f"/schedules/{schedule}/pause").status_code == 403
+    assert operator.post(f"/schedules/{schedule}/pause").status_code == 303
+    assert service.show_schedule(site.db, schedule).paused
+    assert f'action="/schedules/{schedule}/resume"' in operator.get("/schedules").text
+    assert operator.post(f"/schedules/{schedule}/resume").status_code == 303
+    assert not service.show_schedule(site.db, schedule).paused
+    assert operator.post(f"/schedules/{schedule}/explode").status_code == 404
