@@ -326,10 +326,10 @@ function liveRun(refreshTimeline) {
       if (cell(".track-error")) cell(".track-error").textContent = t.error || "";
       if (cell(".track-took")) cell(".track-took").textContent = t.finished_at && t.started_at
         ? seconds((new Date(t.finished_at) - new Date(t.started_at)) / 1000) : "";
-      if (cell(".why") && !["waiting", "pending"].includes(t.state)) {
-        cell(".why").textContent = t.state === "running" ? "running now" : `ended: ${t.state}`;
-      }
+      if (cell(".why") && !["waiting", "pending"].includes(t.state)) row.remove();  // it runs, or has ended
     }
+    const reasons = document.getElementById("reasons");
+    if (reasons && !reasons.querySelector("tbody tr")) reasons.closest("section").remove();
     later();
   });
 }
