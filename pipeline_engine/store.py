@@ -1472,7 +1472,7 @@ _of_run = _track.c.pipeline_id == bindparam("pipeline_id")
 # each of its rows is read by primary key: its vertex's name and, ended, its attempt's row. A name
 # joined before the sort also made MariaDB's planner start from every vertex of every graph.
 _ran = (select(_track.c.vertex_id, _attempt.c.track_id, _attempt.c.attempt, _attempt.c.started_at,
-               _attempt.c.worker, literal(False).label("running"))
+               _attempt.c.worker, literal(False).label("in_progress"))
         .select_from(_attempt.join(_track, _track.c.id == _attempt.c.track_id)).where(_of_run))
 #: the attempts that run now, from their tracks
 _running = (select(_track.c.vertex_id, _track.c.id, _track.c.attempt, _track.c.started_at, _track.c.worker,
@@ -1488,7 +1488,7 @@ _ATTEMPTS_PAGE = (
            _ended.c.exit_code, _ended.c.error)
     .select_from(_page.join(_vertex, _vertex.c.id == _page.c.vertex_id)
                  .outerjoin(_ended, and_(_ended.c.track_id == _page.c.track_id, _ended.c.attempt == _page.c.attempt,
-                                         ~_page.c.running)))
+                                         ~_page.c.in_progress)))
     .order_by(_page.c.started_at, _page.c.vertex_id, _page.c.attempt))
 _ATTEMPTS_TOTAL = select(
     select(func.count()).select_from(_attempt.join(_track, _track.c.id == _attempt.c.track_id)).where(_of_run)
