@@ -304,6 +304,28 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def pause(proc: subprocess.Popen, db: Database) -> None:
+    """SIGSTOP ``proc``; on SQLite only at a moment it does not hold the write lock. A process
+    frozen while it holds SQLite's write lock stops every writer until it wakes (README: "SQLite
+    is for one machine you watch"), which is not what a test of a paused worker is about."""
+    import sqlite3
+
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if db.dialect != "sqlite":
+            return
+        probe = sqlite3.connect(db.path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # frozen inside a write: let it finish, and try again
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        finally:
+            probe.close()
+
+
 def pipeline_state(db, run_id: int) -> str:
     with db.transaction(write=False) as s:
         return s.get(Pipeline, run_id).state

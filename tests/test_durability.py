@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import (ROOT, database_server_stopped, finished, pipeline_state, run_tracks, stop,
+from conftest import (ROOT, database_server_stopped, finished, pause, pipeline_state, run_tracks, stop,
                       wait_for, worker)
 
 from pipeline_engine import executor, service
@@ -146,7 +146,7 @@ def test_a_paused_worker_loses_its_track_and_records_nothing_when_it_wakes(db, d
     b = None
     try:
         wait_for(lambda: os.path.exists(side), 20, "the first attempt to start")
-        a.send_signal(signal.SIGSTOP)
+        pause(a, db)
         b = worker(db_url, log_b, "--concurrency", "1", "--lease", "1.5", "--poll", "0.05")
         assert wait_for(lambda: finished(db, run.id), 30, "the run to finish on the other worker") == "succeeded"
         a.send_signal(signal.SIGCONT)
@@ -346,7 +346,7 @@ def test_a_paused_worker_of_another_host_kills_its_own_copy_when_it_wakes(db, db
     b = None
     try:
         wait_for(lambda: os.path.exists(side), 20, "the first attempt to start")
-        a.send_signal(signal.SIGSTOP)
+        pause(a, db)
         b = worker(db_url, open(tmp_path / "b.log", "w"), "--concurrency", "1", "--lease", "1.5", "--poll", "0.05",
                    "--grace", "0")
         wait_for(lambda: run_tracks(db, run.id)["slow"].attempt == 2, 20, "the other worker to take the track over")

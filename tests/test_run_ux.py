@@ -13,7 +13,7 @@ import sys
 import time
 
 import pexpect
-from conftest import ROOT, finished, run_tracks, stop, wait_for, worker
+from conftest import ROOT, finished, pause, run_tracks, stop, wait_for, worker
 
 from pipeline_engine import service
 
@@ -178,7 +178,7 @@ def test_a_detached_run_says_when_no_worker_is_alive_until_one_is(db, db_url, cl
         assert "no worker is alive" not in err
         assert wait_for(lambda: finished(db, second), 20, "the worker to run it") == "succeeded"
         assert json.loads(cli("runs", "show", str(run_id), "--json")[1])["worker_alive"] is True
-        w.send_signal(signal.SIGSTOP)
+        pause(w, db)
         time.sleep(1.5)  # past its lease of 1 s
         code, out, err = cli("run", "g", "--detach")
         third = int(out.split()[1])
