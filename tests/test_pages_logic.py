@@ -124,3 +124,14 @@ def test_a_runs_eta_is_its_longest_path_left_by_the_priorities_it_started_with(d
     assert eta.critical == ["a", "b"]
     service.cancel_run(db, run.id)
     assert pages.run_eta(db, run.id).seconds_left is None
+
+
+def test_reasons_in_words_never_print_a_missing_name():
+    from pipeline_engine.web import render
+
+    words = render._env.get_template("_macros.html").module.reason_words
+    assert str(words({"kind": "upstream_failed", "vertex": None}, 7)).strip() == "a vertex upstream failed"
+    assert ">extract</a> failed" in str(words({"kind": "upstream_failed", "vertex": "extract"}, 7))
+    owner = str(words({"kind": "owner", "worker": None, "alive": False}, 7)).strip()
+    assert owner == "only the worker that holds its secrets may run it, and it is not alive"
+    assert "None" not in owner
