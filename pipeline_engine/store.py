@@ -1303,9 +1303,7 @@ def failed_ancestors(s: Session, pipeline_id: int, graph_id: int, vertex_ids: It
         while v is not None and step[v][0] is None:
             v = step[v][1]
         found[start] = None if v is None else step[v][0]
-    names: dict[int, str] = {}
-    for chunk in _chunks(f for f in found.values() if f is not None):
-        names.update(s.execute(select(Vertex.id, Vertex.name).where(Vertex.id.in_(chunk))).all())
+    names = names_of_vertices(s, {f for f in found.values() if f is not None})
     return {start: None if f is None else names[f] for start, f in found.items()}
 
 
@@ -1660,8 +1658,51 @@ def vertex_runs(s: Session, graph_ids: Sequence[int], vertex: str, runs: int) ->
     return list(s.execute(q))
 
 
-def running_since(s: Session, pipeline_id: int) -> dict[str, datetime]:
-    """Vertex name -> when its running attempt started, for the run's running tracks."""
-    q = (select(Vertex.name, Track.started_at).join(Vertex, Vertex.id == Track.vertex_id)
-         .where(Track.pipeline_id == pipeline_id, Track.state == T.RUNNING))
-    return {name: at for name, at in s.execute(q) if at is not None}
+def critical_chain(s: Session, pipeline_id: int, graph_id: int) -> list[str]:
+    """The names along a run's critical chain as its priorities (each track's heaviest path
+    to a sink, fixed when the run started) hold it: from the root with the largest priority,
+    to the successor with the largest one, and so on (ties: the first declared). One statement,
+    a recursive walk over the edge and track indexes, each track's priority read by a subquery
+    on the (pipeline_id, vertex_id) index (as ``_predecessors`` reads states): no read of the
+    graph's every edge, and no plan that joins the run's every track at each step."""
+    track = _track.alias("t")
+
+    def priority(vertex_id: Any) -> Any:
+        return (select(track.c.priority).where(track.c.pipeline_id == pipeline_id, track.c.vertex_id == vertex_id)
+                .scalar_subquery())
+
+    into = _edge.alias("into")
+    root = (select(_vertex.c.id).where(_vertex.c.graph_id == graph_id,
+                                       ~select(into.c.head_id).where(into.c.graph_id == graph_id,
+                                                                     into.c.head_id == _vertex.c.id).exists())
+            .order_by(priority(_vertex.c.id).desc(), _vertex.c.id).limit(1).scalar_subquery())
+    chain = select(root.label("vertex_id"), literal(0).label("n")).cte("chain", recursive=True)
+    step = (select(_edge.c.head_id).where(_edge.c.graph_id == graph_id, _edge.c.tail_id == chain.c.vertex_id)
+            .order_by(priority(_edge.c.head_id).desc(), _edge.c.head_id).limit(1).scalar_subquery())
+    chain = chain.union_all(select(step, chain.c.n + 1).where(chain.c.vertex_id.is_not(None)))
+    q = select(Vertex.name).join(chain, chain.c.vertex_id == Vertex.id).order_by(chain.c.n)
+    dialect = s.get_bind().dialect
+    if dialect.name in ("mysql", "mariadb"):
+        # a step per vertex of the chain: MariaDB stops a recursion after 1,000 by default (and
+        # says nothing), MySQL fails; a sealed graph has no cycle, so its size bounds the walk
+        limit = "max_recursive_iterations" if getattr(dialect, "is_mariadb", False) else "cte_max_recursion_depth"
+        s.execute(text(f"SET SESSION {limit} = 4294967295"))
+    return list(s.scalars(q))
+
+
+def time_left(s: Session, pipeline_id: int) -> tuple[float | None, list[tuple[float, datetime | None]]]:
+    """What a run's ETA weighs: the largest priority of its waiting and pending tracks (None:
+    none), and (priority, started_at) of each running one; by the (pipeline_id, state) index."""
+    most = s.scalar(select(func.max(_track.c.priority))
+                    .where(_track.c.pipeline_id == pipeline_id, _track.c.state.in_([T.WAITING, T.PENDING])))
+    running = s.execute(select(_track.c.priority, _track.c.started_at)
+                        .where(_track.c.pipeline_id == pipeline_id, _track.c.state == T.RUNNING)).all()
+    return most, [(priority, at) for priority, at in running]
+
+
+def names_of_vertices(s: Session, vertex_ids: Iterable[int]) -> dict[int, str]:
+    """Vertex id -> name, for these vertices."""
+    names: dict[int, str] = {}
+    for chunk in _chunks(vertex_ids):
+        names.update(s.execute(select(Vertex.id, Vertex.name).where(Vertex.id.in_(chunk))).all())
+    return names

@@ -126,6 +126,30 @@ def test_a_runs_eta_is_its_longest_path_left_by_the_priorities_it_started_with(d
     assert pages.run_eta(db, run.id).seconds_left is None
 
 
+@pytest.mark.backends
+def test_the_etas_critical_chain_is_walked_in_sql_as_the_graph_page_walks_it(db):
+    """Past 1,000 steps (MariaDB ends a recursion there unless told, without a word), with a
+    tie (the first declared goes first) and a root of a set priority beside the chain's."""
+    from pipeline_engine.service.runs import _pipeline
+
+    n = 1200
+    vertices = [{"name": f"c{i}", "script": "true"} for i in range(n)]
+    vertices += [{"name": "tie", "script": "true"}, {"name": "heavy", "script": "true", "priority": 5.0},
+                 {"name": "light", "script": "true"}]
+    edges = [[f"c{i}", f"c{i + 1}"] for i in range(n - 1)]
+    edges += [["c5", "tie"], ["heavy", "light"], ["tie", "c7"]]
+    service.import_graph(db, {"name": "long", "vertices": vertices, "edges": edges}, seal=True)
+    run = service.start_run(db, "long", detach=True)
+    with db.transaction(write=False) as s:
+        graph_id = _pipeline(s, run.id).graph_id
+        names, pairs = store.vertex_names(s, graph_id), store.edge_names(s, graph_id)
+        tracks = store.track_states(s, run.id)
+        walked = store.critical_chain(s, run.id, graph_id)
+    expected = layout.chain_by(names, pairs, {v: tracks[v][1] for v in names})
+    # c5 -> c6 and c5 -> tie weigh the same: c6 was declared first
+    assert walked == expected == [f"c{i}" for i in range(n)]
+
+
 def test_reasons_in_words_never_print_a_missing_name():
     from pipeline_engine.web import render
 

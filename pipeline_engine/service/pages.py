@@ -96,22 +96,13 @@ def run_eta(db: Database, run_id: int) -> Eta:
     one's less the time it has run. Only estimates: a vertex with a set priority weighs that."""
     with db.transaction(write=False) as s:
         pipeline = _pipeline(s, run_id)
-        names = store.vertex_names(s, pipeline.graph_id)
-        edges = store.edge_names(s, pipeline.graph_id)
-        tracks = store.track_states(s, run_id)
-        running = store.running_since(s, run_id)
+        critical = store.critical_chain(s, run_id, pipeline.graph_id)
+        if pipeline.state not in ("running", "queued"):
+            return Eta(None, None, critical)
+        most, running = store.time_left(s, run_id)
         at = store.now()
-    priority = {v: tracks[v][1] if v in tracks else 0.0 for v in names}
-    try:
-        critical = layout.chain_by(names, edges, priority)
-    except ValueError:
-        critical = []
-    if pipeline.state not in ("running", "queued"):
-        return Eta(None, None, critical)
-    left = 0.0
-    for v, (state, weight) in tracks.items():
-        if state in ("waiting", "pending"):
-            left = max(left, weight)
-        elif state == "running" and v in running:
-            left = max(left, weight - (at - running[v]).total_seconds())
+    left = most or 0.0
+    for weight, started in running:
+        if started is not None:
+            left = max(left, weight - (at - started).total_seconds())
     return Eta(left, at + timedelta(seconds=left), critical)
