@@ -16,6 +16,7 @@ import pytest
 from conftest import IN_CI, Server, backend_url, wait_for
 from pipeline_engine import service
 from pipeline_engine.db import Database
+from pipeline_engine.schedules import spec_from
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -102,7 +103,6 @@ def test_start_a_run_from_the_form_and_watch_it_finish_live(site):
         {"name": "report", "script": "echo report {mode}", "inputs": {"mode": {"type": "choice", "choices": ["fast", "safe"]}}},
     ], edges=[("extract", "wait"), ("wait", "report")])
     page = site.page("operator")
-    site.shot(page, "graphs")
     page.goto(f"{site.server.url}/graphs/{name}/run")
     # a bad value: the page's own check stops it first...
     page.fill("input[name=rows]", "500")
@@ -127,6 +127,11 @@ def test_start_a_run_from_the_form_and_watch_it_finish_live(site):
     assert page.evaluate("window.__kept") == marker  # the same document: nothing reloaded
     assert page.inner_text("[data-count=succeeded]") == "3"
     assert service.show_run(site.db, run_id, limit=0).state == "succeeded"
+    # what the events said is shown as a reload would show it: every start time, no ETA left
+    for vertex in ("extract", "wait", "report"):
+        started = page.inner_text(f"tr[data-vertex={vertex}] .track-started")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", started), (vertex, started)
+    assert not page.inner_text("p.sub >> nth=0").rstrip().endswith("·")
     page.wait_for_selector("#timeline canvas")
     site.shot(page, "run")
     page.click("#tracks a:text('extract')")
@@ -209,11 +214,17 @@ def test_the_reasons_of_a_pooled_track_and_of_a_track_waiting_on_a_predecessor(s
     assert re.search(rf"pool {pool} is full \(1 of 1 slots taken, held by run {run.id}\)", why), why
     assert "waiting for first to succeed" in why, why
     site.shot(page, "run-reasons")
+    # a schedule for the pages that show them (the schedules page, the graph's)
+    nightly = unique("nightly")
+    service.add_schedule(site.db, spec_from(nightly, name, cron="30 6 * * 1-5", timezone="Europe/Berlin"))
     for path, shot in (("/workers", "workers"), ("/pools", "pools"), ("/schedules", "schedules"),
-                       (f"/graphs/{name}", "graph"), ("/runs", "runs"), ("/history", "history")):
+                       (f"/graphs/{name}", "graph"), ("/runs", "runs"), ("/history", "history"), ("/", "graphs")):
         page.goto(site.server.url + path)
         page.wait_for_timeout(400)
+        if shot in ("schedules", "graph"):
+            assert nightly in page.inner_text("main"), shot
         site.shot(page, shot)
+    service.delete_schedule(site.db, nightly)
     service.cancel_run(site.db, run.id)
     assert page.problems == []
 

@@ -105,7 +105,12 @@ def test_the_graphs_overview_and_vertex_durations(db):
     assert g.last_run.id == ids[-1] and g.last_run.duration == pytest.approx(30)
     assert g.runs_in_window == 3 and g.success_rate == pytest.approx(2 / 3)
     days = history.run_history(db, graph="g")
-    assert [d.runs for d in days[0].days] == [1, 1, 1] and days[0].days[0].failed == 1
+    # every day of the window, so that each stands where it fell: three with a run
+    assert len(days[0].days) == 31 and days[0].days[-1].day == now.strftime("%Y-%m-%d")
+    ran = [d for d in days[0].days if d.runs]
+    assert [d.runs for d in ran] == [1, 1, 1] and ran[0].failed == 1
+    assert [d.day for d in ran] == [(now - timedelta(days=age)).strftime("%Y-%m-%d") for age in (3, 2, 1)]
+    assert all(d.median is None and d.longest is None for d in days[0].days if not d.runs)
     assert history.vertex_durations(db, "g") == {}  # no track succeeded
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import ALL_BACKENDS, Server, backend_url, snapshot
-from pipeline_engine import service
+from pipeline_engine import __version__, service
 from pipeline_engine.db import Database
 
 _names = itertools.count()
@@ -338,6 +338,8 @@ def test_every_page_answers_for_a_viewer(site):
                  f"/history?graph={name}&vertex=a"):
         r = me.get(path)
         assert r.status_code == 200, (path, r.text[:500])
+        # the footer's version is the engine's, whatever a page's own `version` is (a graph's)
+        assert f"pipeline_engine {__version__} ·" in r.text, path
     page = me.get(f"/runs/{run.id}").text
     assert "critical path: a → b" in page and "about 2.0 s left" in page
     dag = me.get(f"/graphs/{name}/dag.json").json()

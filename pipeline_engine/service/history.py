@@ -112,8 +112,9 @@ class GraphHistory:
 
 
 def run_history(db: Database, *, days: int = 30, graph: str | None = None) -> list[GraphHistory]:
-    """Per graph, per UTC day of the last ``days``: finished runs, how many succeeded and
-    failed, their median and longest duration."""
+    """Per graph that finished a run in the last ``days``, per UTC day of them (every day,
+    from the first to today, so that a chart's days stand where they fell): finished runs, how
+    many succeeded and failed, their median and longest duration."""
     since = store.now() - timedelta(days=days)
     with db.transaction(write=False) as s:
         ids = [g.id for g in store.graph_versions(s, graph)] if graph else None
@@ -121,15 +122,18 @@ def run_history(db: Database, *, days: int = 30, graph: str | None = None) -> li
     buckets: dict[str, dict[str, list]] = {}
     for name, start, end, state in rows:
         buckets.setdefault(name, {}).setdefault(start.strftime("%Y-%m-%d"), []).append((_took(start, end), state))
+    window = [(since.date() + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days + 1)]
     out = []
     for name in sorted(buckets):
-        out.append(GraphHistory(name, [
-            Day(name, day, len(runs), sum(1 for _, st in runs if st == "succeeded"),
-                sum(1 for _, st in runs if st == "failed"),
-                statistics.median([d for d, _ in runs if d is not None]) if runs else None,
-                max((d for d, _ in runs if d is not None), default=None))
-            for day, runs in sorted(buckets[name].items())]))
+        out.append(GraphHistory(name, [_day(name, day, buckets[name].get(day, [])) for day in window]))
     return out
+
+
+def _day(graph: str, day: str, runs: list[tuple[float | None, str]]) -> Day:
+    took = [d for d, _ in runs if d is not None]
+    return Day(graph, day, len(runs), sum(1 for _, st in runs if st == "succeeded"),
+               sum(1 for _, st in runs if st == "failed"), statistics.median(took) if took else None,
+               max(took, default=None))
 
 
 @dataclass(frozen=True)

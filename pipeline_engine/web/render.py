@@ -67,7 +67,7 @@ def percent(value: float | None) -> str:
 
 
 _env.filters.update(when=when, iso=iso, seconds=seconds, percent=percent)
-_env.globals.update(between=between, version=__version__)
+_env.globals.update(between=between, engine_version=__version__)
 
 
 def render(request: Request, template: str, caller: Any, *, status: int = 200, **context: Any) -> HTMLResponse:

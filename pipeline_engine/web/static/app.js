@@ -21,6 +21,15 @@ function seconds(value) {
   return `${Math.floor(value / 3600)} h ${String(Math.floor((value % 3600) / 60)).padStart(2, "0")} min`;
 }
 
+// a moment as the server prints it (render.when): UTC to the second, the reader's zone on hover
+function moment(iso) {
+  const at = new Date(iso);
+  if (isNaN(at)) return el("span", {}, "");
+  const t = el("time", { datetime: iso }, `${at.toISOString().slice(0, 19).replace("T", " ")} UTC`);
+  t.title = at.toLocaleString();
+  return t;
+}
+
 function badge(state) {
   return el("span", { class: `state state-${state}` }, state.replace("_", " "));
 }
@@ -321,6 +330,7 @@ function liveRun(refreshTimeline) {
       const cell = (c) => row.querySelector(c);
       if (cell(".track-state")) cell(".track-state").replaceChildren(badge(t.state));
       if (cell(".track-attempt")) cell(".track-attempt").textContent = t.attempt || "";
+      if (cell(".track-started")) cell(".track-started").replaceChildren(...(t.started_at ? [moment(t.started_at)] : []));
       if (cell(".track-worker")) cell(".track-worker").textContent = t.worker || "";
       if (cell(".track-exit")) cell(".track-exit").textContent = t.exit_code === null ? "" : t.exit_code;
       if (cell(".track-error")) cell(".track-error").textContent = t.error || "";
