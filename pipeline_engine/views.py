@@ -355,6 +355,13 @@ class RunChanges:
     counts: dict[str, int] | None
     #: when this was read (this process's clock, as the writers' changes are)
     at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's event of its own stream: its state and counts, when it started and ended."""
+        return {"id": self.id, "state": self.state, "counts": self.counts, "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at)}
 
 
 @dataclass(frozen=True)

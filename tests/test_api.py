@@ -925,6 +925,10 @@ def test_events_tell_each_track_change_within_a_second_of_it_and_end_with_the_ru
     assert got[0][1] == "run" and got[0][2]["id"] == run
     assert got[-1][1] == "run" and got[-1][2]["state"] == "failed"
     assert got[-1][2]["counts"] == {"succeeded": 2, "failed": 1}
+    # the last run event says when it ended, as `runs show` does
+    shown = service.show_run(db, run, limit=0).to_dict()
+    assert (got[-1][2]["started_at"], got[-1][2]["finished_at"]) == (shown["started_at"], shown["finished_at"])
+    assert got[-1][2]["finished_at"] is not None and got[0][2]["finished_at"] is None
     tracks = [(when, data) for when, kind, data in got if kind == "track"]
     states = {v: [d["state"] for _, d in tracks if d["vertex"] == v] for v in "abc"}
     assert states["a"][-2:] == ["running", "succeeded"]

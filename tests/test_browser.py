@@ -131,7 +131,9 @@ def test_start_a_run_from_the_form_and_watch_it_finish_live(site):
     for vertex in ("extract", "wait", "report"):
         started = page.inner_text(f"tr[data-vertex={vertex}] .track-started")
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", started), (vertex, started)
-    assert not page.inner_text("p.sub >> nth=0").rstrip().endswith("·")
+    header = page.inner_text("p.sub >> nth=0")
+    assert not header.rstrip().endswith("·") and re.search(r"· finished \d{4}-\d\d-\d\d [\d:]+ UTC · took [\d.]+ s$",
+                                                          header.rstrip()), header
     page.wait_for_selector("#timeline canvas")
     site.shot(page, "run")
     page.click("#tracks a:text('extract')")

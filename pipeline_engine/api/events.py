@@ -37,7 +37,7 @@ KEEPALIVE = 15.0
 PROGRESS = 1.0
 
 _STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-           "description": "with `run`: `event: run` (`{\"id\", \"state\", \"counts\"}`) first and last, and"
+           "description": "with `run`: `event: run` (`{\"id\", \"state\", \"counts\", \"started_at\", \"finished_at\"}`) first and last, and"
                           " `event: track` (`{\"run\", ...}` with the keys of a track of `runs show`) for each"
                           " change. Without: `event: run` (`{\"id\", \"graph\", \"state\", \"counts\"}`) for each"
                           " running run, then for each run that starts, changes state, or (at most once a"
@@ -66,7 +66,7 @@ async def events(request: Request, caller: auth.Viewer,
     async def stream():
         sent: dict[int, tuple[str, int]] = {}
         since, state, quiet = first.at - OVERLAP, first.state, 0.0
-        yield _event("run", {"id": run, "state": first.state, "counts": first.counts})
+        yield _event("run", first.to_dict())
         while state == PipelineState.RUNNING:
             await asyncio.sleep(POLL)
             if await request.is_disconnected():
@@ -88,7 +88,7 @@ async def events(request: Request, caller: auth.Viewer,
         for track_id, track, _ in last.tracks:  # what ended with the run
             if sent.get(track_id) != (track.state, track.attempt):
                 yield _event("track", {"run": run, **track.to_dict()})
-        yield _event("run", {"id": run, "state": last.state, "counts": last.counts})
+        yield _event("run", last.to_dict())
 
     return _streaming(stream())
 

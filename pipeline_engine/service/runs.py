@@ -559,4 +559,5 @@ def run_changes(db: Database, run_id: int, since: datetime | None, *, counts: bo
                              pool=t.pool, retry_at=_retry_at(t)), t.changed_at)
             for t, name in store.changed_tracks(s, run_id, since)]
         return RunChanges(id=run_id, state=pipeline.state, tracks=changed,
-                          counts=store.counts_by_run(s, [run_id])[run_id] if counts else None, at=at)
+                          counts=store.counts_by_run(s, [run_id])[run_id] if counts else None, at=at,
+                          started_at=pipeline.started_at, finished_at=pipeline.finished_at)

@@ -321,6 +321,11 @@ function liveRun(refreshTimeline) {
       for (const b of document.querySelectorAll("form[action$='/cancel']")) b.remove();
       const eta = document.getElementById("eta");
       if (eta) eta.remove();
+      const end = document.getElementById("run-finished");
+      if (end && d.finished_at) {
+        const took = d.started_at ? ` · took ${seconds((new Date(d.finished_at) - new Date(d.started_at)) / 1000)}` : "";
+        end.replaceChildren(" · finished ", moment(d.finished_at), took);
+      }
       if (refreshTimeline) refreshTimeline();
     }
   });
