@@ -400,6 +400,35 @@ class Server:
 
 # --- stopping a database server (tests marked serial) --------------------------------------------
 
+@contextlib.contextmanager
+def served(request, tmp, sqlite_template, *args: str, prefix: str, roles=("viewer", "operator", "editor"),
+           env: dict | None = None):
+    """A fresh database of ``request.param``'s backend served by a real `serve` (``args``, logs
+    under ``tmp``): yields (server, database, role -> token), the admin's the server's first,
+    each other one named ``{prefix}-{role}`` (the actor its calls are audited as)."""
+    url = backend_url(request, request.param, tmp, sqlite_template)
+    db = Database(url, auto_migrate=False)
+    server = Server(url, tmp / "serve.log", *args, env={"PIPELINE_ENGINE_LOGS": str(tmp / "logs"), **(env or {})})
+    try:
+        tokens = {"admin": server.first_token}
+        from pipeline_engine import service
+
+        for role in roles:
+            tokens[role] = service.create_token(db, f"{prefix}-{role}", role)[1]
+        yield server, db, tokens
+    finally:
+        server.stop()
+        db.dispose()
+
+
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A name no other test of this process uses."""
+    return f"{prefix}{next(_names)}"
+
+
 def answers(port: int) -> bool:
     import socket
 

@@ -5,38 +5,25 @@ One server (without a worker) per backend serves the whole module; each test use
 its own. Tests that need a worker start their own server."""
 from __future__ import annotations
 
-import itertools
 import json
 import os
 
 import httpx
 import pytest
-from conftest import ALL_BACKENDS, Server, backend_url, snapshot, wait_for
+from conftest import ALL_BACKENDS, Server, served, snapshot, unique, wait_for
 
 from pipeline_engine import service
 from pipeline_engine.db import Database
 
-_names = itertools.count()
 BODY_LIMIT = 64 * 1024
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
 
 
 @pytest.fixture(scope="module", params=ALL_BACKENDS)
 def api(request, tmp_path_factory, sqlite_template):
     tmp = tmp_path_factory.mktemp("api")
-    url = backend_url(request, request.param, tmp, sqlite_template)
-    db = Database(url, auto_migrate=False)
-    server = Server(url, tmp / "serve.log", "--no-worker", env={"PIPELINE_ENGINE_BODY_LIMIT": str(BODY_LIMIT),
-                                                                "PIPELINE_ENGINE_LOGS": str(tmp / "logs")})
-    tokens = {"admin": server.first_token}
-    for role in ("viewer", "operator", "editor"):
-        tokens[role] = service.create_token(db, f"the-{role}", role)[1]
-    yield API(server, db, tokens)
-    server.stop()
-    db.dispose()
+    limit = {"PIPELINE_ENGINE_BODY_LIMIT": str(BODY_LIMIT)}
+    with served(request, tmp, sqlite_template, "--no-worker", prefix="the", env=limit) as (server, db, tokens):
+        yield API(server, db, tokens)
 
 
 class API:

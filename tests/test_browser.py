@@ -5,7 +5,6 @@ and the reasons a track gives for not running. On SQLite and PostgreSQL. Screens
 page go to docs/screenshots when PE_SCREENSHOTS is set (scripts/bench --ui sets it)."""
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, Server, backend_url, wait_for
+from conftest import IN_CI, served, unique, wait_for
 from pipeline_engine import service
-from pipeline_engine.db import Database
 from pipeline_engine.schedules import spec_from
 
 CHROMIUM = "/usr/bin/chromium"
@@ -23,7 +21,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
 SHOTS = os.environ.get("PE_SCREENSHOTS")
-_names = itertools.count()
 
 
 def _playwright():
@@ -44,18 +41,11 @@ def _playwright():
 def site(request, tmp_path_factory, sqlite_template):
     sync_playwright = _playwright()
     tmp = tmp_path_factory.mktemp("browser")
-    url = backend_url(request, request.param, tmp, sqlite_template)
-    db = Database(url, auto_migrate=False)
-    server = Server(url, tmp / "serve.log", "--concurrency", "4", env={"PIPELINE_ENGINE_LOGS": str(tmp / "logs")})
-    tokens = {"admin": server.first_token}
-    for role in ("viewer", "operator"):
-        tokens[role] = service.create_token(db, f"b-{role}", role)[1]
-    with sync_playwright() as p:
+    with served(request, tmp, sqlite_template, "--concurrency", "4", prefix="b", roles=("viewer", "operator")) \
+            as (server, db, tokens), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield Site(server, db, tokens, browser, request.param)
         browser.close()
-    server.stop()
-    db.dispose()
 
 
 class Site:
@@ -83,9 +73,6 @@ class Site:
             Path(SHOTS).mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
 
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
 
 
 def graph(site: Site, name: str, vertices, edges=(), description: str = "") -> None:

@@ -3,36 +3,23 @@ backend, without a browser: sessions, CSRF, roles, the start form's checks, esca
 security headers, and every page answering. tests/test_browser.py drives a real browser."""
 from __future__ import annotations
 
-import itertools
 import re
 
 import httpx
 import pytest
 
-from conftest import ALL_BACKENDS, Server, backend_url, snapshot
+from conftest import ALL_BACKENDS, Server, served, snapshot, unique
 from pipeline_engine import __version__, service
 from pipeline_engine.db import Database
 
-_names = itertools.count()
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_names)}"
 
 
 @pytest.fixture(scope="module", params=ALL_BACKENDS)
 def site(request, tmp_path_factory, sqlite_template):
     tmp = tmp_path_factory.mktemp("web")
-    url = backend_url(request, request.param, tmp, sqlite_template)
-    db = Database(url, auto_migrate=False)
-    server = Server(url, tmp / "serve.log", "--no-worker", env={"PIPELINE_ENGINE_LOGS": str(tmp / "logs")})
-    tokens = {"admin": server.first_token}
-    for role in ("viewer", "operator", "editor"):
-        tokens[role] = service.create_token(db, f"web-{role}", role)[1]
-    yield Site(server, db, tokens)
-    server.stop()
-    db.dispose()
+    with served(request, tmp, sqlite_template, "--no-worker", prefix="web") as (server, db, tokens):
+        yield Site(server, db, tokens)
 
 
 class Site:
